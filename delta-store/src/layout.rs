@@ -1,0 +1,132 @@
+//! The on-disk layout: column family names, index key encodings and the stored record.
+//!
+//! Every integer in a key is big-endian so that byte order is numeric order. Strings in
+//! keys are prefixed by their length (u32), which keeps one entity's keys contiguous and
+//! never confuses `("ab", "c")` with `("a", "bc")`.
+
+use hypha_primitives::{AuthorKey, Delta, DeltaId, HostId, Seq, Stamp, STAMP_LEN};
+
+use crate::{Arrival, Error, Result, StoredDelta};
+
+/// The layout version written into the meta column family.
+pub(crate) const LAYOUT_VERSION: u8 = 1;
+
+/// Column family: delta id → stored record.
+pub(crate) const CF_DELTAS: &str = "deltas";
+/// Column family: arrival (u64) → delta id.
+pub(crate) const CF_ARRIVAL: &str = "arrival";
+/// Column family: host (32) + seq (u64) → delta id.
+pub(crate) const CF_ORIGIN: &str = "origin";
+/// Column family: entity + target context + delta id → empty.
+pub(crate) const CF_ENTITY: &str = "entity";
+/// Column family: author (32) + arrival (u64) → delta id.
+pub(crate) const CF_AUTHOR: &str = "author";
+/// Column family: negated id (32) + negating id (32) → empty.
+pub(crate) const CF_NEGATION: &str = "negation";
+/// Column family: named settings such as the layout version.
+pub(crate) const CF_META: &str = "meta";
+
+/// Every column family, in creation order.
+pub(crate) const ALL_CFS: [&str; 7] =
+    [CF_DELTAS, CF_ARRIVAL, CF_ORIGIN, CF_ENTITY, CF_AUTHOR, CF_NEGATION, CF_META];
+
+/// Meta key holding [`LAYOUT_VERSION`].
+pub(crate) const META_LAYOUT: &[u8] = b"layout_version";
+
+pub(crate) fn arrival_key(arrival: Arrival) -> [u8; 8] {
+    arrival.get().to_be_bytes()
+}
+
+pub(crate) fn origin_key(host: HostId, seq: Seq) -> [u8; 40] {
+    let mut key = [0u8; 40];
+    key[..32].copy_from_slice(host.as_bytes());
+    key[32..].copy_from_slice(&seq.get().to_be_bytes());
+    key
+}
+
+pub(crate) fn author_key(author: AuthorKey, arrival: Arrival) -> [u8; 40] {
+    let mut key = [0u8; 40];
+    key[..32].copy_from_slice(author.as_bytes());
+    key[32..].copy_from_slice(&arrival.get().to_be_bytes());
+    key
+}
+
+pub(crate) fn negation_key(negated: DeltaId, negator: DeltaId) -> [u8; 64] {
+    let mut key = [0u8; 64];
+    key[..32].copy_from_slice(negated.as_bytes());
+    key[32..].copy_from_slice(negator.as_bytes());
+    key
+}
+
+fn push_str(key: &mut Vec<u8>, s: &str) {
+    key.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    key.extend_from_slice(s.as_bytes());
+}
+
+/// Prefix of every entity-index key of `entity` (and, if given, of one target context).
+pub(crate) fn entity_prefix(entity: &str, context: Option<&str>) -> Vec<u8> {
+    let mut key = Vec::with_capacity(8 + entity.len() + context.map_or(0, str::len));
+    push_str(&mut key, entity);
+    if let Some(c) = context {
+        push_str(&mut key, c);
+    }
+    key
+}
+
+/// The entity-index key; a pointer without a target context files under the empty context.
+pub(crate) fn entity_key(entity: &str, context: &str, id: DeltaId) -> Vec<u8> {
+    let mut key = entity_prefix(entity, Some(context));
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// Reads a 32-byte id from the end of an index key or from an index value.
+pub(crate) fn id_at_end(bytes: &[u8]) -> Result<DeltaId> {
+    let start = bytes
+        .len()
+        .checked_sub(32)
+        .ok_or_else(|| Error::Corrupt(format!("index entry of {} bytes holds no delta id", bytes.len())))?;
+    let mut id = [0u8; 32];
+    id.copy_from_slice(&bytes[start..]);
+    Ok(DeltaId::from_bytes(id))
+}
+
+/// The record version byte of the stored record format.
+const RECORD_VERSION: u8 = 1;
+
+/// The stored record: version u8, arrival u64, stamp count u16, stamps, delta encoding.
+pub(crate) fn encode_record(arrival: Arrival, stamps: &[Stamp], delta: &Delta) -> Vec<u8> {
+    let mut out = Vec::with_capacity(11 + stamps.len() * STAMP_LEN + delta.encoded_len());
+    out.push(RECORD_VERSION);
+    out.extend_from_slice(&arrival.get().to_be_bytes());
+    out.extend_from_slice(&(stamps.len() as u16).to_be_bytes());
+    for s in stamps {
+        out.extend_from_slice(&s.encode());
+    }
+    out.extend_from_slice(&delta.encode());
+    out
+}
+
+/// Decodes [`encode_record`]'s output; the delta was verified before it was stored.
+pub(crate) fn decode_record(bytes: &[u8]) -> Result<StoredDelta> {
+    let corrupt = |what: &str| Error::Corrupt(format!("stored record: {what}"));
+    if bytes.first() != Some(&RECORD_VERSION) {
+        return Err(corrupt("unknown record version"));
+    }
+    if bytes.len() < 11 {
+        return Err(corrupt("truncated header"));
+    }
+    let arrival = Arrival::new(u64::from_be_bytes(bytes[1..9].try_into().map_err(|_| corrupt("arrival"))?));
+    let count = u16::from_be_bytes([bytes[9], bytes[10]]) as usize;
+    let stamps_end = 11 + count * STAMP_LEN;
+    if bytes.len() < stamps_end {
+        return Err(corrupt("truncated stamps"));
+    }
+    let stamps = bytes[11..stamps_end]
+        .chunks_exact(STAMP_LEN)
+        .map(Stamp::decode)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| corrupt(&e.to_string()))?;
+    let delta = Delta::decode(&bytes[stamps_end..]).map_err(|e| corrupt(&e.to_string()))?;
+    Ok(StoredDelta { arrival, delta, stamps })
+}

@@ -1,0 +1,108 @@
+//! Reads: scans by arrival cursor, origin range, entity, author, negations and filter.
+
+use hypha_primitives::{AuthorKey, DeltaId, Filter, HostId, Seq};
+use rocksdb::{Direction, IteratorMode};
+
+use crate::layout;
+use crate::store::{ARRIVAL, AUTHOR, ENTITY, NEGATION, ORIGIN};
+use crate::{Arrival, Error, Result, Store, StoredDelta};
+
+impl Store {
+    /// Iterates the index `cf` from `start` while keys begin with `prefix`, yielding
+    /// (key, value) pairs.
+    fn index_from<'a>(
+        &'a self,
+        cf: &str,
+        start: Vec<u8>,
+        prefix: Vec<u8>,
+    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + 'a {
+        self.inner
+            .db
+            .iterator_cf(self.cf_handle(cf), IteratorMode::From(&start, Direction::Forward))
+            .map(|entry| entry.map_err(Error::from))
+            .take_while(move |entry| match entry {
+                Ok((key, _)) => key.starts_with(&prefix),
+                Err(_) => true,
+            })
+    }
+
+    /// Loads the delta an index entry points at; a dangling entry is corruption.
+    fn load(&self, id: DeltaId) -> Result<StoredDelta> {
+        self.get(id)?.ok_or_else(|| Error::Corrupt(format!("index names delta {id}, which is not stored")))
+    }
+
+    /// Deltas in arrival order, starting after `after` (or from the first when `None`).
+    ///
+    /// Arrival positions are local to this node; they are the cursor for resuming feeds.
+    pub fn scan_arrival(&self, after: Option<Arrival>) -> impl Iterator<Item = Result<StoredDelta>> + '_ {
+        let start = after.map_or(0, |a| a.get().saturating_add(1));
+        self.index_from(ARRIVAL, start.to_be_bytes().to_vec(), Vec::new())
+            .map(move |entry| entry.and_then(|(_, v)| self.load(layout::id_at_end(&v)?)))
+    }
+
+    /// Deltas stamped by `host` with sequence numbers in `from..=to`, in sequence order.
+    pub fn scan_origin(&self, host: HostId, from: Seq, to: Seq) -> impl Iterator<Item = Result<(Seq, StoredDelta)>> + '_ {
+        let start = layout::origin_key(host, from).to_vec();
+        self.index_from(ORIGIN, start, host.as_bytes().to_vec())
+            .map(|entry| {
+                entry.and_then(|(k, v)| {
+                    let seq = u64::from_be_bytes(k[32..40].try_into().map_err(|_| Error::Corrupt("origin key".into()))?);
+                    Ok((Seq::new(seq), layout::id_at_end(&v)?))
+                })
+            })
+            .take_while(move |entry| !matches!(entry, Ok((seq, _)) if *seq > to))
+            .map(move |entry| entry.and_then(|(seq, id)| Ok((seq, self.load(id)?))))
+    }
+
+    /// Ids of deltas that point at `entity` (under `context`, if given), ordered by target
+    /// context then id.
+    pub fn scan_entity_ids(&self, entity: &str, context: Option<&str>) -> impl Iterator<Item = Result<DeltaId>> + '_ {
+        let prefix = layout::entity_prefix(entity, context);
+        self.index_from(ENTITY, prefix.clone(), prefix)
+            .map(|entry| entry.and_then(|(k, _)| layout::id_at_end(&k)))
+    }
+
+    /// Deltas that point at `entity` (under `context`, if given).
+    ///
+    /// A delta pointing at the entity under several contexts appears once per context.
+    pub fn scan_entity(&self, entity: &str, context: Option<&str>) -> impl Iterator<Item = Result<StoredDelta>> + '_ {
+        self.scan_entity_ids(entity, context).map(move |id| id.and_then(|id| self.load(id)))
+    }
+
+    /// Deltas by `author`, in arrival order.
+    pub fn scan_author(&self, author: AuthorKey) -> impl Iterator<Item = Result<StoredDelta>> + '_ {
+        let prefix = author.as_bytes().to_vec();
+        self.index_from(AUTHOR, prefix.clone(), prefix)
+            .map(move |entry| entry.and_then(|(_, v)| self.load(layout::id_at_end(&v)?)))
+    }
+
+    /// Ids of the stored deltas that negate `id` (whether or not `id` itself is stored).
+    pub fn negations_of(&self, id: DeltaId) -> Result<Vec<DeltaId>> {
+        let prefix = id.as_bytes().to_vec();
+        self.index_from(NEGATION, prefix.clone(), prefix).map(|entry| entry.and_then(|(k, _)| layout::id_at_end(&k))).collect()
+    }
+
+    /// Deltas in arrival order after `after` that match `filter`.
+    pub fn scan_filter<'a>(
+        &'a self,
+        filter: &'a Filter,
+        after: Option<Arrival>,
+    ) -> impl Iterator<Item = Result<StoredDelta>> + 'a {
+        self.scan_arrival(after).filter(move |entry| match entry {
+            Ok(stored) => filter.matches(&stored.delta.filter_document(&stored.stamps)),
+            Err(_) => true,
+        })
+    }
+
+    /// The arrival position of the newest delta, if any.
+    pub fn last_arrival(&self) -> Result<Option<Arrival>> {
+        match self.inner.db.iterator_cf(self.cf_handle(ARRIVAL), IteratorMode::End).next() {
+            Some(entry) => {
+                let (key, _) = entry?;
+                let bytes: [u8; 8] = key.as_ref().try_into().map_err(|_| Error::Corrupt("arrival key".into()))?;
+                Ok(Some(Arrival::new(u64::from_be_bytes(bytes))))
+            }
+            None => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,479 @@
+//! The journal: opening RocksDB, the verified and group-committed write path, and the live
+//! feed.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use hypha_primitives::{verify_batch, Delta, DeltaId, HostId, KeyPair, Seq, Stamp};
+use rayon::prelude::*;
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use tokio::sync::broadcast;
+
+use crate::layout::{self, ALL_CFS, CF_ARRIVAL, CF_AUTHOR, CF_DELTAS, CF_ENTITY, CF_META, CF_NEGATION, CF_ORIGIN};
+use crate::{Arrival, Config, Durability, Error, Result, StoreBuilder, StoredDelta};
+
+/// The most origin stamps one delta may carry; more is a sign of abuse, not of honest
+/// independent acceptance.
+pub const MAX_STAMPS: usize = 64;
+
+/// Deltas verified per rayon task: large enough for batch verification to pay off, small
+/// enough to spread a batch over every core.
+const VERIFY_CHUNK: usize = 256;
+
+/// A delta with the origin stamps that travel with it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StampedDelta {
+    /// The delta.
+    pub delta: Delta,
+    /// Origin stamps from the hosts that accepted it from a client.
+    pub stamps: Vec<Stamp>,
+}
+
+impl From<Delta> for StampedDelta {
+    fn from(delta: Delta) -> Self {
+        Self { delta, stamps: Vec::new() }
+    }
+}
+
+/// What a put did with one delta.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// Newly stored at this arrival position.
+    Stored(Arrival),
+    /// Already stored (at this arrival position); any new stamps were added.
+    Duplicate(Arrival),
+}
+
+impl PutOutcome {
+    /// The arrival position of the delta, new or old.
+    pub fn arrival(&self) -> Arrival {
+        match self {
+            PutOutcome::Stored(a) | PutOutcome::Duplicate(a) => *a,
+        }
+    }
+    /// True when the delta was new.
+    pub fn is_new(&self) -> bool {
+        matches!(self, PutOutcome::Stored(_))
+    }
+}
+
+/// A verified item waiting for the commit.
+struct Prepared {
+    delta: Delta,
+    stamps: Vec<Stamp>,
+}
+
+/// One caller's batch in the group-commit queue.
+struct Job {
+    items: Vec<Prepared>,
+    stamp_with: Option<KeyPair>,
+    result: Mutex<Option<Result<Vec<PutOutcome>>>>,
+}
+
+/// State only the committing thread touches.
+struct CommitState {
+    next_arrival: u64,
+    /// Highest origin seq stored per host, loaded lazily from the origin index.
+    last_seq: HashMap<HostId, Seq>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) db: DB,
+    pub(crate) config: Config,
+    commit: Mutex<CommitState>,
+    queue: Mutex<Vec<Arc<Job>>>,
+    feed: broadcast::Sender<Arc<StoredDelta>>,
+}
+
+/// The durable journal of one node: every delta it holds, with indexes, in RocksDB.
+///
+/// Cheap to clone (shared handle). Writes verify before they store, are idempotent by delta
+/// id, and write each delta with all its index entries in one atomic RocksDB batch;
+/// concurrent writers are grouped into one batch and (with [`Durability::Fsync`]) one fsync.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store").field("path", &self.inner.config.path).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a lock cannot leave RocksDB half-written (batches are atomic),
+    // so the state behind a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Store {
+    /// Starts configuring a store in the data folder `path`.
+    pub fn builder(path: impl AsRef<Path>) -> StoreBuilder {
+        StoreBuilder::new(path.as_ref().to_path_buf())
+    }
+
+    /// Opens (or creates) a store with default settings.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        Self::builder(path).open()
+    }
+
+    pub(crate) fn open_with(config: Config) -> Result<Store> {
+        std::fs::create_dir_all(&config.path)
+            .map_err(|e| Error::io(format!("creating {}", config.path.display()), e))?;
+        let db_path = config.path.join("journal");
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, &db_path, cfs).map_err(|e| {
+            if e.to_string().contains("lock") {
+                Error::Locked { path: config.path.clone() }
+            } else {
+                Error::Db(e)
+            }
+        })?;
+        check_layout(&db)?;
+        let next_arrival = last_arrival(&db)?.map_or(1, |a| a.get() + 1);
+        let (feed, _) = broadcast::channel(config.feed_capacity);
+        tracing::debug!(path = %config.path.display(), next_arrival, "journal opened");
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                config,
+                commit: Mutex::new(CommitState { next_arrival, last_seq: HashMap::new() }),
+                queue: Mutex::new(Vec::new()),
+                feed,
+            }),
+        })
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// A receiver of every delta stored from now on, in arrival order.
+    ///
+    /// A receiver that falls more than `feed_capacity` behind gets a `Lagged` error and
+    /// should resume from its last arrival with [`Store::scan_arrival`].
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoredDelta>> {
+        self.inner.feed.subscribe()
+    }
+
+    /// Verifies and stores one delta (no stamps).
+    pub fn put(&self, delta: Delta) -> Result<PutOutcome> {
+        let mut out = self.put_batch(vec![delta.into()])?;
+        Ok(out.remove(0))
+    }
+
+    /// Verifies and stores deltas with their stamps, all or nothing: if any delta or stamp
+    /// is invalid, nothing is stored and the error names the first bad one.
+    pub fn put_batch(&self, batch: Vec<StampedDelta>) -> Result<Vec<PutOutcome>> {
+        let items = self.prepare(batch)?;
+        self.submit(Job { items, stamp_with: None, result: Mutex::new(None) })
+    }
+
+    /// Verifies and stores deltas accepted from a client of this node, giving each new one
+    /// the next origin stamp of `host` (deltas already held are not stamped again).
+    pub fn put_local_batch(&self, deltas: Vec<Delta>, host: &KeyPair) -> Result<Vec<PutOutcome>> {
+        let items = self.prepare(deltas.into_iter().map(StampedDelta::from).collect())?;
+        self.submit(Job { items, stamp_with: Some(host.clone()), result: Mutex::new(None) })
+    }
+
+    /// Checks size, author and stamps, then signatures in parallel batches.
+    fn prepare(&self, batch: Vec<StampedDelta>) -> Result<Vec<Prepared>> {
+        let config = &self.inner.config;
+        for (index, item) in batch.iter().enumerate() {
+            let size = item.delta.encoded_len();
+            if size > config.max_delta_bytes {
+                let source = hypha_primitives::Error::TooLarge { size, limit: config.max_delta_bytes };
+                return Err(Error::Invalid { index, source });
+            }
+            if let Some(allowed) = &config.allowed_authors {
+                if !allowed.contains(&item.delta.author()) {
+                    return Err(Error::UnknownAuthor { index, author: item.delta.author() });
+                }
+            }
+            if item.stamps.len() > MAX_STAMPS {
+                let source = hypha_primitives::Error::Decode(format!(
+                    "{} origin stamps, over the limit of {MAX_STAMPS}",
+                    item.stamps.len()
+                ));
+                return Err(Error::Invalid { index, source });
+            }
+        }
+        let first_bad = batch
+            .par_chunks(VERIFY_CHUNK)
+            .enumerate()
+            .filter_map(|(chunk_no, chunk)| {
+                let refs: Vec<&Delta> = chunk.iter().map(|i| &i.delta).collect();
+                let base = chunk_no * VERIFY_CHUNK;
+                verify_batch(&refs)
+                    .into_iter()
+                    .zip(chunk)
+                    .enumerate()
+                    .find_map(|(i, (r, item))| {
+                        let stamps_ok = || item.stamps.iter().try_for_each(|s| s.verify(item.delta.id()));
+                        r.and_then(|()| stamps_ok()).err().map(|e| (base + i, e))
+                    })
+            })
+            .min_by_key(|(index, _)| *index);
+        if let Some((index, source)) = first_bad {
+            return Err(Error::Invalid { index, source });
+        }
+        Ok(batch.into_iter().map(|s| Prepared { delta: s.delta, stamps: s.stamps }).collect())
+    }
+
+    /// Group commit: queue the job; whoever takes the commit lock writes every queued job
+    /// in one batch, so concurrent writers share one write and one fsync.
+    fn submit(&self, job: Job) -> Result<Vec<PutOutcome>> {
+        let job = Arc::new(job);
+        lock(&self.inner.queue).push(Arc::clone(&job));
+        let mut state = lock(&self.inner.commit);
+        if let Some(done) = lock(&job.result).take() {
+            return done;
+        }
+        let jobs = std::mem::take(&mut *lock(&self.inner.queue));
+        self.commit_group(&mut state, &jobs);
+        drop(state);
+        let result = lock(&job.result).take();
+        result.unwrap_or_else(|| Err(Error::Corrupt("group commit lost a job".into())))
+    }
+
+    fn cf(&self, name: &str) -> &ColumnFamily {
+        // Every name in ALL_CFS is created at open.
+        self.inner.db.cf_handle(name).unwrap_or_else(|| panic!("column family {name} exists"))
+    }
+
+    fn commit_group(&self, state: &mut CommitState, jobs: &[Arc<Job>]) {
+        let mut batch = WriteBatch::default();
+        // Records written in this group, by id, so duplicates inside the group dedupe too.
+        let mut written: HashMap<DeltaId, StoredDelta> = HashMap::new();
+        let mut claimed: HashMap<(HostId, Seq), DeltaId> = HashMap::new();
+        let mut fresh: Vec<Arc<StoredDelta>> = Vec::new();
+        let mut outcomes: Vec<Result<Vec<PutOutcome>>> = Vec::with_capacity(jobs.len());
+        let next_arrival_before = state.next_arrival;
+        let last_seq_before = state.last_seq.clone();
+        for job in jobs {
+            let result = (|| -> Result<Vec<PutOutcome>> {
+                let mut out = Vec::with_capacity(job.items.len());
+                for item in &job.items {
+                    out.push(self.stage(state, &mut batch, &mut written, &mut claimed, &mut fresh, item, job.stamp_with.as_ref())?);
+                }
+                Ok(out)
+            })();
+            outcomes.push(result);
+        }
+        let mut write_opts = WriteOptions::default();
+        write_opts.set_sync(self.inner.config.durability == Durability::Fsync);
+        if let Err(e) = self.inner.db.write_opt(batch, &write_opts) {
+            tracing::error!(error = %e, "journal write failed");
+            state.next_arrival = next_arrival_before;
+            state.last_seq = last_seq_before;
+            for job in jobs {
+                *lock(&job.result) = Some(Err(Error::Db(e.clone())));
+            }
+            return;
+        }
+        for (job, outcome) in jobs.iter().zip(outcomes) {
+            *lock(&job.result) = Some(outcome);
+        }
+        for delta in fresh {
+            // No receivers is fine: nobody is listening yet.
+            let _ = self.inner.feed.send(delta);
+        }
+    }
+
+    /// Adds one delta (or its new stamps) to the batch being built.
+    #[allow(clippy::too_many_arguments)]
+    fn stage(
+        &self,
+        state: &mut CommitState,
+        batch: &mut WriteBatch,
+        written: &mut HashMap<DeltaId, StoredDelta>,
+        claimed: &mut HashMap<(HostId, Seq), DeltaId>,
+        fresh: &mut Vec<Arc<StoredDelta>>,
+        item: &Prepared,
+        stamp_with: Option<&KeyPair>,
+    ) -> Result<PutOutcome> {
+        let id = item.delta.id();
+        let existing = match written.get(&id) {
+            Some(s) => Some(s.clone()),
+            None => self.get(id)?,
+        };
+        if let Some(mut stored) = existing {
+            let mut changed = false;
+            for stamp in &item.stamps {
+                if stored.stamps.iter().any(|s| s.host() == stamp.host()) {
+                    continue;
+                }
+                if self.claim_stamp(state, claimed, stamp, id)? {
+                    batch.put_cf(self.cf(CF_ORIGIN), layout::origin_key(stamp.host(), stamp.seq()), id.as_bytes());
+                    stored.stamps.push(*stamp);
+                    changed = true;
+                }
+            }
+            if changed {
+                let record = layout::encode_record(stored.arrival, &stored.stamps, &stored.delta);
+                batch.put_cf(self.cf(CF_DELTAS), id.as_bytes(), record);
+                written.insert(id, stored.clone());
+            }
+            return Ok(PutOutcome::Duplicate(stored.arrival));
+        }
+
+        let arrival = Arrival::new(state.next_arrival);
+        state.next_arrival += 1;
+        let mut stamps = Vec::with_capacity(item.stamps.len() + 1);
+        for stamp in &item.stamps {
+            if !stamps.iter().any(|s: &Stamp| s.host() == stamp.host()) && self.claim_stamp(state, claimed, stamp, id)? {
+                stamps.push(*stamp);
+            }
+        }
+        if let Some(host) = stamp_with {
+            let host_id = host.host_id();
+            if !stamps.iter().any(|s| s.host() == host_id) {
+                let seq = self.last_seq(state, host_id)?.map_or(Seq::FIRST, Seq::next);
+                let stamp = Stamp::sign(id, seq, host);
+                state.last_seq.insert(host_id, seq);
+                claimed.insert((host_id, seq), id);
+                stamps.push(stamp);
+            }
+        }
+        let delta = &item.delta;
+        batch.put_cf(self.cf(CF_DELTAS), id.as_bytes(), layout::encode_record(arrival, &stamps, delta));
+        batch.put_cf(self.cf(CF_ARRIVAL), layout::arrival_key(arrival), id.as_bytes());
+        batch.put_cf(self.cf(CF_AUTHOR), layout::author_key(delta.author(), arrival), id.as_bytes());
+        for stamp in &stamps {
+            batch.put_cf(self.cf(CF_ORIGIN), layout::origin_key(stamp.host(), stamp.seq()), id.as_bytes());
+        }
+        for (entity, context) in delta.target_entities() {
+            batch.put_cf(self.cf(CF_ENTITY), layout::entity_key(entity.as_str(), context.unwrap_or(""), id), []);
+        }
+        for negated in delta.negated_ids() {
+            batch.put_cf(self.cf(CF_NEGATION), layout::negation_key(negated, id), []);
+        }
+        let stored = StoredDelta { arrival, delta: delta.clone(), stamps };
+        written.insert(id, stored.clone());
+        fresh.push(Arc::new(stored));
+        Ok(PutOutcome::Stored(arrival))
+    }
+
+    /// Records that `stamp` claims its (host, seq) for `id`; false if that place already
+    /// belongs to another delta (an equivocating host), in which case the stamp is dropped.
+    fn claim_stamp(
+        &self,
+        state: &mut CommitState,
+        claimed: &mut HashMap<(HostId, Seq), DeltaId>,
+        stamp: &Stamp,
+        id: DeltaId,
+    ) -> Result<bool> {
+        let place = (stamp.host(), stamp.seq());
+        let holder = match claimed.get(&place) {
+            Some(holder) => Some(*holder),
+            None => self.delta_at_origin(stamp.host(), stamp.seq())?,
+        };
+        match holder {
+            Some(holder) if holder != id => {
+                tracing::warn!(host = %stamp.host(), seq = %stamp.seq(), delta = %id, holder = %holder,
+                    "dropping an origin stamp whose place is held by another delta");
+                Ok(false)
+            }
+            _ => {
+                claimed.insert(place, id);
+                if let Some(last) = state.last_seq.get_mut(&stamp.host()) {
+                    *last = (*last).max(stamp.seq());
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    fn last_seq(&self, state: &mut CommitState, host: HostId) -> Result<Option<Seq>> {
+        if let Some(seq) = state.last_seq.get(&host) {
+            return Ok(Some(*seq));
+        }
+        let seq = self.highest_seq(host)?;
+        if let Some(seq) = seq {
+            state.last_seq.insert(host, seq);
+        }
+        Ok(seq)
+    }
+
+    /// The highest origin seq stored for `host`, gaps or not.
+    pub fn highest_seq(&self, host: HostId) -> Result<Option<Seq>> {
+        let start = layout::origin_key(host, Seq::new(u64::MAX));
+        let mut iter = self.inner.db.iterator_cf(self.cf(CF_ORIGIN), IteratorMode::From(&start, Direction::Reverse));
+        match iter.next() {
+            Some(entry) => {
+                let (key, _) = entry?;
+                if key.len() == 40 && key[..32] == host.as_bytes()[..] {
+                    let seq = u64::from_be_bytes(key[32..40].try_into().map_err(|_| Error::Corrupt("origin key".into()))?);
+                    Ok(Some(Seq::new(seq)))
+                } else {
+                    Ok(None)
+                }
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The delta stamped as (`host`, `seq`), if stored.
+    pub fn delta_at_origin(&self, host: HostId, seq: Seq) -> Result<Option<DeltaId>> {
+        match self.inner.db.get_pinned_cf(self.cf(CF_ORIGIN), layout::origin_key(host, seq))? {
+            Some(v) => layout::id_at_end(&v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The stored delta with this id.
+    pub fn get(&self, id: DeltaId) -> Result<Option<StoredDelta>> {
+        match self.inner.db.get_pinned_cf(self.cf(CF_DELTAS), id.as_bytes())? {
+            Some(bytes) => layout::decode_record(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Flushes memtables to disk files (the WAL already makes writes durable; this shortens
+    /// recovery after a restart).
+    pub fn flush(&self) -> Result<()> {
+        for name in ALL_CFS {
+            self.inner.db.flush_cf(self.cf(name))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn cf_handle(&self, name: &str) -> &ColumnFamily {
+        self.cf(name)
+    }
+}
+
+fn check_layout(db: &DB) -> Result<()> {
+    let meta = db.cf_handle(CF_META).ok_or_else(|| Error::Corrupt("meta column family missing".into()))?;
+    match db.get_cf(meta, layout::META_LAYOUT)? {
+        None => db.put_cf(meta, layout::META_LAYOUT, [layout::LAYOUT_VERSION])?,
+        Some(v) if v.as_slice() == [layout::LAYOUT_VERSION] => {}
+        Some(v) => {
+            return Err(Error::UnsupportedLayout { found: v.first().copied().unwrap_or(0), supported: layout::LAYOUT_VERSION })
+        }
+    }
+    Ok(())
+}
+
+fn last_arrival(db: &DB) -> Result<Option<Arrival>> {
+    let cf = db.cf_handle(CF_ARRIVAL).ok_or_else(|| Error::Corrupt("arrival column family missing".into()))?;
+    match db.iterator_cf(cf, IteratorMode::End).next() {
+        Some(entry) => {
+            let (key, _) = entry?;
+            let bytes: [u8; 8] = key.as_ref().try_into().map_err(|_| Error::Corrupt("arrival key".into()))?;
+            Ok(Some(Arrival::new(u64::from_be_bytes(bytes))))
+        }
+        None => Ok(None),
+    }
+}
+
+// The names below are used by scans in a sibling module.
+pub(crate) use layout::{CF_ARRIVAL as ARRIVAL, CF_AUTHOR as AUTHOR, CF_ENTITY as ENTITY, CF_NEGATION as NEGATION, CF_ORIGIN as ORIGIN};
