@@ -1,1 +1,5 @@
-//! integration tests
+//! Cross-crate tests that run the real `hypha` binary against real data folders.
+
+mod cli;
+mod node;
+mod support;

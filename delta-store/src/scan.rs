@@ -76,6 +76,23 @@ impl Store {
             .map(move |entry| entry.and_then(|(_, v)| self.load(layout::id_at_end(&v)?)))
     }
 
+    /// The most recently arrived delta by `author`, if any.
+    pub fn last_by_author(&self, author: AuthorKey) -> Result<Option<StoredDelta>> {
+        let start = layout::author_key(author, Arrival::new(u64::MAX));
+        let mut iter = self.inner.db.iterator_cf(self.cf_handle(AUTHOR), IteratorMode::From(&start, Direction::Reverse));
+        match iter.next() {
+            Some(entry) => {
+                let (key, value) = entry?;
+                if key.starts_with(author.as_bytes()) {
+                    self.load(layout::id_at_end(&value)?).map(Some)
+                } else {
+                    Ok(None)
+                }
+            }
+            None => Ok(None),
+        }
+    }
+
     /// Ids of the stored deltas that negate `id` (whether or not `id` itself is stored).
     pub fn negations_of(&self, id: DeltaId) -> Result<Vec<DeltaId>> {
         let prefix = id.as_bytes().to_vec();

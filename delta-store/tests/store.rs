@@ -61,6 +61,9 @@ fn scans_find_deltas_by_arrival_entity_author_and_filter() {
 
     let by_a: Vec<_> = store.scan_author(a.author()).collect::<Result<_, _>>().unwrap();
     assert_eq!(ids(by_a), vec![d1.id(), d3.id()]);
+    assert_eq!(store.last_by_author(a.author()).unwrap().unwrap().delta, d3);
+    assert_eq!(store.last_by_author(b.author()).unwrap().unwrap().delta, d2);
+    assert!(store.last_by_author(key(3).author()).unwrap().is_none());
 
     let filter = Filter::from_json_str(r#"{"in": ["bob", {"var": "targets"}]}"#).unwrap();
     let matched: Vec<_> = store.scan_filter(&filter, None).collect::<Result<_, _>>().unwrap();

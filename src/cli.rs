@@ -1,0 +1,89 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Hypha: a delta-journal CRDT replication engine.
+#[derive(Debug, Parser)]
+#[command(name = "hypha", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// The node's data folder (journal and node key).
+    #[arg(long, global = true, env = "HYPHA_DATA", default_value = "./hypha-data")]
+    pub(crate) data: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the node until Ctrl-C or SIGTERM.
+    Node(NodeArgs),
+    /// Create a key file (the node key of the data folder by default).
+    Keygen {
+        /// Where to write the key; refuses to overwrite an existing file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Sign a delta with the node key, store it, and print its id.
+    Write {
+        /// The delta's pointers as a JSON array; read from stdin when absent.
+        pointers: Option<String>,
+    },
+    /// Store signed deltas (JSON, one per line on stdin) and print each id.
+    Import,
+    /// Print a stored delta as JSON.
+    Get {
+        /// The delta id (hex).
+        id: String,
+    },
+    /// Print stored deltas as JSON lines, in arrival order.
+    Scan(ScanArgs),
+}
+
+/// `hypha node` options.
+#[derive(Debug, Args)]
+pub(crate) struct NodeArgs {
+    /// When writes are acknowledged: after fsync, or after the OS has the write-ahead log.
+    #[arg(long, value_enum, env = "HYPHA_DURABILITY", default_value_t = DurabilityArg::Fsync)]
+    pub(crate) durability: DurabilityArg,
+    /// Largest accepted delta, in encoded bytes.
+    #[arg(long, env = "HYPHA_MAX_DELTA_BYTES", default_value_t = 64 * 1024)]
+    pub(crate) max_delta_bytes: usize,
+}
+
+/// `--durability` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum DurabilityArg {
+    /// Fsync the write-ahead log before acknowledging (survives power loss).
+    Fsync,
+    /// Acknowledge once the OS has the write-ahead log (survives a process crash).
+    Buffered,
+}
+
+/// `hypha scan` options.
+#[derive(Debug, Args)]
+pub(crate) struct ScanArgs {
+    /// A JSON-Logic filter over each delta's JSON form.
+    #[arg(long)]
+    pub(crate) filter: Option<String>,
+    /// Only deltas that point at this entity.
+    #[arg(long)]
+    pub(crate) entity: Option<String>,
+    /// With --entity: only deltas filed under this property.
+    #[arg(long, requires = "entity")]
+    pub(crate) context: Option<String>,
+    /// Only deltas after this arrival position.
+    #[arg(long, conflicts_with = "entity")]
+    pub(crate) after: Option<u64>,
+    /// Print at most this many deltas.
+    #[arg(long)]
+    pub(crate) limit: Option<usize>,
+}

@@ -1,0 +1,113 @@
+//! The one-shot commands: keygen, write, import, get, scan.
+//!
+//! For now they open the journal directly, which RocksDB locks against a running node;
+//! the store's error says so.
+
+use std::io::{BufRead, Read, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use hypha_delta_store::{load_or_create_node_key, node_key_path, write_key_file, Arrival, Store, StoredDelta};
+use hypha_primitives::{Delta, DeltaBuilder, DeltaId, Filter, HlcClock, KeyPair, Pointer};
+
+use crate::cli::{Cli, Command, ScanArgs};
+
+pub(crate) fn run(cli: Cli) -> Result<()> {
+    let data = &cli.global.data;
+    match cli.command {
+        Command::Node(args) => crate::node::run(data, args),
+        Command::Keygen { out } => {
+            let path = out.unwrap_or_else(|| node_key_path(data));
+            let key = KeyPair::generate();
+            write_key_file(&path, &key)?;
+            println!("{}", key.host_id());
+            eprintln!("wrote {}", path.display());
+            Ok(())
+        }
+        Command::Write { pointers } => {
+            let text = match pointers {
+                Some(text) => text,
+                None => read_stdin()?,
+            };
+            let pointers = Pointer::list_from_json_str(&text).context("reading the pointers")?;
+            let key = load_or_create_node_key(data)?;
+            let store = Store::open(data)?;
+            let mut clock = HlcClock::resume_after(
+                store.last_by_author(key.author())?.map(|s| s.delta.time()).unwrap_or_default(),
+            );
+            let delta = DeltaBuilder::new(clock.tick(wall_ms())).pointers(pointers).sign(&key)?;
+            store.put_local_batch(vec![delta.clone()], &key)?;
+            println!("{}", delta.id());
+            Ok(())
+        }
+        Command::Import => {
+            let store = Store::open(data)?;
+            let stdin = std::io::stdin();
+            for (n, line) in stdin.lock().lines().enumerate() {
+                let line = line.context("reading stdin")?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let delta = Delta::from_json_str(&line).with_context(|| format!("line {}", n + 1))?;
+                store.put(delta.clone()).with_context(|| format!("line {}", n + 1))?;
+                println!("{}", delta.id());
+            }
+            Ok(())
+        }
+        Command::Get { id } => {
+            let id: DeltaId = id.parse()?;
+            let store = Store::open(data)?;
+            match store.get(id)? {
+                Some(stored) => print_json_line(&stored),
+                None => bail!("no delta with id {id} in {}", data.display()),
+            }
+        }
+        Command::Scan(args) => scan(data, args),
+    }
+}
+
+fn scan(data: &std::path::Path, args: ScanArgs) -> Result<()> {
+    let filter = args.filter.as_deref().map(Filter::from_json_str).transpose().context("--filter")?;
+    let store = Store::open(data)?;
+    let limit = args.limit.unwrap_or(usize::MAX);
+    let deltas: Box<dyn Iterator<Item = hypha_delta_store::Result<StoredDelta>>> = match &args.entity {
+        Some(entity) => Box::new(store.scan_entity(entity, args.context.as_deref())),
+        None => Box::new(store.scan_arrival(args.after.map(Arrival::new))),
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut printed = 0;
+    for stored in deltas {
+        if printed >= limit {
+            break;
+        }
+        let stored = stored?;
+        // An entity scan lists a delta once per property it is filed under.
+        if !seen.insert(stored.delta.id()) {
+            continue;
+        }
+        if let Some(f) = &filter {
+            if !f.matches(&stored.delta.filter_document(&stored.stamps)) {
+                continue;
+            }
+        }
+        print_json_line(&stored)?;
+        printed += 1;
+    }
+    Ok(())
+}
+
+fn print_json_line(stored: &StoredDelta) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", stored.to_json()).context("writing to stdout")
+}
+
+fn read_stdin() -> Result<String> {
+    let mut text = String::new();
+    std::io::stdin().read_to_string(&mut text).context("reading stdin")?;
+    Ok(text)
+}
+
+/// The one place the node reads the wall clock.
+pub(crate) fn wall_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

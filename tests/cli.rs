@@ -1,0 +1,114 @@
+//! The one-shot commands: keygen, write, get, scan, import, and their errors.
+
+use crate::support::{fails, json_lines, ok, run};
+
+const ALICE_NAME: &str = r#"[{"local_context":"user","target":{"entity":"alice"},"target_context":"name"},
+                              {"local_context":"name","target":{"value":"Alice"}}]"#;
+const BOB_AGE: &str = r#"[{"local_context":"user","target":{"entity":"bob"},"target_context":"age"},
+                           {"local_context":"age","target":{"value":41}}]"#;
+
+#[test]
+fn write_get_and_scan_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let host = ok(data, &["keygen"]).trim().to_owned();
+    assert_eq!(host.len(), 64);
+
+    let alice_id = ok(data, &["write", ALICE_NAME]).trim().to_owned();
+    // Pointers can come on stdin too.
+    let r = run(data, &["write"], BOB_AGE);
+    assert!(r.ok, "{}", r.stderr);
+    let bob_id = r.stdout.trim().to_owned();
+    assert_ne!(alice_id, bob_id);
+
+    let got: serde_json::Value = serde_json::from_str(&ok(data, &["get", &alice_id])).unwrap();
+    assert_eq!(got["id"], alice_id.as_str());
+    assert_eq!(got["author"], host.as_str(), "the node key signs writes");
+    assert_eq!(got["pointers"][1]["target"]["value"], "Alice");
+    assert_eq!(got["stamps"][0]["host"], host.as_str());
+    assert_eq!(got["stamps"][0]["seq"], 1);
+
+    let all = json_lines(&ok(data, &["scan"]));
+    assert_eq!(all.iter().map(|d| d["id"].as_str().unwrap()).collect::<Vec<_>>(), vec![&alice_id, &bob_id]);
+    let later = json_lines(&ok(data, &["scan", "--after", "1"]));
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0]["id"], bob_id.as_str());
+
+    let bob = json_lines(&ok(data, &["scan", "--entity", "bob"]));
+    assert_eq!(bob.len(), 1);
+    assert_eq!(bob[0]["id"], bob_id.as_str());
+    assert!(json_lines(&ok(data, &["scan", "--entity", "bob", "--context", "name"])).is_empty());
+
+    let older = json_lines(&ok(data, &["scan", "--filter", r#"{">": [{"var": "values.0"}, 40]}"#]));
+    assert_eq!(older.len(), 1);
+    assert_eq!(older[0]["id"], bob_id.as_str());
+    assert_eq!(json_lines(&ok(data, &["scan", "--limit", "1"])).len(), 1);
+}
+
+#[test]
+fn the_second_write_continues_the_clock_and_the_origin_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let first = ok(data, &["write", ALICE_NAME]).trim().to_owned();
+    let second = ok(data, &["write", BOB_AGE]).trim().to_owned();
+    let a: serde_json::Value = serde_json::from_str(&ok(data, &["get", &first])).unwrap();
+    let b: serde_json::Value = serde_json::from_str(&ok(data, &["get", &second])).unwrap();
+    let time = |v: &serde_json::Value| (v["time"]["ms"].as_u64().unwrap(), v["time"]["logical"].as_u64().unwrap());
+    assert!(time(&b) > time(&a));
+    assert_eq!(b["stamps"][0]["seq"], 2);
+}
+
+#[test]
+fn import_accepts_signed_deltas_and_rejects_forgeries_without_storing_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let id = ok(data, &["write", ALICE_NAME]).trim().to_owned();
+    let original = ok(data, &["get", &id]);
+    let mut delta: serde_json::Value = serde_json::from_str(&original).unwrap();
+    delta.as_object_mut().unwrap().remove("arrival");
+    delta.as_object_mut().unwrap().remove("stamps");
+
+    // Importing the same delta into a fresh folder works and is idempotent.
+    let other = tempfile::tempdir().unwrap();
+    let line = format!("{delta}\n{delta}\n");
+    let r = run(other.path(), &["import"], &line);
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(r.stdout.lines().collect::<Vec<_>>(), vec![id.as_str(), id.as_str()]);
+
+    let mut bad_sig = delta.clone();
+    bad_sig["signature"] = serde_json::Value::String("22".repeat(64));
+    let fresh = tempfile::tempdir().unwrap();
+    fails(fresh.path(), &["import"], &format!("{bad_sig}\n"), "bad signature");
+
+    let mut wrong_id = delta.clone();
+    wrong_id["id"] = serde_json::Value::String("00".repeat(32));
+    fails(fresh.path(), &["import"], &format!("{wrong_id}\n"), "does not match its content");
+
+    let mut unsigned = delta.clone();
+    unsigned.as_object_mut().unwrap().remove("signature");
+    fails(fresh.path(), &["import"], &format!("{unsigned}\n"), "not signed");
+
+    fails(fresh.path(), &["import"], "{not json\n", "malformed json");
+    assert!(ok(fresh.path(), &["scan"]).is_empty(), "nothing was stored");
+}
+
+#[test]
+fn bad_input_exits_non_zero_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    fails(data, &["write", "[{"], "", "malformed json");
+    fails(data, &["write", r#"[{"local_context":"","target":{"value":1}}]"#], "", "local_context must not be empty");
+    fails(data, &["write", "[]"], "", "at least one pointer");
+    fails(data, &["get", "abc"], "", "invalid delta id");
+    fails(data, &["get", &"00".repeat(32)], "", "no delta with id");
+    fails(data, &["scan", "--filter", "{"], "", "--filter");
+    fails(data, &["scan", "--filter", r#"{"inn": ["a", {"var": "targets"}]}"#], "", "unknown operator");
+    assert!(ok(data, &["scan"]).is_empty());
+}
+
+#[test]
+fn keygen_refuses_to_overwrite_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(dir.path(), &["keygen"]);
+    fails(dir.path(), &["keygen"], "", "writing key file");
+}
