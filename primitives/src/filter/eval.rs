@@ -163,7 +163,7 @@ fn eval_var<'a>(var: &'a Var, data: &'a Value) -> Eval<'a> {
         VarKey::Dynamic(node) => Some(node.eval(data)?),
     };
     let default = match &var.default {
-        Some(node) => Some(reparse_cow(node.eval(data)?, data)?),
+        Some(node) => Some(node.eval(data)?),
         None => None,
     };
     let found = match (&var.key, computed_key) {
