@@ -210,9 +210,13 @@ mod tests {
 
     #[test]
     fn unknown_operators_are_rejected() {
-        assert_eq!(parse(json!({"eq": [1, 1]})).map(|_| ()), unknown("eq").map(|_| ()));
+        assert_eq!(
+            parse(json!({"eq": [1, 1]})).map(|_| ()),
+            unknown("eq").map(|_| ())
+        );
         // Deep inside lazy operators, in branches that are never taken too.
-        let deep = json!({"and": [true, {"or": [false, {"if": [false, 1, {"!": {"contains": [1]}}]}]}]});
+        let deep =
+            json!({"and": [true, {"or": [false, {"if": [false, 1, {"!": {"contains": [1]}}]}]}]});
         assert_eq!(parse(deep).map(|_| ()), unknown("contains").map(|_| ()));
         let after_false = json!({"and": [false, {"isIn": ["a", "b"]}]});
         assert_eq!(parse(after_false).map(|_| ()), unknown("isIn").map(|_| ()));
@@ -220,7 +224,10 @@ mod tests {
         let cases = [
             (json!({"==": [{"var": "a"}, {"entity": "alice"}]}), "entity"),
             (json!({"var": ["a", {"dflt": 1}]}), "dflt"),
-            (json!({"some": [{"var": "pointers"}, {"equals": [1, 1]}]}), "equals"),
+            (
+                json!({"some": [{"var": "pointers"}, {"equals": [1, 1]}]}),
+                "equals",
+            ),
             (json!({"all": [[1, {"x": 2}], true]}), "x"),
             (json!({"map": [{"vars": "a"}, 1]}), "vars"),
             (json!({"!": {"Not": 1}}), "Not"),
@@ -238,13 +245,19 @@ mod tests {
         let data = delta_doc();
         // Empty and multi-key objects, and anything inside a literal array.
         assert_eq!(eval(json!({}), &data), Ok(json!({})));
-        assert_eq!(eval(json!({"a": 1, "b": 2}), &data), Ok(json!({"a": 1, "b": 2})));
+        assert_eq!(
+            eval(json!({"a": 1, "b": 2}), &data),
+            Ok(json!({"a": 1, "b": 2}))
+        );
         assert_eq!(
             eval(json!([{"var": "id"}, {"whatever": 1}]), &data),
             Ok(json!([{"var": "id"}, {"whatever": 1}]))
         );
         assert_eq!(
-            eval(json!({"in": [{"var": "x"}, [{"var": "x"}]]}), &json!({"x": {"var": "x"}})),
+            eval(
+                json!({"in": [{"var": "x"}, [{"var": "x"}]]}),
+                &json!({"x": {"var": "x"}})
+            ),
             Ok(json!(true))
         );
     }
@@ -259,7 +272,12 @@ mod tests {
             (json!({"!": []}), "!", "exactly 1", 0),
             (json!({"or": []}), "or", "at least 1", 0),
             (json!({"<": [1, 2, 3, 4]}), "<", "2 to 3", 4),
-            (json!({"and": [{"some": [[1], true, 3]}]}), "some", "exactly 2", 3),
+            (
+                json!({"and": [{"some": [[1], true, 3]}]}),
+                "some",
+                "exactly 2",
+                3,
+            ),
             (json!({"or": [{"if": [{"-": []}, 1]}]}), "-", "1 to 2", 0),
             (json!({"all": [[{"!": []}, 2], true]}), "!", "exactly 1", 0),
             (json!({"some": ["abc", {"in": [1]}]}), "in", "exactly 2", 1),
@@ -347,15 +365,24 @@ mod tests {
             assert!(!Filter::parse(&rule).unwrap().matches(&doc), "{rule}");
         }
         assert_eq!(
-            eval(json!({"map": [{"var": "pointers"}, {"var": "local_context"}]}), &doc),
+            eval(
+                json!({"map": [{"var": "pointers"}, {"var": "local_context"}]}),
+                &doc
+            ),
             Ok(json!(["user", "name"]))
         );
         assert_eq!(
-            eval(json!({"or": [{"var": "nope"}, {"var": "time.logical"}]}), &doc),
+            eval(
+                json!({"or": [{"var": "nope"}, {"var": "time.logical"}]}),
+                &doc
+            ),
             Ok(json!(3))
         );
         assert_eq!(
-            eval(json!({"cat": [{"var": "targets.0"}, "@", {"substr": [{"var": "id"}, -4]}]}), &doc),
+            eval(
+                json!({"cat": [{"var": "targets.0"}, "@", {"substr": [{"var": "id"}, -4]}]}),
+                &doc
+            ),
             Ok(json!("alice@ab12"))
         );
         assert_eq!(
@@ -394,7 +421,10 @@ mod tests {
 
     #[test]
     fn log_returns_its_argument() {
-        assert_eq!(eval(json!({"log": {"var": "a"}}), &json!({"a": [1]})), Ok(json!([1])));
+        assert_eq!(
+            eval(json!({"log": {"var": "a"}}), &json!({"a": [1]})),
+            Ok(json!([1]))
+        );
         assert_eq!(eval(json!({"log": ["x"]}), &json!(null)), Ok(json!("x")));
     }
 

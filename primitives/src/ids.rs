@@ -120,6 +120,12 @@ impl FromStr for EntityId {
     }
 }
 
+impl From<String> for EntityId {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
 impl From<&str> for EntityId {
     fn from(s: &str) -> Self {
         Self(s.to_owned())

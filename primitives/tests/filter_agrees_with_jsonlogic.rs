@@ -62,7 +62,7 @@ const OPERATORS: [&str; 35] = [
 
 /// Same JSON, and the same text: tells `1` from `1.0` and `0.0` from `-0.0`.
 fn identical(a: &Value, b: &Value) -> bool {
-    a == b && a.to_string() == b.to_string()
+    a == b && format!("{a}") == format!("{b}")
 }
 
 /// What happened, for the assertions and the counters.
@@ -87,7 +87,9 @@ fn check(rule: &Value, data: &Value) -> Result<Agreement, String> {
                 format!("jsonlogic-rs returns {expected} but Filter::evaluate fails: {e:?}")
             })?;
             if !identical(&got, &expected) {
-                return Err(format!("jsonlogic-rs returns {expected}, Filter returns {got}"));
+                return Err(format!(
+                    "jsonlogic-rs returns {expected}, Filter returns {got}"
+                ));
             }
             let truthy = match jsonlogic_rs::apply(&json!({"!!": [rule]}), data) {
                 Ok(Value::Bool(b)) => b,
@@ -514,7 +516,10 @@ fn cases() -> Vec<Case> {
             (json!("abc"), json!({"in": [{"var": ""}, "abcd"]})),
             (json!("abc"), json!({"==": [{"var": ""}, "b"]})),
             (json!({"var": "s"}), json!({"!=": [{"var": ""}, "z"]})),
-            (json!([{"var": "a"}, {"+": [1, 1]}]), json!({">": [{"var": ""}, 0]})),
+            (
+                json!([{"var": "a"}, {"+": [1, 1]}]),
+                json!({">": [{"var": ""}, 0]}),
+            ),
             (json!([0, {"var": "z"}]), json!({"var": ""})),
             (json!([[1], [2]]), json!({"var": "0"})),
             (json!({"var": "rules"}), json!({">": [{"var": ""}, 0]})),
@@ -762,7 +767,10 @@ fn table_agrees_with_jsonlogic() {
         failures.len(),
         failures.join("\n")
     );
-    assert!(values > 400 && errors > 100, "{values} values, {errors} errors");
+    assert!(
+        values > 400 && errors > 100,
+        "{values} values, {errors} errors"
+    );
 }
 
 /// Collects the operators a rule uses in rule positions.
@@ -898,7 +906,10 @@ fn documented_exceptions_still_differ() {
         let reference = catch_unwind(AssertUnwindSafe(|| jsonlogic_rs::apply(rule, data)));
         match (&exception.jsonlogic, reference) {
             (Reference::Returns(expected), Ok(Ok(got))) => {
-                assert!(identical(expected, &got), "{rule}: jsonlogic-rs gives {got}")
+                assert!(
+                    identical(expected, &got),
+                    "{rule}: jsonlogic-rs gives {got}"
+                )
             }
             (Reference::Overflows, Err(_) | Ok(Err(_))) => {}
             (_, other) => panic!("{rule}: jsonlogic-rs no longer does as documented: {other:?}"),
@@ -999,7 +1010,9 @@ fn operation(op: &str, mut args: Vec<Value>, shape: u8) -> Value {
         1..=5 => {
             let counts = valid_counts(op);
             let count = counts[usize::from(shape / 8) % counts.len()];
-            let mut filler = [json!(1), json!("a"), json!([2, 3]), json!(null)].into_iter().cycle();
+            let mut filler = [json!(1), json!("a"), json!([2, 3]), json!(null)]
+                .into_iter()
+                .cycle();
             while args.len() < count {
                 args.push(filler.next().unwrap_or(Value::Null));
             }
@@ -1110,10 +1123,15 @@ fn random_rules_agree_with_jsonlogic() {
     // The generator must exercise both outcomes (counts include shrinking runs, if any).
     let (values, errors) = (values.into_inner(), errors.into_inner());
     let total = values + errors;
-    eprintln!("STATS {values} {errors}");
     assert!(total >= cases as usize, "{total} cases run");
-    assert!(values * 3 >= total, "only {values} of {total} rules evaluated to a value");
-    assert!(errors * 20 >= total, "only {errors} of {total} rules failed");
+    assert!(
+        values * 3 >= total,
+        "only {values} of {total} rules evaluated to a value"
+    );
+    assert!(
+        errors * 20 >= total,
+        "only {errors} of {total} rules failed"
+    );
 }
 
 /// A rough speed comparison (no assertion on time): run with

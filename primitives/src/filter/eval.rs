@@ -146,9 +146,7 @@ fn reparse<'v>(value: &'v Value, data: &Value) -> Result<Cow<'v, Value>, FilterE
 fn reparse_cow<'a>(value: Cow<'a, Value>, data: &Value) -> Eval<'a> {
     match value {
         Cow::Borrowed(v) => reparse(v, data),
-        Cow::Owned(v) if is_operation(&v) => {
-            Ok(Cow::Owned(reparse(&v, data)?.into_owned()))
-        }
+        Cow::Owned(v) if is_operation(&v) => Ok(Cow::Owned(reparse(&v, data)?.into_owned())),
         owned => Ok(owned),
     }
 }
@@ -163,7 +161,7 @@ fn eval_var<'a>(var: &'a Var, data: &'a Value) -> Eval<'a> {
         VarKey::Dynamic(node) => Some(node.eval(data)?),
     };
     let default = match &var.default {
-        Some(node) => Some(node.eval(data)?),
+        Some(node) => Some(reparse_cow(node.eval(data)?, data)?),
         None => None,
     };
     let found = match (&var.key, computed_key) {
@@ -328,7 +326,8 @@ fn quantify_value(
         Value::String(s) => quantify(
             kind,
             predicate,
-            s.chars().map(|c| Ok(Cow::Owned(Value::String(c.to_string())))),
+            s.chars()
+                .map(|c| Ok(Cow::Owned(Value::String(c.to_string())))),
         ),
         Value::Null => Ok(false),
         other => Err(invalid_argument(
@@ -503,7 +502,11 @@ fn cat(args: &[&Value]) -> Value {
 fn substr_int(value: &Value, which: &str) -> Result<i64, FilterError> {
     match value {
         Value::Number(n) => n.as_i64().ok_or_else(|| {
-            invalid_argument("substr", value, format!("{which} to substr must be an integer"))
+            invalid_argument(
+                "substr",
+                value,
+                format!("{which} to substr must be an integer"),
+            )
         }),
         _ => Err(invalid_argument(
             "substr",
@@ -558,5 +561,7 @@ fn substr(args: &[&Value]) -> Result<Value, FilterError> {
         }
     };
     let count = end.saturating_sub(start);
-    Ok(Value::String(string.chars().skip(start).take(count).collect()))
+    Ok(Value::String(
+        string.chars().skip(start).take(count).collect(),
+    ))
 }

@@ -58,9 +58,10 @@ impl Key {
         match value {
             Value::Null => Ok(Key::Null),
             Value::String(s) => Ok(Key::Str(StrKey::new(s))),
-            Value::Number(n) => n.as_i64().map(Key::Num).ok_or_else(|| {
-                invalid_key(value, "Numeric keys must be valid integers")
-            }),
+            Value::Number(n) => n
+                .as_i64()
+                .map(Key::Num)
+                .ok_or_else(|| invalid_key(value, "Numeric keys must be valid integers")),
             _ => Err(invalid_key(
                 value,
                 "Variable keys must be strings, integers, or null",
