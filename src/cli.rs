@@ -18,7 +18,12 @@ pub(crate) struct Cli {
 #[derive(Debug, Args)]
 pub(crate) struct Global {
     /// The node's data folder (journal and node key).
-    #[arg(long, global = true, env = "HYPHA_DATA", default_value = "./hypha-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "HYPHA_DATA",
+        default_value = "./hypha-data"
+    )]
     pub(crate) data: PathBuf,
 }
 

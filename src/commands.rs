@@ -7,8 +7,10 @@ use std::io::{BufRead, Read, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use hypha_delta_store::{load_or_create_node_key, node_key_path, write_key_file, Arrival, Store, StoredDelta};
-use hypha_primitives::{Delta, DeltaBuilder, DeltaId, Filter, HlcClock, KeyPair, Pointer};
+use hypha_delta_store::{
+    load_or_create_node_key, node_key_path, write_key_file, Arrival, Store, StoredDelta,
+};
+use hypha_primitives::{Delta, DeltaBuilder, DeltaId, Filter, HlcClock, KeyPair, Pointer, Stamp};
 
 use crate::cli::{Cli, Command, ScanArgs};
 
@@ -33,9 +35,14 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             let key = load_or_create_node_key(data)?;
             let store = Store::open(data)?;
             let mut clock = HlcClock::resume_after(
-                store.last_by_author(key.author())?.map(|s| s.delta.time()).unwrap_or_default(),
+                store
+                    .last_by_author(key.author())?
+                    .map(|s| s.delta.time())
+                    .unwrap_or_default(),
             );
-            let delta = DeltaBuilder::new(clock.tick(wall_ms())).pointers(pointers).sign(&key)?;
+            let delta = DeltaBuilder::new(clock.tick(wall_ms()))
+                .pointers(pointers)
+                .sign(&key)?;
             store.put_local_batch(vec![delta.clone()], &key)?;
             println!("{}", delta.id());
             Ok(())
@@ -48,9 +55,12 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
                 if line.trim().is_empty() {
                     continue;
                 }
-                let delta = Delta::from_json_str(&line).with_context(|| format!("line {}", n + 1))?;
-                store.put(delta.clone()).with_context(|| format!("line {}", n + 1))?;
-                println!("{}", delta.id());
+                let item = parse_import_line(&line).with_context(|| format!("line {}", n + 1))?;
+                let id = item.delta.id();
+                store
+                    .put_batch(vec![item])
+                    .with_context(|| format!("line {}", n + 1))?;
+                println!("{id}");
             }
             Ok(())
         }
@@ -67,13 +77,19 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
 }
 
 fn scan(data: &std::path::Path, args: ScanArgs) -> Result<()> {
-    let filter = args.filter.as_deref().map(Filter::from_json_str).transpose().context("--filter")?;
+    let filter = args
+        .filter
+        .as_deref()
+        .map(Filter::from_json_str)
+        .transpose()
+        .context("--filter")?;
     let store = Store::open(data)?;
     let limit = args.limit.unwrap_or(usize::MAX);
-    let deltas: Box<dyn Iterator<Item = hypha_delta_store::Result<StoredDelta>>> = match &args.entity {
-        Some(entity) => Box::new(store.scan_entity(entity, args.context.as_deref())),
-        None => Box::new(store.scan_arrival(args.after.map(Arrival::new))),
-    };
+    let deltas: Box<dyn Iterator<Item = hypha_delta_store::Result<StoredDelta>>> =
+        match &args.entity {
+            Some(entity) => Box::new(store.scan_entity(entity, args.context.as_deref())),
+            None => Box::new(store.scan_arrival(args.after.map(Arrival::new))),
+        };
     let mut seen = std::collections::HashSet::new();
     let mut printed = 0;
     for stored in deltas {
@@ -96,6 +112,28 @@ fn scan(data: &std::path::Path, args: ScanArgs) -> Result<()> {
     Ok(())
 }
 
+/// A signed delta in its JSON form, or a stored delta as `get` and `scan` print it (whose
+/// origin stamps are imported too, and whose local arrival position is not).
+fn parse_import_line(line: &str) -> Result<StampedDelta> {
+    let mut value: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| hypha_primitives::Error::Json(e.to_string()))?;
+    let mut stamps = Vec::new();
+    if let Some(map) = value.as_object_mut() {
+        map.remove("arrival");
+        if let Some(list) = map.remove("stamps") {
+            let list = list.as_array().context("\"stamps\" must be an array")?;
+            stamps = list
+                .iter()
+                .map(Stamp::from_json)
+                .collect::<Result<_, _>>()?;
+        }
+    }
+    Ok(StampedDelta {
+        delta: Delta::from_json(&value)?,
+        stamps,
+    })
+}
+
 fn print_json_line(stored: &StoredDelta) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", stored.to_json()).context("writing to stdout")
@@ -103,11 +141,15 @@ fn print_json_line(stored: &StoredDelta) -> Result<()> {
 
 fn read_stdin() -> Result<String> {
     let mut text = String::new();
-    std::io::stdin().read_to_string(&mut text).context("reading stdin")?;
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .context("reading stdin")?;
     Ok(text)
 }
 
 /// The one place the node reads the wall clock.
 pub(crate) fn wall_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -33,8 +33,14 @@ pub(crate) fn run(data: &Path, args: NodeArgs) -> Result<()> {
         DurabilityArg::Fsync => Durability::Fsync,
         DurabilityArg::Buffered => Durability::Buffered,
     };
-    let store = Store::builder(data).durability(durability).max_delta_bytes(args.max_delta_bytes).open()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let store = Store::builder(data)
+        .durability(durability)
+        .max_delta_bytes(args.max_delta_bytes)
+        .open()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     runtime.block_on(serve(store.clone(), key.host_id().to_string()))?;
     store.flush().context("flushing the journal")?;
     tracing::info!("stopped");
@@ -78,6 +84,8 @@ async fn wait_for_signal() -> Result<()> {
         }
     }
     #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     Ok(())
 }

@@ -29,7 +29,12 @@ fn write_get_and_scan_round_trip() {
     assert_eq!(got["stamps"][0]["seq"], 1);
 
     let all = json_lines(&ok(data, &["scan"]));
-    assert_eq!(all.iter().map(|d| d["id"].as_str().unwrap()).collect::<Vec<_>>(), vec![&alice_id, &bob_id]);
+    assert_eq!(
+        all.iter()
+            .map(|d| d["id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        vec![&alice_id, &bob_id]
+    );
     let later = json_lines(&ok(data, &["scan", "--after", "1"]));
     assert_eq!(later.len(), 1);
     assert_eq!(later[0]["id"], bob_id.as_str());
@@ -39,7 +44,10 @@ fn write_get_and_scan_round_trip() {
     assert_eq!(bob[0]["id"], bob_id.as_str());
     assert!(json_lines(&ok(data, &["scan", "--entity", "bob", "--context", "name"])).is_empty());
 
-    let older = json_lines(&ok(data, &["scan", "--filter", r#"{">": [{"var": "values.0"}, 40]}"#]));
+    let older = json_lines(&ok(
+        data,
+        &["scan", "--filter", r#"{">": [{"var": "values.0"}, 40]}"#],
+    ));
     assert_eq!(older.len(), 1);
     assert_eq!(older[0]["id"], bob_id.as_str());
     assert_eq!(json_lines(&ok(data, &["scan", "--limit", "1"])).len(), 1);
@@ -53,7 +61,12 @@ fn the_second_write_continues_the_clock_and_the_origin_sequence() {
     let second = ok(data, &["write", BOB_AGE]).trim().to_owned();
     let a: serde_json::Value = serde_json::from_str(&ok(data, &["get", &first])).unwrap();
     let b: serde_json::Value = serde_json::from_str(&ok(data, &["get", &second])).unwrap();
-    let time = |v: &serde_json::Value| (v["time"]["ms"].as_u64().unwrap(), v["time"]["logical"].as_u64().unwrap());
+    let time = |v: &serde_json::Value| {
+        (
+            v["time"]["ms"].as_u64().unwrap(),
+            v["time"]["logical"].as_u64().unwrap(),
+        )
+    };
     assert!(time(&b) > time(&a));
     assert_eq!(b["stamps"][0]["seq"], 2);
 }
@@ -73,23 +86,63 @@ fn import_accepts_signed_deltas_and_rejects_forgeries_without_storing_them() {
     let line = format!("{delta}\n{delta}\n");
     let r = run(other.path(), &["import"], &line);
     assert!(r.ok, "{}", r.stderr);
-    assert_eq!(r.stdout.lines().collect::<Vec<_>>(), vec![id.as_str(), id.as_str()]);
+    assert_eq!(
+        r.stdout.lines().collect::<Vec<_>>(),
+        vec![id.as_str(), id.as_str()]
+    );
 
     let mut bad_sig = delta.clone();
     bad_sig["signature"] = serde_json::Value::String("22".repeat(64));
     let fresh = tempfile::tempdir().unwrap();
-    fails(fresh.path(), &["import"], &format!("{bad_sig}\n"), "bad signature");
+    fails(
+        fresh.path(),
+        &["import"],
+        &format!("{bad_sig}\n"),
+        "bad signature",
+    );
 
     let mut wrong_id = delta.clone();
     wrong_id["id"] = serde_json::Value::String("00".repeat(32));
-    fails(fresh.path(), &["import"], &format!("{wrong_id}\n"), "does not match its content");
+    fails(
+        fresh.path(),
+        &["import"],
+        &format!("{wrong_id}\n"),
+        "does not match its content",
+    );
 
     let mut unsigned = delta.clone();
     unsigned.as_object_mut().unwrap().remove("signature");
-    fails(fresh.path(), &["import"], &format!("{unsigned}\n"), "not signed");
+    fails(
+        fresh.path(),
+        &["import"],
+        &format!("{unsigned}\n"),
+        "not signed",
+    );
 
     fails(fresh.path(), &["import"], "{not json\n", "malformed json");
+
+    let mut forged_stamp: serde_json::Value = serde_json::from_str(&original).unwrap();
+    forged_stamp["stamps"][0]["seq"] = serde_json::json!(99);
+    fails(
+        fresh.path(),
+        &["import"],
+        &format!("{forged_stamp}\n"),
+        "bad origin stamp",
+    );
     assert!(ok(fresh.path(), &["scan"]).is_empty(), "nothing was stored");
+}
+
+#[test]
+fn get_output_imports_elsewhere_with_its_origin_stamps() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = ok(dir.path(), &["write", ALICE_NAME]).trim().to_owned();
+    let original: serde_json::Value = serde_json::from_str(&ok(dir.path(), &["get", &id])).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let r = run(other.path(), &["import"], &format!("{original}\n"));
+    assert!(r.ok, "{}", r.stderr);
+    let copy: serde_json::Value = serde_json::from_str(&ok(other.path(), &["get", &id])).unwrap();
+    assert_eq!(copy["stamps"], original["stamps"]);
+    assert_eq!(copy["pointers"], original["pointers"]);
 }
 
 #[test]
@@ -97,12 +150,22 @@ fn bad_input_exits_non_zero_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
     fails(data, &["write", "[{"], "", "malformed json");
-    fails(data, &["write", r#"[{"local_context":"","target":{"value":1}}]"#], "", "local_context must not be empty");
+    fails(
+        data,
+        &["write", r#"[{"local_context":"","target":{"value":1}}]"#],
+        "",
+        "local_context must not be empty",
+    );
     fails(data, &["write", "[]"], "", "at least one pointer");
     fails(data, &["get", "abc"], "", "invalid delta id");
     fails(data, &["get", &"00".repeat(32)], "", "no delta with id");
     fails(data, &["scan", "--filter", "{"], "", "--filter");
-    fails(data, &["scan", "--filter", r#"{"inn": ["a", {"var": "targets"}]}"#], "", "unknown operator");
+    fails(
+        data,
+        &["scan", "--filter", r#"{"inn": ["a", {"var": "targets"}]}"#],
+        "",
+        "unknown operator",
+    );
     assert!(ok(data, &["scan"]).is_empty());
 }
 

@@ -10,7 +10,12 @@ use crate::support::{fails, hypha, ok};
 fn a_running_node_locks_its_folder_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
-    let id = ok(data, &["write", r#"[{"local_context":"n","target":{"value":1}}]"#]).trim().to_owned();
+    let id = ok(
+        data,
+        &["write", r#"[{"local_context":"n","target":{"value":1}}]"#],
+    )
+    .trim()
+    .to_owned();
 
     let mut node = hypha(data)
         .arg("node")
@@ -22,7 +27,10 @@ fn a_running_node_locks_its_folder_and_stops_cleanly_on_sigterm() {
     let mut logs = BufReader::new(node.stderr.take().unwrap()).lines();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let line = logs.next().expect("node exited before it was running").unwrap();
+        let line = logs
+            .next()
+            .expect("node exited before it was running")
+            .unwrap();
         if line.contains("node running") {
             assert!(line.contains("last_arrival=Some(1)"), "{line}");
             break;
@@ -33,7 +41,10 @@ fn a_running_node_locks_its_folder_and_stops_cleanly_on_sigterm() {
     fails(data, &["get", &id], "", "is a hypha node running");
 
     let pid = node.id().to_string();
-    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
     assert!(status.success());
     let rest: Vec<String> = logs.map(|l| l.unwrap()).collect();
     let exit = node.wait().unwrap();

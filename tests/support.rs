@@ -37,7 +37,12 @@ pub(crate) fn run(data: &Path, args: &[&str], stdin: &str) -> Run {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn hypha");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap().into()
 }
 
@@ -51,11 +56,21 @@ pub(crate) fn ok(data: &Path, args: &[&str]) -> String {
 /// Runs a command that must fail, checks the error names `expect`, returns stderr.
 pub(crate) fn fails(data: &Path, args: &[&str], stdin: &str, expect: &str) -> String {
     let r = run(data, args, stdin);
-    assert!(!r.ok, "hypha {args:?} should have failed; stdout: {}", r.stdout);
-    assert!(r.stderr.contains(expect), "hypha {args:?}: expected {expect:?} in stderr: {}", r.stderr);
+    assert!(
+        !r.ok,
+        "hypha {args:?} should have failed; stdout: {}",
+        r.stdout
+    );
+    assert!(
+        r.stderr.contains(expect),
+        "hypha {args:?}: expected {expect:?} in stderr: {}",
+        r.stderr
+    );
     r.stderr
 }
 
 pub(crate) fn json_lines(text: &str) -> Vec<serde_json::Value> {
-    text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
 }

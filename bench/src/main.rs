@@ -58,12 +58,24 @@ enum DurabilityArg {
 
 fn main() -> Result<()> {
     match Cli::parse().bench {
-        Bench::Ingest { deltas, authors, batch, writers, durability } => {
+        Bench::Ingest {
+            deltas,
+            authors,
+            batch,
+            writers,
+            durability,
+        } => {
             let durability = match durability {
                 DurabilityArg::Fsync => Durability::Fsync,
                 DurabilityArg::Buffered => Durability::Buffered,
             };
-            ingest(deltas, authors.max(1), batch.max(1), writers.unwrap_or_else(rayon::current_num_threads).max(1), durability)
+            ingest(
+                deltas,
+                authors.max(1),
+                batch.max(1),
+                writers.unwrap_or_else(rayon::current_num_threads).max(1),
+                durability,
+            )
         }
         Bench::Filter { evals } => filter(evals.max(1)),
     }
@@ -91,12 +103,18 @@ fn rate(count: usize, start: Instant) -> f64 {
 /// Deterministic, realistic deltas: "entity.property = value" with a short string value,
 /// about 200 bytes encoded.
 fn generate(count: usize, authors: usize) -> Vec<Delta> {
-    let keys: Vec<KeyPair> = (0..authors).map(|i| KeyPair::from_seed(seed(i as u64))).collect();
+    let keys: Vec<KeyPair> = (0..authors)
+        .map(|i| KeyPair::from_seed(seed(i as u64)))
+        .collect();
     (0..count)
         .into_par_iter()
         .map(|i| {
             DeltaBuilder::new(Hlc::new(1_700_000_000_000 + i as u64, 0))
-                .pointer(Pointer::entity("user", format!("user-{}", i % 10_000), "name"))
+                .pointer(Pointer::entity(
+                    "user",
+                    format!("user-{}", i % 10_000),
+                    "name",
+                ))
                 .pointer(Pointer::value("name", format!("name number {i}")))
                 .sign(&keys[i % authors])
                 .expect("generated deltas are valid")
@@ -111,13 +129,28 @@ fn seed(n: u64) -> [u8; 32] {
     s
 }
 
-fn ingest(count: usize, authors: usize, batch: usize, writers: usize, durability: Durability) -> Result<()> {
+fn ingest(
+    count: usize,
+    authors: usize,
+    batch: usize,
+    writers: usize,
+    durability: Durability,
+) -> Result<()> {
     eprintln!("generating {count} signed deltas from {authors} authors…");
     let deltas = generate(count, authors);
     let encoded: usize = deltas.iter().map(Delta::encoded_len).sum();
-    figure("ingest", "encoded_bytes_per_delta", encoded as f64 / count as f64, "B", None);
+    figure(
+        "ingest",
+        "encoded_bytes_per_delta",
+        encoded as f64 / count as f64,
+        "B",
+        None,
+    );
 
-    eprintln!("reference: single ed25519 verification on {} threads…", rayon::current_num_threads());
+    eprintln!(
+        "reference: single ed25519 verification on {} threads…",
+        rayon::current_num_threads()
+    );
     let start = Instant::now();
     let ok = deltas.par_iter().filter(|d| d.verify().is_ok()).count();
     let single = rate(count, start);
@@ -135,13 +168,24 @@ fn ingest(count: usize, authors: usize, batch: usize, writers: usize, durability
         .sum();
     let batch_rate = rate(count, start);
     anyhow::ensure!(ok == count, "generated deltas failed batch verification");
-    figure("ingest", "ed25519_batch_verify_per_s", batch_rate, "1/s", Some(("ed25519_verify_per_s", single)));
+    figure(
+        "ingest",
+        "ed25519_batch_verify_per_s",
+        batch_rate,
+        "1/s",
+        Some(("ed25519_verify_per_s", single)),
+    );
 
     let dir = tempfile::tempdir().context("temp dir")?;
     let store = Store::builder(dir.path()).durability(durability).open()?;
-    eprintln!("ingesting into {} with {writers} writers, batches of {batch}, {durability:?}…", dir.path().display());
-    let batches: Vec<Vec<StampedDelta>> =
-        deltas.chunks(batch).map(|c| c.iter().cloned().map(StampedDelta::from).collect()).collect();
+    eprintln!(
+        "ingesting into {} with {writers} writers, batches of {batch}, {durability:?}…",
+        dir.path().display()
+    );
+    let batches: Vec<Vec<StampedDelta>> = deltas
+        .chunks(batch)
+        .map(|c| c.iter().cloned().map(StampedDelta::from).collect())
+        .collect();
     drop(deltas);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let start = Instant::now();
@@ -152,17 +196,32 @@ fn ingest(count: usize, authors: usize, batch: usize, writers: usize, durability
                     let mut stored = 0;
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(b) = batches.get(i) else { return Ok(stored) };
-                        stored += store.put_batch(b.clone())?.iter().filter(|o| o.is_new()).count();
+                        let Some(b) = batches.get(i) else {
+                            return Ok(stored);
+                        };
+                        stored += store
+                            .put_batch(b.clone())?
+                            .iter()
+                            .filter(|o| o.is_new())
+                            .count();
                     }
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("writer thread panicked")).sum()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("writer thread panicked"))
+            .sum()
     })?;
     let ingest_rate = rate(count, start);
     anyhow::ensure!(stored == count, "stored {stored} of {count} deltas");
-    figure("ingest", "deltas_per_s", ingest_rate, "1/s", Some(("ed25519_batch_verify_per_s", batch_rate)));
+    figure(
+        "ingest",
+        "deltas_per_s",
+        ingest_rate,
+        "1/s",
+        Some(("ed25519_batch_verify_per_s", batch_rate)),
+    );
 
     store.flush()?;
     let on_disk = dir_size(dir.path())?;
@@ -173,7 +232,13 @@ fn ingest(count: usize, authors: usize, batch: usize, writers: usize, durability
         "B",
         Some(("encoded_bytes_per_delta", encoded as f64 / count as f64)),
     );
-    figure("ingest", "peak_rss_bytes", peak_rss_bytes()? as f64, "B", None);
+    figure(
+        "ingest",
+        "peak_rss_bytes",
+        peak_rss_bytes()? as f64,
+        "B",
+        None,
+    );
     Ok(())
 }
 
@@ -182,14 +247,19 @@ fn dir_size(path: &std::path::Path) -> Result<u64> {
     for entry in std::fs::read_dir(path)? {
         let entry = entry?;
         let meta = entry.metadata()?;
-        total += if meta.is_dir() { dir_size(&entry.path())? } else { meta.len() };
+        total += if meta.is_dir() {
+            dir_size(&entry.path())?
+        } else {
+            meta.len()
+        };
     }
     Ok(total)
 }
 
 /// The process's peak resident memory (VmHWM), from /proc.
 fn peak_rss_bytes() -> Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
     let kb = status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -217,12 +287,19 @@ fn filter(evals: usize) -> Result<()> {
         // Agreement on every document before timing anything.
         for doc in &docs {
             let reference = jsonlogic_rs::apply(&rule, doc).map_err(|e| anyhow::anyhow!("{e}"))?;
-            anyhow::ensure!(compiled.evaluate(doc)? == reference, "filter {name} disagrees with jsonlogic-rs");
+            anyhow::ensure!(
+                compiled.evaluate(doc)? == reference,
+                "filter {name} disagrees with jsonlogic-rs"
+            );
         }
         let start = Instant::now();
         let mut matched = 0usize;
         for i in 0..evals {
-            matched += usize::from(jsonlogic_rs::apply(&rule, &docs[i % docs.len()]).map(|v| truthy(&v)).unwrap_or(false));
+            matched += usize::from(
+                jsonlogic_rs::apply(&rule, &docs[i % docs.len()])
+                    .map(|v| truthy(&v))
+                    .unwrap_or(false),
+            );
         }
         let interpreted = rate(evals, start);
         let start = Instant::now();
@@ -231,8 +308,17 @@ fn filter(evals: usize) -> Result<()> {
             matched_compiled += usize::from(compiled.matches(&docs[i % docs.len()]));
         }
         let compiled_rate = rate(evals, start);
-        anyhow::ensure!(matched == matched_compiled, "match counts differ for {name}");
-        figure("filter", &format!("{name}_jsonlogic_rs_evals_per_s"), interpreted, "1/s", None);
+        anyhow::ensure!(
+            matched == matched_compiled,
+            "match counts differ for {name}"
+        );
+        figure(
+            "filter",
+            &format!("{name}_jsonlogic_rs_evals_per_s"),
+            interpreted,
+            "1/s",
+            None,
+        );
         figure(
             "filter",
             &format!("{name}_compiled_evals_per_s"),

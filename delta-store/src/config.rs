@@ -70,7 +70,9 @@ pub struct StoreBuilder {
 
 impl StoreBuilder {
     pub(crate) fn new(path: PathBuf) -> Self {
-        Self { config: Config::new(path) }
+        Self {
+            config: Config::new(path),
+        }
     }
     /// Sets when writes are acknowledged.
     pub fn durability(mut self, durability: Durability) -> Self {

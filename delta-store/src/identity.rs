@@ -17,7 +17,8 @@ pub fn node_key_path(data_dir: &Path) -> PathBuf {
 
 /// Reads a key file.
 pub fn read_key_file(path: &Path) -> Result<KeyPair> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading key file {}", path.display()), e))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("reading key file {}", path.display()), e))?;
     KeyPair::from_key_file(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
 }
 
@@ -35,7 +36,8 @@ pub fn write_key_file(path: &Path, key: &KeyPair) -> Result<()> {
         options.mode(0o600);
     }
     let mut file = options.open(path).map_err(|e| Error::io(context(), e))?;
-    file.write_all(key.to_key_file().as_bytes()).map_err(|e| Error::io(context(), e))?;
+    file.write_all(key.to_key_file().as_bytes())
+        .map_err(|e| Error::io(context(), e))?;
     file.sync_all().map_err(|e| Error::io(context(), e))
 }
 
@@ -64,7 +66,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(node_key_path(dir.path())).unwrap().permissions().mode();
+            let mode = std::fs::metadata(node_key_path(dir.path()))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }
@@ -75,7 +80,10 @@ mod tests {
         let path = dir.path().join("k");
         write_key_file(&path, &KeyPair::from_seed([1; 32])).unwrap();
         assert!(write_key_file(&path, &KeyPair::from_seed([2; 32])).is_err());
-        assert_eq!(read_key_file(&path).unwrap().host_id(), KeyPair::from_seed([1; 32]).host_id());
+        assert_eq!(
+            read_key_file(&path).unwrap().host_id(),
+            KeyPair::from_seed([1; 32]).host_id()
+        );
     }
 
     #[test]

@@ -27,8 +27,15 @@ pub(crate) const CF_NEGATION: &str = "negation";
 pub(crate) const CF_META: &str = "meta";
 
 /// Every column family, in creation order.
-pub(crate) const ALL_CFS: [&str; 7] =
-    [CF_DELTAS, CF_ARRIVAL, CF_ORIGIN, CF_ENTITY, CF_AUTHOR, CF_NEGATION, CF_META];
+pub(crate) const ALL_CFS: [&str; 7] = [
+    CF_DELTAS,
+    CF_ARRIVAL,
+    CF_ORIGIN,
+    CF_ENTITY,
+    CF_AUTHOR,
+    CF_NEGATION,
+    CF_META,
+];
 
 /// Meta key holding [`LAYOUT_VERSION`].
 pub(crate) const META_LAYOUT: &[u8] = b"layout_version";
@@ -82,10 +89,12 @@ pub(crate) fn entity_key(entity: &str, context: &str, id: DeltaId) -> Vec<u8> {
 
 /// Reads a 32-byte id from the end of an index key or from an index value.
 pub(crate) fn id_at_end(bytes: &[u8]) -> Result<DeltaId> {
-    let start = bytes
-        .len()
-        .checked_sub(32)
-        .ok_or_else(|| Error::Corrupt(format!("index entry of {} bytes holds no delta id", bytes.len())))?;
+    let start = bytes.len().checked_sub(32).ok_or_else(|| {
+        Error::Corrupt(format!(
+            "index entry of {} bytes holds no delta id",
+            bytes.len()
+        ))
+    })?;
     let mut id = [0u8; 32];
     id.copy_from_slice(&bytes[start..]);
     Ok(DeltaId::from_bytes(id))
@@ -116,7 +125,9 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<StoredDelta> {
     if bytes.len() < 11 {
         return Err(corrupt("truncated header"));
     }
-    let arrival = Arrival::new(u64::from_be_bytes(bytes[1..9].try_into().map_err(|_| corrupt("arrival"))?));
+    let arrival = Arrival::new(u64::from_be_bytes(
+        bytes[1..9].try_into().map_err(|_| corrupt("arrival"))?,
+    ));
     let count = u16::from_be_bytes([bytes[9], bytes[10]]) as usize;
     let stamps_end = 11 + count * STAMP_LEN;
     if bytes.len() < stamps_end {
@@ -128,5 +139,9 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<StoredDelta> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| corrupt(&e.to_string()))?;
     let delta = Delta::decode(&bytes[stamps_end..]).map_err(|e| corrupt(&e.to_string()))?;
-    Ok(StoredDelta { arrival, delta, stamps })
+    Ok(StoredDelta {
+        arrival,
+        delta,
+        stamps,
+    })
 }

@@ -42,7 +42,9 @@ use hypha_primitives::{Delta, Stamp};
 
 pub use config::{Config, Durability, StoreBuilder};
 pub use error::{Error, Result};
-pub use identity::{load_or_create_node_key, node_key_path, read_key_file, write_key_file, NODE_KEY_FILE};
+pub use identity::{
+    load_or_create_node_key, node_key_path, read_key_file, write_key_file, NODE_KEY_FILE,
+};
 pub use store::{PutOutcome, StampedDelta, Store, MAX_STAMPS};
 
 /// A delta's position in this node's arrival order: 1, 2, 3… Local to the node; the cursor
@@ -84,7 +86,10 @@ impl StoredDelta {
         let mut json = self.delta.to_json();
         if let Some(map) = json.as_object_mut() {
             map.insert("arrival".into(), self.arrival.get().into());
-            map.insert("stamps".into(), self.stamps.iter().map(Stamp::to_json).collect());
+            map.insert(
+                "stamps".into(),
+                self.stamps.iter().map(Stamp::to_json).collect(),
+            );
         }
         json
     }

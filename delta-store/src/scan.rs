@@ -7,6 +7,9 @@ use crate::layout;
 use crate::store::{ARRIVAL, AUTHOR, ENTITY, NEGATION, ORIGIN};
 use crate::{Arrival, Error, Result, Store, StoredDelta};
 
+/// One raw index entry: key and value bytes.
+type IndexEntry = (Box<[u8]>, Box<[u8]>);
+
 impl Store {
     /// Iterates the index `cf` from `start` while keys begin with `prefix`, yielding
     /// (key, value) pairs.
@@ -15,10 +18,13 @@ impl Store {
         cf: &str,
         start: Vec<u8>,
         prefix: Vec<u8>,
-    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + 'a {
+    ) -> impl Iterator<Item = Result<IndexEntry>> + 'a {
         self.inner
             .db
-            .iterator_cf(self.cf_handle(cf), IteratorMode::From(&start, Direction::Forward))
+            .iterator_cf(
+                self.cf_handle(cf),
+                IteratorMode::From(&start, Direction::Forward),
+            )
             .map(|entry| entry.map_err(Error::from))
             .take_while(move |entry| match entry {
                 Ok((key, _)) => key.starts_with(&prefix),
@@ -28,25 +34,38 @@ impl Store {
 
     /// Loads the delta an index entry points at; a dangling entry is corruption.
     fn load(&self, id: DeltaId) -> Result<StoredDelta> {
-        self.get(id)?.ok_or_else(|| Error::Corrupt(format!("index names delta {id}, which is not stored")))
+        self.get(id)?
+            .ok_or_else(|| Error::Corrupt(format!("index names delta {id}, which is not stored")))
     }
 
     /// Deltas in arrival order, starting after `after` (or from the first when `None`).
     ///
     /// Arrival positions are local to this node; they are the cursor for resuming feeds.
-    pub fn scan_arrival(&self, after: Option<Arrival>) -> impl Iterator<Item = Result<StoredDelta>> + '_ {
+    pub fn scan_arrival(
+        &self,
+        after: Option<Arrival>,
+    ) -> impl Iterator<Item = Result<StoredDelta>> + '_ {
         let start = after.map_or(0, |a| a.get().saturating_add(1));
         self.index_from(ARRIVAL, start.to_be_bytes().to_vec(), Vec::new())
             .map(move |entry| entry.and_then(|(_, v)| self.load(layout::id_at_end(&v)?)))
     }
 
     /// Deltas stamped by `host` with sequence numbers in `from..=to`, in sequence order.
-    pub fn scan_origin(&self, host: HostId, from: Seq, to: Seq) -> impl Iterator<Item = Result<(Seq, StoredDelta)>> + '_ {
+    pub fn scan_origin(
+        &self,
+        host: HostId,
+        from: Seq,
+        to: Seq,
+    ) -> impl Iterator<Item = Result<(Seq, StoredDelta)>> + '_ {
         let start = layout::origin_key(host, from).to_vec();
         self.index_from(ORIGIN, start, host.as_bytes().to_vec())
             .map(|entry| {
                 entry.and_then(|(k, v)| {
-                    let seq = u64::from_be_bytes(k[32..40].try_into().map_err(|_| Error::Corrupt("origin key".into()))?);
+                    let seq = u64::from_be_bytes(
+                        k[32..40]
+                            .try_into()
+                            .map_err(|_| Error::Corrupt("origin key".into()))?,
+                    );
                     Ok((Seq::new(seq), layout::id_at_end(&v)?))
                 })
             })
@@ -56,7 +75,11 @@ impl Store {
 
     /// Ids of deltas that point at `entity` (under `context`, if given), ordered by target
     /// context then id.
-    pub fn scan_entity_ids(&self, entity: &str, context: Option<&str>) -> impl Iterator<Item = Result<DeltaId>> + '_ {
+    pub fn scan_entity_ids(
+        &self,
+        entity: &str,
+        context: Option<&str>,
+    ) -> impl Iterator<Item = Result<DeltaId>> + '_ {
         let prefix = layout::entity_prefix(entity, context);
         self.index_from(ENTITY, prefix.clone(), prefix)
             .map(|entry| entry.and_then(|(k, _)| layout::id_at_end(&k)))
@@ -65,8 +88,13 @@ impl Store {
     /// Deltas that point at `entity` (under `context`, if given).
     ///
     /// A delta pointing at the entity under several contexts appears once per context.
-    pub fn scan_entity(&self, entity: &str, context: Option<&str>) -> impl Iterator<Item = Result<StoredDelta>> + '_ {
-        self.scan_entity_ids(entity, context).map(move |id| id.and_then(|id| self.load(id)))
+    pub fn scan_entity(
+        &self,
+        entity: &str,
+        context: Option<&str>,
+    ) -> impl Iterator<Item = Result<StoredDelta>> + '_ {
+        self.scan_entity_ids(entity, context)
+            .map(move |id| id.and_then(|id| self.load(id)))
     }
 
     /// Deltas by `author`, in arrival order.
@@ -79,7 +107,10 @@ impl Store {
     /// The most recently arrived delta by `author`, if any.
     pub fn last_by_author(&self, author: AuthorKey) -> Result<Option<StoredDelta>> {
         let start = layout::author_key(author, Arrival::new(u64::MAX));
-        let mut iter = self.inner.db.iterator_cf(self.cf_handle(AUTHOR), IteratorMode::From(&start, Direction::Reverse));
+        let mut iter = self.inner.db.iterator_cf(
+            self.cf_handle(AUTHOR),
+            IteratorMode::From(&start, Direction::Reverse),
+        );
         match iter.next() {
             Some(entry) => {
                 let (key, value) = entry?;
@@ -96,7 +127,9 @@ impl Store {
     /// Ids of the stored deltas that negate `id` (whether or not `id` itself is stored).
     pub fn negations_of(&self, id: DeltaId) -> Result<Vec<DeltaId>> {
         let prefix = id.as_bytes().to_vec();
-        self.index_from(NEGATION, prefix.clone(), prefix).map(|entry| entry.and_then(|(k, _)| layout::id_at_end(&k))).collect()
+        self.index_from(NEGATION, prefix.clone(), prefix)
+            .map(|entry| entry.and_then(|(k, _)| layout::id_at_end(&k)))
+            .collect()
     }
 
     /// Deltas in arrival order after `after` that match `filter`.
@@ -113,10 +146,18 @@ impl Store {
 
     /// The arrival position of the newest delta, if any.
     pub fn last_arrival(&self) -> Result<Option<Arrival>> {
-        match self.inner.db.iterator_cf(self.cf_handle(ARRIVAL), IteratorMode::End).next() {
+        match self
+            .inner
+            .db
+            .iterator_cf(self.cf_handle(ARRIVAL), IteratorMode::End)
+            .next()
+        {
             Some(entry) => {
                 let (key, _) = entry?;
-                let bytes: [u8; 8] = key.as_ref().try_into().map_err(|_| Error::Corrupt("arrival key".into()))?;
+                let bytes: [u8; 8] = key
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| Error::Corrupt("arrival key".into()))?;
                 Ok(Some(Arrival::new(u64::from_be_bytes(bytes))))
             }
             None => Ok(None),

@@ -8,10 +8,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use hypha_primitives::{verify_batch, Delta, DeltaId, HostId, KeyPair, Seq, Stamp};
 use rayon::prelude::*;
-use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch,
+    WriteOptions, DB,
+};
 use tokio::sync::broadcast;
 
-use crate::layout::{self, ALL_CFS, CF_ARRIVAL, CF_AUTHOR, CF_DELTAS, CF_ENTITY, CF_META, CF_NEGATION, CF_ORIGIN};
+use crate::layout::{
+    self, ALL_CFS, CF_ARRIVAL, CF_AUTHOR, CF_DELTAS, CF_ENTITY, CF_META, CF_NEGATION, CF_ORIGIN,
+};
 use crate::{Arrival, Config, Durability, Error, Result, StoreBuilder, StoredDelta};
 
 /// The most origin stamps one delta may carry; more is a sign of abuse, not of honest
@@ -33,7 +38,10 @@ pub struct StampedDelta {
 
 impl From<Delta> for StampedDelta {
     fn from(delta: Delta) -> Self {
-        Self { delta, stamps: Vec::new() }
+        Self {
+            delta,
+            stamps: Vec::new(),
+        }
     }
 }
 
@@ -99,7 +107,9 @@ pub struct Store {
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Store").field("path", &self.inner.config.path).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("path", &self.inner.config.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -128,10 +138,14 @@ impl Store {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let cfs = ALL_CFS
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
         let db = DB::open_cf_descriptors(&opts, &db_path, cfs).map_err(|e| {
             if e.to_string().contains("lock") {
-                Error::Locked { path: config.path.clone() }
+                Error::Locked {
+                    path: config.path.clone(),
+                }
             } else {
                 Error::Db(e)
             }
@@ -144,7 +158,10 @@ impl Store {
             inner: Arc::new(Inner {
                 db,
                 config,
-                commit: Mutex::new(CommitState { next_arrival, last_seq: HashMap::new() }),
+                commit: Mutex::new(CommitState {
+                    next_arrival,
+                    last_seq: HashMap::new(),
+                }),
                 queue: Mutex::new(Vec::new()),
                 feed,
             }),
@@ -174,14 +191,22 @@ impl Store {
     /// is invalid, nothing is stored and the error names the first bad one.
     pub fn put_batch(&self, batch: Vec<StampedDelta>) -> Result<Vec<PutOutcome>> {
         let items = self.prepare(batch)?;
-        self.submit(Job { items, stamp_with: None, result: Mutex::new(None) })
+        self.submit(Job {
+            items,
+            stamp_with: None,
+            result: Mutex::new(None),
+        })
     }
 
     /// Verifies and stores deltas accepted from a client of this node, giving each new one
     /// the next origin stamp of `host` (deltas already held are not stamped again).
     pub fn put_local_batch(&self, deltas: Vec<Delta>, host: &KeyPair) -> Result<Vec<PutOutcome>> {
         let items = self.prepare(deltas.into_iter().map(StampedDelta::from).collect())?;
-        self.submit(Job { items, stamp_with: Some(host.clone()), result: Mutex::new(None) })
+        self.submit(Job {
+            items,
+            stamp_with: Some(host.clone()),
+            result: Mutex::new(None),
+        })
     }
 
     /// Checks size, author and stamps, then signatures in parallel batches.
@@ -190,12 +215,18 @@ impl Store {
         for (index, item) in batch.iter().enumerate() {
             let size = item.delta.encoded_len();
             if size > config.max_delta_bytes {
-                let source = hypha_primitives::Error::TooLarge { size, limit: config.max_delta_bytes };
+                let source = hypha_primitives::Error::TooLarge {
+                    size,
+                    limit: config.max_delta_bytes,
+                };
                 return Err(Error::Invalid { index, source });
             }
             if let Some(allowed) = &config.allowed_authors {
                 if !allowed.contains(&item.delta.author()) {
-                    return Err(Error::UnknownAuthor { index, author: item.delta.author() });
+                    return Err(Error::UnknownAuthor {
+                        index,
+                        author: item.delta.author(),
+                    });
                 }
             }
             if item.stamps.len() > MAX_STAMPS {
@@ -217,7 +248,11 @@ impl Store {
                     .zip(chunk)
                     .enumerate()
                     .find_map(|(i, (r, item))| {
-                        let stamps_ok = || item.stamps.iter().try_for_each(|s| s.verify(item.delta.id()));
+                        let stamps_ok = || {
+                            item.stamps
+                                .iter()
+                                .try_for_each(|s| s.verify(item.delta.id()))
+                        };
                         r.and_then(|()| stamps_ok()).err().map(|e| (base + i, e))
                     })
             })
@@ -225,7 +260,13 @@ impl Store {
         if let Some((index, source)) = first_bad {
             return Err(Error::Invalid { index, source });
         }
-        Ok(batch.into_iter().map(|s| Prepared { delta: s.delta, stamps: s.stamps }).collect())
+        Ok(batch
+            .into_iter()
+            .map(|s| Prepared {
+                delta: s.delta,
+                stamps: s.stamps,
+            })
+            .collect())
     }
 
     /// Group commit: queue the job; whoever takes the commit lock writes every queued job
@@ -246,7 +287,10 @@ impl Store {
 
     fn cf(&self, name: &str) -> &ColumnFamily {
         // Every name in ALL_CFS is created at open.
-        self.inner.db.cf_handle(name).unwrap_or_else(|| panic!("column family {name} exists"))
+        self.inner
+            .db
+            .cf_handle(name)
+            .unwrap_or_else(|| panic!("column family {name} exists"))
     }
 
     fn commit_group(&self, state: &mut CommitState, jobs: &[Arc<Job>]) {
@@ -262,7 +306,15 @@ impl Store {
             let result = (|| -> Result<Vec<PutOutcome>> {
                 let mut out = Vec::with_capacity(job.items.len());
                 for item in &job.items {
-                    out.push(self.stage(state, &mut batch, &mut written, &mut claimed, &mut fresh, item, job.stamp_with.as_ref())?);
+                    out.push(self.stage(
+                        state,
+                        &mut batch,
+                        &mut written,
+                        &mut claimed,
+                        &mut fresh,
+                        item,
+                        job.stamp_with.as_ref(),
+                    )?);
                 }
                 Ok(out)
             })();
@@ -312,7 +364,11 @@ impl Store {
                     continue;
                 }
                 if self.claim_stamp(state, claimed, stamp, id)? {
-                    batch.put_cf(self.cf(CF_ORIGIN), layout::origin_key(stamp.host(), stamp.seq()), id.as_bytes());
+                    batch.put_cf(
+                        self.cf(CF_ORIGIN),
+                        layout::origin_key(stamp.host(), stamp.seq()),
+                        id.as_bytes(),
+                    );
                     stored.stamps.push(*stamp);
                     changed = true;
                 }
@@ -329,7 +385,9 @@ impl Store {
         state.next_arrival += 1;
         let mut stamps = Vec::with_capacity(item.stamps.len() + 1);
         for stamp in &item.stamps {
-            if !stamps.iter().any(|s: &Stamp| s.host() == stamp.host()) && self.claim_stamp(state, claimed, stamp, id)? {
+            if !stamps.iter().any(|s: &Stamp| s.host() == stamp.host())
+                && self.claim_stamp(state, claimed, stamp, id)?
+            {
                 stamps.push(*stamp);
             }
         }
@@ -344,19 +402,43 @@ impl Store {
             }
         }
         let delta = &item.delta;
-        batch.put_cf(self.cf(CF_DELTAS), id.as_bytes(), layout::encode_record(arrival, &stamps, delta));
-        batch.put_cf(self.cf(CF_ARRIVAL), layout::arrival_key(arrival), id.as_bytes());
-        batch.put_cf(self.cf(CF_AUTHOR), layout::author_key(delta.author(), arrival), id.as_bytes());
+        batch.put_cf(
+            self.cf(CF_DELTAS),
+            id.as_bytes(),
+            layout::encode_record(arrival, &stamps, delta),
+        );
+        batch.put_cf(
+            self.cf(CF_ARRIVAL),
+            layout::arrival_key(arrival),
+            id.as_bytes(),
+        );
+        batch.put_cf(
+            self.cf(CF_AUTHOR),
+            layout::author_key(delta.author(), arrival),
+            id.as_bytes(),
+        );
         for stamp in &stamps {
-            batch.put_cf(self.cf(CF_ORIGIN), layout::origin_key(stamp.host(), stamp.seq()), id.as_bytes());
+            batch.put_cf(
+                self.cf(CF_ORIGIN),
+                layout::origin_key(stamp.host(), stamp.seq()),
+                id.as_bytes(),
+            );
         }
         for (entity, context) in delta.target_entities() {
-            batch.put_cf(self.cf(CF_ENTITY), layout::entity_key(entity.as_str(), context.unwrap_or(""), id), []);
+            batch.put_cf(
+                self.cf(CF_ENTITY),
+                layout::entity_key(entity.as_str(), context.unwrap_or(""), id),
+                [],
+            );
         }
         for negated in delta.negated_ids() {
             batch.put_cf(self.cf(CF_NEGATION), layout::negation_key(negated, id), []);
         }
-        let stored = StoredDelta { arrival, delta: delta.clone(), stamps };
+        let stored = StoredDelta {
+            arrival,
+            delta: delta.clone(),
+            stamps,
+        };
         written.insert(id, stored.clone());
         fresh.push(Arc::new(stored));
         Ok(PutOutcome::Stored(arrival))
@@ -406,12 +488,19 @@ impl Store {
     /// The highest origin seq stored for `host`, gaps or not.
     pub fn highest_seq(&self, host: HostId) -> Result<Option<Seq>> {
         let start = layout::origin_key(host, Seq::new(u64::MAX));
-        let mut iter = self.inner.db.iterator_cf(self.cf(CF_ORIGIN), IteratorMode::From(&start, Direction::Reverse));
+        let mut iter = self.inner.db.iterator_cf(
+            self.cf(CF_ORIGIN),
+            IteratorMode::From(&start, Direction::Reverse),
+        );
         match iter.next() {
             Some(entry) => {
                 let (key, _) = entry?;
                 if key.len() == 40 && key[..32] == host.as_bytes()[..] {
-                    let seq = u64::from_be_bytes(key[32..40].try_into().map_err(|_| Error::Corrupt("origin key".into()))?);
+                    let seq = u64::from_be_bytes(
+                        key[32..40]
+                            .try_into()
+                            .map_err(|_| Error::Corrupt("origin key".into()))?,
+                    );
                     Ok(Some(Seq::new(seq)))
                 } else {
                     Ok(None)
@@ -423,7 +512,11 @@ impl Store {
 
     /// The delta stamped as (`host`, `seq`), if stored.
     pub fn delta_at_origin(&self, host: HostId, seq: Seq) -> Result<Option<DeltaId>> {
-        match self.inner.db.get_pinned_cf(self.cf(CF_ORIGIN), layout::origin_key(host, seq))? {
+        match self
+            .inner
+            .db
+            .get_pinned_cf(self.cf(CF_ORIGIN), layout::origin_key(host, seq))?
+        {
             Some(v) => layout::id_at_end(&v).map(Some),
             None => Ok(None),
         }
@@ -431,7 +524,11 @@ impl Store {
 
     /// The stored delta with this id.
     pub fn get(&self, id: DeltaId) -> Result<Option<StoredDelta>> {
-        match self.inner.db.get_pinned_cf(self.cf(CF_DELTAS), id.as_bytes())? {
+        match self
+            .inner
+            .db
+            .get_pinned_cf(self.cf(CF_DELTAS), id.as_bytes())?
+        {
             Some(bytes) => layout::decode_record(&bytes).map(Some),
             None => Ok(None),
         }
@@ -452,23 +549,33 @@ impl Store {
 }
 
 fn check_layout(db: &DB) -> Result<()> {
-    let meta = db.cf_handle(CF_META).ok_or_else(|| Error::Corrupt("meta column family missing".into()))?;
+    let meta = db
+        .cf_handle(CF_META)
+        .ok_or_else(|| Error::Corrupt("meta column family missing".into()))?;
     match db.get_cf(meta, layout::META_LAYOUT)? {
         None => db.put_cf(meta, layout::META_LAYOUT, [layout::LAYOUT_VERSION])?,
         Some(v) if v.as_slice() == [layout::LAYOUT_VERSION] => {}
         Some(v) => {
-            return Err(Error::UnsupportedLayout { found: v.first().copied().unwrap_or(0), supported: layout::LAYOUT_VERSION })
+            return Err(Error::UnsupportedLayout {
+                found: v.first().copied().unwrap_or(0),
+                supported: layout::LAYOUT_VERSION,
+            })
         }
     }
     Ok(())
 }
 
 fn last_arrival(db: &DB) -> Result<Option<Arrival>> {
-    let cf = db.cf_handle(CF_ARRIVAL).ok_or_else(|| Error::Corrupt("arrival column family missing".into()))?;
+    let cf = db
+        .cf_handle(CF_ARRIVAL)
+        .ok_or_else(|| Error::Corrupt("arrival column family missing".into()))?;
     match db.iterator_cf(cf, IteratorMode::End).next() {
         Some(entry) => {
             let (key, _) = entry?;
-            let bytes: [u8; 8] = key.as_ref().try_into().map_err(|_| Error::Corrupt("arrival key".into()))?;
+            let bytes: [u8; 8] = key
+                .as_ref()
+                .try_into()
+                .map_err(|_| Error::Corrupt("arrival key".into()))?;
             Ok(Some(Arrival::new(u64::from_be_bytes(bytes))))
         }
         None => Ok(None),
@@ -476,4 +583,7 @@ fn last_arrival(db: &DB) -> Result<Option<Arrival>> {
 }
 
 // The names below are used by scans in a sibling module.
-pub(crate) use layout::{CF_ARRIVAL as ARRIVAL, CF_AUTHOR as AUTHOR, CF_ENTITY as ENTITY, CF_NEGATION as NEGATION, CF_ORIGIN as ORIGIN};
+pub(crate) use layout::{
+    CF_ARRIVAL as ARRIVAL, CF_AUTHOR as AUTHOR, CF_ENTITY as ENTITY, CF_NEGATION as NEGATION,
+    CF_ORIGIN as ORIGIN,
+};

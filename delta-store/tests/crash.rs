@@ -29,13 +29,17 @@ fn durability_from(name: &str) -> Durability {
 #[test]
 #[ignore = "child process of acknowledged_writes_survive_sigkill"]
 fn crash_child_writer() {
-    let Some(dir) = std::env::var_os(DIR_VAR) else { return };
+    let Some(dir) = std::env::var_os(DIR_VAR) else {
+        return;
+    };
     let durability = durability_from(&std::env::var(DURABILITY_VAR).unwrap_or_default());
     let store = Store::builder(&dir).durability(durability).open().unwrap();
     let (author, host) = (key(1), key(9));
     let mut out = std::io::stdout().lock();
     for i in 0u64.. {
-        let batch: Vec<_> = (0..(i % 5 + 1)).map(|j| set(&author, i * 10 + j, &format!("e{}", i % 7), "p", j as i64)).collect();
+        let batch: Vec<_> = (0..(i % 5 + 1))
+            .map(|j| set(&author, i * 10 + j, &format!("e{}", i % 7), "p", j as i64))
+            .collect();
         let ids: Vec<DeltaId> = batch.iter().map(|d| d.id()).collect();
         store.put_local_batch(batch, &host).unwrap();
         for id in ids {
@@ -48,7 +52,13 @@ fn crash_child_writer() {
 fn crash_and_check(durability: &str, kill_after: usize) {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child_writer", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "crash_child_writer",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(DIR_VAR, dir.path())
         .env(DURABILITY_VAR, durability)
         .stdout(Stdio::piped())
@@ -67,31 +77,61 @@ fn crash_and_check(durability: &str, kill_after: usize) {
         }
     }
     child.wait().unwrap();
-    assert_eq!(acked.len(), kill_after, "the child stopped before it was killed");
+    assert_eq!(
+        acked.len(),
+        kill_after,
+        "the child stopped before it was killed"
+    );
 
     let store = Store::open(dir.path()).unwrap();
     // Every acknowledged delta is there, with its index entries.
     let host = key(9).host_id();
     for id in &acked {
-        let stored = store.get(*id).unwrap().unwrap_or_else(|| panic!("acknowledged delta {id} lost"));
+        let stored = store
+            .get(*id)
+            .unwrap()
+            .unwrap_or_else(|| panic!("acknowledged delta {id} lost"));
         let (entity, _) = stored.delta.target_entities().next().unwrap();
-        assert!(store.scan_entity_ids(entity.as_str(), Some("p")).any(|e| e.unwrap() == *id), "entity index lost {id}");
+        assert!(
+            store
+                .scan_entity_ids(entity.as_str(), Some("p"))
+                .any(|e| e.unwrap() == *id),
+            "entity index lost {id}"
+        );
         assert_eq!(stored.stamps.len(), 1);
-        assert_eq!(store.delta_at_origin(host, stored.stamps[0].seq()).unwrap(), Some(*id), "origin index lost {id}");
+        assert_eq!(
+            store.delta_at_origin(host, stored.stamps[0].seq()).unwrap(),
+            Some(*id),
+            "origin index lost {id}"
+        );
     }
     // Nothing is half-written: every arrival entry loads its record, arrivals and origin
     // sequence numbers are gap-free, and the author index lists exactly the same deltas.
     let by_arrival: Vec<_> = store.scan_arrival(None).collect::<Result<_, _>>().unwrap();
     assert!(by_arrival.len() >= acked.len());
-    assert_eq!(by_arrival.iter().map(|s| s.arrival.get()).collect::<Vec<_>>(), (1..=by_arrival.len() as u64).collect::<Vec<_>>());
-    let seqs: Vec<u64> = store.scan_origin(host, Seq::FIRST, Seq::new(u64::MAX)).map(|r| r.unwrap().0.get()).collect();
+    assert_eq!(
+        by_arrival
+            .iter()
+            .map(|s| s.arrival.get())
+            .collect::<Vec<_>>(),
+        (1..=by_arrival.len() as u64).collect::<Vec<_>>()
+    );
+    let seqs: Vec<u64> = store
+        .scan_origin(host, Seq::FIRST, Seq::new(u64::MAX))
+        .map(|r| r.unwrap().0.get())
+        .collect();
     assert_eq!(seqs, (1..=by_arrival.len() as u64).collect::<Vec<_>>());
     let arrival_ids: BTreeSet<_> = by_arrival.iter().map(|s| s.delta.id()).collect();
-    let author_ids: BTreeSet<_> = store.scan_author(key(1).author()).map(|s| s.unwrap().delta.id()).collect();
+    let author_ids: BTreeSet<_> = store
+        .scan_author(key(1).author())
+        .map(|s| s.unwrap().delta.id())
+        .collect();
     assert_eq!(arrival_ids, author_ids);
     for stored in &by_arrival {
         for (entity, context) in stored.delta.target_entities() {
-            assert!(store.scan_entity_ids(entity.as_str(), context).any(|e| e.unwrap() == stored.delta.id()));
+            assert!(store
+                .scan_entity_ids(entity.as_str(), context)
+                .any(|e| e.unwrap() == stored.delta.id()));
         }
     }
     // And the journal carries on where it stopped.

@@ -10,7 +10,10 @@ use hypha_delta_store::{Arrival, Durability, Error, PutOutcome, StampedDelta, St
 use hypha_primitives::{DeltaBuilder, Filter, Hlc, Pointer, Seq, Stamp};
 
 fn open(dir: &tempfile::TempDir) -> Store {
-    Store::builder(dir.path()).durability(Durability::Buffered).open().unwrap()
+    Store::builder(dir.path())
+        .durability(Durability::Buffered)
+        .open()
+        .unwrap()
 }
 
 #[test]
@@ -18,8 +21,14 @@ fn put_then_get_returns_the_same_delta_and_puts_are_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let d = set(&key(1), 10, "alice", "age", 30);
-    assert_eq!(store.put(d.clone()).unwrap(), PutOutcome::Stored(Arrival::new(1)));
-    assert_eq!(store.put(d.clone()).unwrap(), PutOutcome::Duplicate(Arrival::new(1)));
+    assert_eq!(
+        store.put(d.clone()).unwrap(),
+        PutOutcome::Stored(Arrival::new(1))
+    );
+    assert_eq!(
+        store.put(d.clone()).unwrap(),
+        PutOutcome::Duplicate(Arrival::new(1))
+    );
     let got = store.get(d.id()).unwrap().unwrap();
     assert_eq!(got.delta, d);
     assert_eq!(got.arrival, Arrival::new(1));
@@ -31,8 +40,16 @@ fn duplicates_inside_one_batch_are_stored_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let d = set(&key(1), 10, "alice", "age", 30);
-    let out = store.put_batch(vec![d.clone().into(), d.clone().into()]).unwrap();
-    assert_eq!(out, vec![PutOutcome::Stored(Arrival::new(1)), PutOutcome::Duplicate(Arrival::new(1))]);
+    let out = store
+        .put_batch(vec![d.clone().into(), d.clone().into()])
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![
+            PutOutcome::Stored(Arrival::new(1)),
+            PutOutcome::Duplicate(Arrival::new(1))
+        ]
+    );
     assert_eq!(store.last_arrival().unwrap(), Some(Arrival::new(1)));
 }
 
@@ -44,29 +61,52 @@ fn scans_find_deltas_by_arrival_entity_author_and_filter() {
     let d1 = set(&a, 1, "alice", "age", 30);
     let d2 = set(&b, 2, "bob", "age", 40);
     let d3 = set(&a, 3, "alice", "name", 1);
-    store.put_batch(vec![d1.clone().into(), d2.clone().into(), d3.clone().into()]).unwrap();
+    store
+        .put_batch(vec![
+            d1.clone().into(),
+            d2.clone().into(),
+            d3.clone().into(),
+        ])
+        .unwrap();
 
-    let ids = |it: Vec<hypha_delta_store::StoredDelta>| it.into_iter().map(|s| s.delta.id()).collect::<Vec<_>>();
+    let ids = |it: Vec<hypha_delta_store::StoredDelta>| {
+        it.into_iter().map(|s| s.delta.id()).collect::<Vec<_>>()
+    };
     let all: Vec<_> = store.scan_arrival(None).collect::<Result<_, _>>().unwrap();
     assert_eq!(ids(all), vec![d1.id(), d2.id(), d3.id()]);
-    let after_first: Vec<_> = store.scan_arrival(Some(Arrival::new(1))).collect::<Result<_, _>>().unwrap();
+    let after_first: Vec<_> = store
+        .scan_arrival(Some(Arrival::new(1)))
+        .collect::<Result<_, _>>()
+        .unwrap();
     assert_eq!(ids(after_first), vec![d2.id(), d3.id()]);
 
-    let alice: BTreeSet<_> = store.scan_entity("alice", None).map(|s| s.unwrap().delta.id()).collect();
+    let alice: BTreeSet<_> = store
+        .scan_entity("alice", None)
+        .map(|s| s.unwrap().delta.id())
+        .collect();
     assert_eq!(alice, [d1.id(), d3.id()].into_iter().collect());
-    let alice_age: Vec<_> = store.scan_entity("alice", Some("age")).collect::<Result<_, _>>().unwrap();
+    let alice_age: Vec<_> = store
+        .scan_entity("alice", Some("age"))
+        .collect::<Result<_, _>>()
+        .unwrap();
     assert_eq!(ids(alice_age), vec![d1.id()]);
     // "alic" is a string prefix of "alice" but not the same entity.
     assert_eq!(store.scan_entity("alic", None).count(), 0);
 
-    let by_a: Vec<_> = store.scan_author(a.author()).collect::<Result<_, _>>().unwrap();
+    let by_a: Vec<_> = store
+        .scan_author(a.author())
+        .collect::<Result<_, _>>()
+        .unwrap();
     assert_eq!(ids(by_a), vec![d1.id(), d3.id()]);
     assert_eq!(store.last_by_author(a.author()).unwrap().unwrap().delta, d3);
     assert_eq!(store.last_by_author(b.author()).unwrap().unwrap().delta, d2);
     assert!(store.last_by_author(key(3).author()).unwrap().is_none());
 
     let filter = Filter::from_json_str(r#"{"in": ["bob", {"var": "targets"}]}"#).unwrap();
-    let matched: Vec<_> = store.scan_filter(&filter, None).collect::<Result<_, _>>().unwrap();
+    let matched: Vec<_> = store
+        .scan_filter(&filter, None)
+        .collect::<Result<_, _>>()
+        .unwrap();
     assert_eq!(ids(matched), vec![d2.id()]);
 }
 
@@ -75,9 +115,15 @@ fn negations_are_indexed_even_before_their_target_arrives() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let target = set(&key(1), 1, "alice", "age", 30);
-    let negation = DeltaBuilder::new(Hlc::new(2, 0)).pointer(Pointer::negates(target.id())).sign(&key(1)).unwrap();
+    let negation = DeltaBuilder::new(Hlc::new(2, 0))
+        .pointer(Pointer::negates(target.id()))
+        .sign(&key(1))
+        .unwrap();
     store.put(negation.clone()).unwrap();
-    assert_eq!(store.negations_of(target.id()).unwrap(), vec![negation.id()]);
+    assert_eq!(
+        store.negations_of(target.id()).unwrap(),
+        vec![negation.id()]
+    );
     assert!(store.get(target.id()).unwrap().is_none());
 }
 
@@ -87,9 +133,16 @@ fn local_writes_get_gap_free_origin_stamps_that_survive_a_restart() {
     let host = key(9);
     {
         let store = open(&dir);
-        store.put_local_batch(vec![set(&key(1), 1, "e", "p", 1), set(&key(1), 2, "e", "p", 2)], &host).unwrap();
+        store
+            .put_local_batch(
+                vec![set(&key(1), 1, "e", "p", 1), set(&key(1), 2, "e", "p", 2)],
+                &host,
+            )
+            .unwrap();
         // A delta already held is not stamped again.
-        store.put_local_batch(vec![set(&key(1), 1, "e", "p", 1)], &host).unwrap();
+        store
+            .put_local_batch(vec![set(&key(1), 1, "e", "p", 1)], &host)
+            .unwrap();
     }
     let store = open(&dir);
     let third = set(&key(1), 3, "e", "p", 3);
@@ -102,8 +155,14 @@ fn local_writes_get_gap_free_origin_stamps_that_survive_a_restart() {
     let stored = store.get(third.id()).unwrap().unwrap();
     assert_eq!(stored.stamps.len(), 1);
     stored.stamps[0].verify(third.id()).unwrap();
-    assert_eq!(store.highest_seq(host.host_id()).unwrap(), Some(Seq::new(3)));
-    let window: Vec<u64> = store.scan_origin(host.host_id(), Seq::new(2), Seq::new(2)).map(|r| r.unwrap().0.get()).collect();
+    assert_eq!(
+        store.highest_seq(host.host_id()).unwrap(),
+        Some(Seq::new(3))
+    );
+    let window: Vec<u64> = store
+        .scan_origin(host.host_id(), Seq::new(2), Seq::new(2))
+        .map(|r| r.unwrap().0.get())
+        .collect();
     assert_eq!(window, vec![2]);
 }
 
@@ -115,12 +174,25 @@ fn a_duplicate_with_a_new_stamp_gains_the_stamp() {
     let (h1, h2) = (key(7), key(8));
     let s1 = Stamp::sign(d.id(), Seq::new(1), &h1);
     let s2 = Stamp::sign(d.id(), Seq::new(1), &h2);
-    store.put_batch(vec![StampedDelta { delta: d.clone(), stamps: vec![s1] }]).unwrap();
-    let out = store.put_batch(vec![StampedDelta { delta: d.clone(), stamps: vec![s2, s1] }]).unwrap();
+    store
+        .put_batch(vec![StampedDelta {
+            delta: d.clone(),
+            stamps: vec![s1],
+        }])
+        .unwrap();
+    let out = store
+        .put_batch(vec![StampedDelta {
+            delta: d.clone(),
+            stamps: vec![s2, s1],
+        }])
+        .unwrap();
     assert!(!out[0].is_new());
     let stored = store.get(d.id()).unwrap().unwrap();
     assert_eq!(stored.stamps, vec![s1, s2]);
-    assert_eq!(store.delta_at_origin(h2.host_id(), Seq::new(1)).unwrap(), Some(d.id()));
+    assert_eq!(
+        store.delta_at_origin(h2.host_id(), Seq::new(1)).unwrap(),
+        Some(d.id())
+    );
 }
 
 #[test]
@@ -131,9 +203,22 @@ fn an_equivocating_stamp_is_dropped_and_the_first_claim_kept() {
     let (d1, d2) = (set(&key(1), 1, "e", "p", 1), set(&key(1), 2, "e", "p", 2));
     let s1 = Stamp::sign(d1.id(), Seq::new(1), &host);
     let s2 = Stamp::sign(d2.id(), Seq::new(1), &host);
-    store.put_batch(vec![StampedDelta { delta: d1.clone(), stamps: vec![s1] }]).unwrap();
-    store.put_batch(vec![StampedDelta { delta: d2.clone(), stamps: vec![s2] }]).unwrap();
-    assert_eq!(store.delta_at_origin(host.host_id(), Seq::new(1)).unwrap(), Some(d1.id()));
+    store
+        .put_batch(vec![StampedDelta {
+            delta: d1.clone(),
+            stamps: vec![s1],
+        }])
+        .unwrap();
+    store
+        .put_batch(vec![StampedDelta {
+            delta: d2.clone(),
+            stamps: vec![s2],
+        }])
+        .unwrap();
+    assert_eq!(
+        store.delta_at_origin(host.host_id(), Seq::new(1)).unwrap(),
+        Some(d1.id())
+    );
     assert!(store.get(d2.id()).unwrap().unwrap().stamps.is_empty());
 }
 
@@ -141,8 +226,15 @@ fn an_equivocating_stamp_is_dropped_and_the_first_claim_kept() {
 fn assert_rejected(store: &Store, result: Result<Vec<PutOutcome>, Error>, expect: &str) {
     let err = result.expect_err("bad input must be rejected");
     assert!(err.is_rejected_input(), "{err}");
-    assert!(err.to_string().contains(expect), "expected {expect:?} in {err}");
-    assert_eq!(store.last_arrival().unwrap(), None, "store changed after a rejected put");
+    assert!(
+        err.to_string().contains(expect),
+        "expected {expect:?} in {err}"
+    );
+    assert_eq!(
+        store.last_arrival().unwrap(),
+        None,
+        "store changed after a rejected put"
+    );
     assert_eq!(store.scan_arrival(None).count(), 0);
 }
 
@@ -153,15 +245,25 @@ fn a_bad_signature_rejects_the_whole_batch() {
     let good = set(&key(1), 1, "e", "p", 1);
     let bad = forged(&set(&key(1), 2, "e", "p", 2));
     let result = store.put_batch(vec![good.clone().into(), bad.into()]);
-    assert_rejected(&store, result, "delta 1 of the batch is invalid: bad signature");
+    assert_rejected(
+        &store,
+        result,
+        "delta 1 of the batch is invalid: bad signature",
+    );
     assert!(store.get(good.id()).unwrap().is_none());
 }
 
 #[test]
 fn an_oversized_delta_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::builder(dir.path()).max_delta_bytes(1024).open().unwrap();
-    let big = DeltaBuilder::new(Hlc::new(1, 0)).pointer(Pointer::value("blob", "x".repeat(2000))).sign(&key(1)).unwrap();
+    let store = Store::builder(dir.path())
+        .max_delta_bytes(1024)
+        .open()
+        .unwrap();
+    let big = DeltaBuilder::new(Hlc::new(1, 0))
+        .pointer(Pointer::value("blob", "x".repeat(2000)))
+        .sign(&key(1))
+        .unwrap();
     let result = store.put_batch(vec![big.into()]);
     assert_rejected(&store, result, "over the limit of 1024 bytes");
 }
@@ -169,7 +271,10 @@ fn an_oversized_delta_is_rejected() {
 #[test]
 fn an_unknown_author_is_rejected_under_an_allow_list() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::builder(dir.path()).allowed_authors([key(1).author()]).open().unwrap();
+    let store = Store::builder(dir.path())
+        .allowed_authors([key(1).author()])
+        .open()
+        .unwrap();
     let result = store.put_batch(vec![set(&key(2), 1, "e", "p", 1).into()]);
     assert_rejected(&store, result, "unknown author");
     assert!(store.put(set(&key(1), 1, "e", "p", 1)).unwrap().is_new());
@@ -182,7 +287,10 @@ fn a_forged_stamp_is_rejected() {
     let d = set(&key(1), 1, "e", "p", 1);
     let other = set(&key(1), 2, "e", "p", 2);
     let stamp_for_other = Stamp::sign(other.id(), Seq::new(1), &key(7));
-    let result = store.put_batch(vec![StampedDelta { delta: d, stamps: vec![stamp_for_other] }]);
+    let result = store.put_batch(vec![StampedDelta {
+        delta: d,
+        stamps: vec![stamp_for_other],
+    }]);
     assert_rejected(&store, result, "bad origin stamp");
 }
 
@@ -198,7 +306,10 @@ fn a_second_open_of_the_same_folder_says_it_is_in_use() {
 #[test]
 fn invalid_configuration_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let err = Store::builder(dir.path()).max_delta_bytes(10).open().unwrap_err();
+    let err = Store::builder(dir.path())
+        .max_delta_bytes(10)
+        .open()
+        .unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err}");
 }
 
@@ -212,7 +323,10 @@ fn reopening_keeps_every_delta_and_continues_the_arrival_order() {
     }
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.get(d1.id()).unwrap().unwrap().delta, d1);
-    assert_eq!(store.put(set(&key(1), 2, "e", "p", 2)).unwrap(), PutOutcome::Stored(Arrival::new(2)));
+    assert_eq!(
+        store.put(set(&key(1), 2, "e", "p", 2)).unwrap(),
+        PutOutcome::Stored(Arrival::new(2))
+    );
 }
 
 #[test]
@@ -232,7 +346,10 @@ fn the_live_feed_announces_new_deltas_in_arrival_order_and_not_duplicates() {
 #[test]
 fn concurrent_writers_all_land_with_unique_contiguous_arrivals() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::builder(dir.path()).durability(Durability::Fsync).open().unwrap();
+    let store = Store::builder(dir.path())
+        .durability(Durability::Fsync)
+        .open()
+        .unwrap();
     let host = Arc::new(key(9));
     let threads: Vec<_> = (0..4u8)
         .map(|t| {
@@ -249,10 +366,15 @@ fn concurrent_writers_all_land_with_unique_contiguous_arrivals() {
     for t in threads {
         t.join().unwrap();
     }
-    let arrivals: Vec<u64> = store.scan_arrival(None).map(|s| s.unwrap().arrival.get()).collect();
+    let arrivals: Vec<u64> = store
+        .scan_arrival(None)
+        .map(|s| s.unwrap().arrival.get())
+        .collect();
     assert_eq!(arrivals, (1..=200).collect::<Vec<_>>());
-    let seqs: Vec<u64> =
-        store.scan_origin(host.host_id(), Seq::FIRST, Seq::new(u64::MAX)).map(|r| r.unwrap().0.get()).collect();
+    let seqs: Vec<u64> = store
+        .scan_origin(host.host_id(), Seq::FIRST, Seq::new(u64::MAX))
+        .map(|r| r.unwrap().0.get())
+        .collect();
     assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
 }
 

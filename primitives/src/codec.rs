@@ -30,7 +30,9 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
-        Self { bytes: Vec::with_capacity(capacity) }
+        Self {
+            bytes: Vec::with_capacity(capacity),
+        }
     }
     pub(crate) fn u8(&mut self, v: u8) {
         self.bytes.push(v);
@@ -132,7 +134,10 @@ impl<'a> Reader<'a> {
     }
     pub(crate) fn expect_end(&self) -> Result<()> {
         if self.remaining() != 0 {
-            return Err(Error::Decode(format!("{} trailing bytes", self.remaining())));
+            return Err(Error::Decode(format!(
+                "{} trailing bytes",
+                self.remaining()
+            )));
         }
         Ok(())
     }
@@ -157,8 +162,12 @@ mod tests {
 
     #[test]
     fn overlong_and_non_canonical_varints_are_rejected() {
-        assert!(Reader::new(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01]).varint("v").is_err());
-        assert!(Reader::new(&[0xff, 0xff, 0xff, 0xff, 0x7f]).varint("v").is_err());
+        assert!(Reader::new(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01])
+            .varint("v")
+            .is_err());
+        assert!(Reader::new(&[0xff, 0xff, 0xff, 0xff, 0x7f])
+            .varint("v")
+            .is_err());
         assert!(Reader::new(&[0x81, 0x00]).varint("v").is_err());
         assert!(Reader::new(&[0x80]).varint("v").is_err());
     }

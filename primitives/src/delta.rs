@@ -104,7 +104,11 @@ impl Pointer {
 
     /// A pointer to another delta.
     pub fn delta(local_context: impl Into<String>, id: DeltaId) -> Self {
-        Self { local_context: local_context.into(), target: Target::Delta(id), target_context: None }
+        Self {
+            local_context: local_context.into(),
+            target: Target::Delta(id),
+            target_context: None,
+        }
     }
 
     /// The pointer that makes a delta a negation of `id`.
@@ -166,10 +170,12 @@ impl Delta {
     }
     /// The deltas this delta negates.
     pub fn negated_ids(&self) -> impl Iterator<Item = DeltaId> + '_ {
-        self.pointers.iter().filter_map(|p| match (&p.target, p.local_context.as_str()) {
-            (Target::Delta(id), NEGATES) => Some(*id),
-            _ => None,
-        })
+        self.pointers
+            .iter()
+            .filter_map(|p| match (&p.target, p.local_context.as_str()) {
+                (Target::Delta(id), NEGATES) => Some(*id),
+                _ => None,
+            })
     }
 
     /// The stored and wire form: canonical body then signature.
@@ -191,7 +197,10 @@ impl Delta {
     /// call [`Delta::verify`] before trusting the result.
     pub fn decode(bytes: &[u8]) -> Result<Delta> {
         if bytes.len() < SIGNATURE_LEN {
-            return Err(Error::Decode(format!("{} bytes is too short for a delta", bytes.len())));
+            return Err(Error::Decode(format!(
+                "{} bytes is too short for a delta",
+                bytes.len()
+            )));
         }
         let (body, signature) = bytes.split_at(bytes.len() - SIGNATURE_LEN);
         let mut sig = [0u8; SIGNATURE_LEN];
@@ -204,7 +213,10 @@ impl Delta {
         let mut r = Reader::new(body);
         let version = r.u8("version")?;
         if version != FORMAT_VERSION {
-            return Err(Error::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
+            return Err(Error::UnsupportedVersion {
+                found: version,
+                supported: FORMAT_VERSION,
+            });
         }
         let author = AuthorKey::from_bytes(r.array("author")?);
         let time = Hlc::new(r.u64("time")?, r.u32("time")?);
@@ -246,10 +258,20 @@ impl Delta {
         let id = DeltaId::from_bytes(*blake3::hash(&body).as_bytes());
         if let Some(claimed) = claimed_id {
             if claimed != id {
-                return Err(Error::IdMismatch { claimed: claimed.to_string(), actual: id.to_string() });
+                return Err(Error::IdMismatch {
+                    claimed: claimed.to_string(),
+                    actual: id.to_string(),
+                });
             }
         }
-        Ok(Delta { id, author, time, pointers, signature, body })
+        Ok(Delta {
+            id,
+            author,
+            time,
+            pointers,
+            signature,
+            body,
+        })
     }
 
     /// Checks the signature (the id is always the hash of the body by construction).
@@ -257,7 +279,9 @@ impl Delta {
         if verify_one(self.author.as_bytes(), &self.body, &self.signature) {
             Ok(())
         } else {
-            Err(Error::BadSignature { id: self.id.to_string() })
+            Err(Error::BadSignature {
+                id: self.id.to_string(),
+            })
         }
     }
 }
@@ -268,18 +292,30 @@ fn validate(pointers: &[Pointer]) -> Result<()> {
         return Err(Error::NoPointers);
     }
     if pointers.len() > MAX_POINTERS {
-        return Err(Error::TooManyPointers { count: pointers.len(), limit: MAX_POINTERS });
+        return Err(Error::TooManyPointers {
+            count: pointers.len(),
+            limit: MAX_POINTERS,
+        });
     }
     for (index, p) in pointers.iter().enumerate() {
         if p.local_context.is_empty() {
-            return Err(Error::EmptyField { index, field: "local_context" });
+            return Err(Error::EmptyField {
+                index,
+                field: "local_context",
+            });
         }
         if p.target_context.as_deref() == Some("") {
-            return Err(Error::EmptyField { index, field: "target_context" });
+            return Err(Error::EmptyField {
+                index,
+                field: "target_context",
+            });
         }
         match &p.target {
             Target::Entity(e) if e.as_str().is_empty() => {
-                return Err(Error::EmptyField { index, field: "entity id" })
+                return Err(Error::EmptyField {
+                    index,
+                    field: "entity id",
+                })
             }
             Target::Value(Primitive::Float(f)) if !f.is_finite() => {
                 return Err(Error::NonFiniteNumber { index })
@@ -346,14 +382,23 @@ fn decode_pointer(r: &mut Reader<'_>) -> Result<Pointer> {
         5 => Target::Value(Primitive::Bool(true)),
         6 => Target::Value(Primitive::Bool(false)),
         7 => Target::Value(Primitive::Null),
-        tag => return Err(Error::Decode(format!("unknown target tag {tag} at offset {}", r.position() - 1))),
+        tag => {
+            return Err(Error::Decode(format!(
+                "unknown target tag {tag} at offset {}",
+                r.position() - 1
+            )))
+        }
     };
     let target_context = match r.u8("target context flag")? {
         0 => None,
         1 => Some(r.string("target context")?),
         flag => return Err(Error::Decode(format!("invalid target context flag {flag}"))),
     };
-    Ok(Pointer { local_context, target, target_context })
+    Ok(Pointer {
+        local_context,
+        target,
+        target_context,
+    })
 }
 
 /// Builds and signs a delta.
@@ -378,7 +423,10 @@ pub struct DeltaBuilder {
 impl DeltaBuilder {
     /// A delta written at `time` (take it from the writer's [`crate::HlcClock`]).
     pub fn new(time: Hlc) -> Self {
-        Self { time, pointers: Vec::new() }
+        Self {
+            time,
+            pointers: Vec::new(),
+        }
     }
     /// Adds a pointer.
     pub fn pointer(mut self, pointer: Pointer) -> Self {
@@ -397,7 +445,14 @@ impl DeltaBuilder {
         let body = encode_body(author, self.time, &self.pointers);
         let id = DeltaId::from_bytes(*blake3::hash(&body).as_bytes());
         let signature = key.sign(&body);
-        Ok(Delta { id, author, time: self.time, pointers: self.pointers, signature, body })
+        Ok(Delta {
+            id,
+            author,
+            time: self.time,
+            pointers: self.pointers,
+            signature,
+            body,
+        })
     }
 }
 
@@ -420,7 +475,11 @@ pub fn verify_batch(deltas: &[&Delta]) -> Vec<Result<()>> {
                 keys.insert(d.author, key);
                 pending.push((i, key));
             }
-            _ => results[i] = Err(Error::BadSignature { id: d.id.to_string() }),
+            _ => {
+                results[i] = Err(Error::BadSignature {
+                    id: d.id.to_string(),
+                })
+            }
         }
     }
     bisect(deltas, &pending, &mut results);
@@ -440,7 +499,10 @@ fn bisect(
             }
         }
         _ => {
-            let messages: Vec<&[u8]> = pending.iter().map(|(i, _)| deltas[*i].body.as_slice()).collect();
+            let messages: Vec<&[u8]> = pending
+                .iter()
+                .map(|(i, _)| deltas[*i].body.as_slice())
+                .collect();
             let signatures: Vec<ed25519_dalek::Signature> = pending
                 .iter()
                 .map(|(i, _)| ed25519_dalek::Signature::from_bytes(deltas[*i].signature.as_bytes()))

@@ -32,9 +32,15 @@ impl Hlc {
     /// The smallest reading strictly after this one.
     fn successor(self) -> Hlc {
         match self.logical.checked_add(1) {
-            Some(logical) => Hlc { ms: self.ms, logical },
+            Some(logical) => Hlc {
+                ms: self.ms,
+                logical,
+            },
             // A full counter rolls into the next millisecond, so readings never repeat.
-            None => Hlc { ms: self.ms + 1, logical: 0 },
+            None => Hlc {
+                ms: self.ms + 1,
+                logical: 0,
+            },
         }
     }
 }
@@ -84,8 +90,15 @@ impl HlcClock {
 
     /// A reading for a local event at wall time `wall_ms`.
     pub fn tick(&mut self, wall_ms: u64) -> Hlc {
-        let candidate = Hlc { ms: wall_ms, logical: 0 };
-        self.last = if candidate > self.last { candidate } else { self.last.successor() };
+        let candidate = Hlc {
+            ms: wall_ms,
+            logical: 0,
+        };
+        self.last = if candidate > self.last {
+            candidate
+        } else {
+            self.last.successor()
+        };
         self.last
     }
 
@@ -94,9 +107,16 @@ impl HlcClock {
     /// Bounding how far ahead a remote reading may be is the receiver's policy (see the
     /// network layer); this only keeps the order.
     pub fn observe(&mut self, remote: Hlc, wall_ms: u64) -> Hlc {
-        let wall = Hlc { ms: wall_ms, logical: 0 };
+        let wall = Hlc {
+            ms: wall_ms,
+            logical: 0,
+        };
         let highest = self.last.max(remote);
-        self.last = if wall > highest { wall } else { highest.successor() };
+        self.last = if wall > highest {
+            wall
+        } else {
+            highest.successor()
+        };
         self.last
     }
 }

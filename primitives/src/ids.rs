@@ -114,7 +114,10 @@ impl FromStr for EntityId {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         if s.is_empty() {
-            return Err(Error::EmptyField { index: 0, field: "entity id" });
+            return Err(Error::EmptyField {
+                index: 0,
+                field: "entity id",
+            });
         }
         Ok(Self(s.to_owned()))
     }
@@ -185,7 +188,16 @@ mod tests {
         let err = "abcd".parse::<DeltaId>().unwrap_err();
         assert!(err.to_string().contains("expected 64 hex digits"), "{err}");
         let err = "zz".repeat(32).parse::<AuthorKey>().unwrap_err();
-        assert!(matches!(err, Error::InvalidHex { what: "author key", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                Error::InvalidHex {
+                    what: "author key",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Number, Value};
 
 use crate::{
-    AuthorKey, Delta, DeltaId, EntityId, Error, HostId, Hlc, Pointer, Primitive, Result, Seq,
+    AuthorKey, Delta, DeltaId, EntityId, Error, Hlc, HostId, Pointer, Primitive, Result, Seq,
     Signature, Stamp, Target,
 };
 
@@ -152,7 +152,10 @@ impl Delta {
         DeltaJson {
             id: Some(self.id().to_string()),
             author: self.author().to_string(),
-            time: TimeJson { ms: self.time().ms(), logical: self.time().logical() },
+            time: TimeJson {
+                ms: self.time().ms(),
+                logical: self.time().logical(),
+            },
             pointers: self.pointers().iter().map(pointer_to_json).collect(),
             signature: Some(self.signature().to_string()),
         }
@@ -174,9 +177,23 @@ impl Delta {
     fn from_json_mirror(m: DeltaJson) -> Result<Delta> {
         let claimed_id = m.id.as_deref().map(str::parse::<DeltaId>).transpose()?;
         let author: AuthorKey = m.author.parse()?;
-        let signature: Signature = m.signature.as_deref().ok_or(Error::MissingSignature)?.parse()?;
-        let pointers = m.pointers.into_iter().map(pointer_from_json).collect::<Result<Vec<_>>>()?;
-        Delta::from_parts(claimed_id, author, Hlc::new(m.time.ms, m.time.logical), pointers, signature)
+        let signature: Signature = m
+            .signature
+            .as_deref()
+            .ok_or(Error::MissingSignature)?
+            .parse()?;
+        let pointers = m
+            .pointers
+            .into_iter()
+            .map(pointer_from_json)
+            .collect::<Result<Vec<_>>>()?;
+        Delta::from_parts(
+            claimed_id,
+            author,
+            Hlc::new(m.time.ms, m.time.logical),
+            pointers,
+            signature,
+        )
     }
 
     /// The document filters are evaluated against: the JSON form, plus the origin `hosts`
@@ -202,7 +219,10 @@ impl Delta {
                 Target::Delta(_) => {}
             }
         }
-        let hosts = stamps.iter().map(|s| Value::String(s.host().to_string())).collect();
+        let hosts = stamps
+            .iter()
+            .map(|s| Value::String(s.host().to_string()))
+            .collect();
         doc.insert("hosts".into(), Value::Array(hosts));
         doc.insert("targets".into(), Value::Array(targets));
         doc.insert("contexts".into(), Value::Array(contexts));
@@ -221,6 +241,10 @@ impl Stamp {
     /// Parses [`Stamp::to_json`]'s form (not verified: call [`Stamp::verify`]).
     pub fn from_json(value: &Value) -> Result<Stamp> {
         let m = StampJson::deserialize(value).map_err(json_error)?;
-        Ok(Stamp::from_parts(m.host.parse::<HostId>()?, Seq::new(m.seq), m.signature.parse()?))
+        Ok(Stamp::from_parts(
+            m.host.parse::<HostId>()?,
+            Seq::new(m.seq),
+            m.signature.parse()?,
+        ))
     }
 }

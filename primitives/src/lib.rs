@@ -48,7 +48,9 @@ mod keys;
 mod schema;
 mod stamp;
 
-pub use delta::{verify_batch, Delta, DeltaBuilder, Pointer, Primitive, Target, MAX_POINTERS, NEGATES};
+pub use delta::{
+    verify_batch, Delta, DeltaBuilder, Pointer, Primitive, Target, MAX_POINTERS, NEGATES,
+};
 pub use error::{Error, Result};
 pub use filter::{Filter, FilterError};
 pub use hlc::{Hlc, HlcClock};

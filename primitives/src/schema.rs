@@ -81,10 +81,16 @@ impl fmt::Display for ResolverName {
 impl FromStr for ResolverName {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        ResolverName::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
-            let known: Vec<&str> = ResolverName::ALL.iter().map(|r| r.as_str()).collect();
-            Error::InvalidSchema(format!("unknown resolver {s:?} (known: {})", known.join(", ")))
-        })
+        ResolverName::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = ResolverName::ALL.iter().map(|r| r.as_str()).collect();
+                Error::InvalidSchema(format!(
+                    "unknown resolver {s:?} (known: {})",
+                    known.join(", ")
+                ))
+            })
     }
 }
 
@@ -136,9 +142,9 @@ impl ValueType {
                     check_name(name, "referenced type")?;
                     Ok(ValueType::Reference(name.clone()))
                 }
-                Some((k, inner)) if k == "list" => {
-                    Ok(ValueType::List(Box::new(ValueType::from_json(inner, property)?)))
-                }
+                Some((k, inner)) if k == "list" => Ok(ValueType::List(Box::new(
+                    ValueType::from_json(inner, property)?,
+                ))),
                 _ => Err(bad()),
             },
             _ => Err(bad()),
@@ -186,7 +192,10 @@ impl Schema {
     pub fn new(entity_type: impl Into<String>) -> Result<Schema> {
         let entity_type = entity_type.into();
         check_name(&entity_type, "type name")?;
-        Ok(Schema { entity_type, properties: BTreeMap::new() })
+        Ok(Schema {
+            entity_type,
+            properties: BTreeMap::new(),
+        })
     }
 
     /// Adds (or replaces) a property.
@@ -244,22 +253,31 @@ impl Schema {
         let mut schema = Schema::new(entity_type)?;
         let props = match obj.get("properties") {
             Some(Value::Object(p)) => p,
-            Some(_) => return Err(Error::InvalidSchema("\"properties\" must be an object".into())),
+            Some(_) => {
+                return Err(Error::InvalidSchema(
+                    "\"properties\" must be an object".into(),
+                ))
+            }
             None => return Ok(schema),
         };
         for (name, spec) in props {
             let spec_obj = spec.as_object().ok_or_else(|| {
                 Error::InvalidSchema(format!("property {name:?} must be an object"))
             })?;
-            if let Some(unknown) =
-                spec_obj.keys().find(|k| !matches!(k.as_str(), "resolver" | "type" | "required"))
+            if let Some(unknown) = spec_obj
+                .keys()
+                .find(|k| !matches!(k.as_str(), "resolver" | "type" | "required"))
             {
-                return Err(Error::InvalidSchema(format!("property {name:?}: unknown field {unknown:?}")));
+                return Err(Error::InvalidSchema(format!(
+                    "property {name:?}: unknown field {unknown:?}"
+                )));
             }
             let resolver = spec_obj
                 .get("resolver")
                 .and_then(Value::as_str)
-                .ok_or_else(|| Error::InvalidSchema(format!("property {name:?}: missing \"resolver\"")))?
+                .ok_or_else(|| {
+                    Error::InvalidSchema(format!("property {name:?}: missing \"resolver\""))
+                })?
                 .parse()?;
             let value_type = match spec_obj.get("type") {
                 Some(t) => ValueType::from_json(t, name)?,
@@ -274,7 +292,14 @@ impl Schema {
                     )))
                 }
             };
-            schema = schema.property(name.clone(), PropertySpec { resolver, value_type, required })?;
+            schema = schema.property(
+                name.clone(),
+                PropertySpec {
+                    resolver,
+                    value_type,
+                    required,
+                },
+            )?;
         }
         Ok(schema)
     }
@@ -319,7 +344,11 @@ mod tests {
             .unwrap()
             .property(
                 "name",
-                PropertySpec { resolver: ResolverName::Lww, value_type: ValueType::String, required: true },
+                PropertySpec {
+                    resolver: ResolverName::Lww,
+                    value_type: ValueType::String,
+                    required: true,
+                },
             )
             .unwrap()
             .property(
@@ -372,11 +401,26 @@ mod tests {
             (json!({"properties": {}}), "\"type\""),
             (json!({"type": "9lives"}), "must start with a letter"),
             (json!({"type": "user", "extra": 1}), "unknown field"),
-            (json!({"type": "user", "properties": {"name": {"resolver": "lwww"}}}), "unknown resolver"),
-            (json!({"type": "user", "properties": {"name": {}}}), "missing \"resolver\""),
-            (json!({"type": "user", "properties": {"name": {"resolver": "lww", "type": "str"}}}), "type must be"),
-            (json!({"type": "user", "properties": {"name": {"resolver": "lww", "required": "yes"}}}), "true or false"),
-            (json!({"type": "user", "properties": {"bad-name": {"resolver": "lww"}}}), "property name"),
+            (
+                json!({"type": "user", "properties": {"name": {"resolver": "lwww"}}}),
+                "unknown resolver",
+            ),
+            (
+                json!({"type": "user", "properties": {"name": {}}}),
+                "missing \"resolver\"",
+            ),
+            (
+                json!({"type": "user", "properties": {"name": {"resolver": "lww", "type": "str"}}}),
+                "type must be",
+            ),
+            (
+                json!({"type": "user", "properties": {"name": {"resolver": "lww", "required": "yes"}}}),
+                "true or false",
+            ),
+            (
+                json!({"type": "user", "properties": {"bad-name": {"resolver": "lww"}}}),
+                "property name",
+            ),
         ] {
             let err = Schema::from_json(&doc).unwrap_err();
             assert!(err.to_string().contains(expect), "{doc}: {err}");

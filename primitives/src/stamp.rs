@@ -27,12 +27,20 @@ impl Stamp {
     /// Stamps delta `id` as number `seq` of the host whose key is `host_key`.
     pub fn sign(id: DeltaId, seq: Seq, host_key: &KeyPair) -> Stamp {
         let host = host_key.host_id();
-        Stamp { host, seq, signature: host_key.sign(&message(id, host, seq)) }
+        Stamp {
+            host,
+            seq,
+            signature: host_key.sign(&message(id, host, seq)),
+        }
     }
 
     /// A stamp from its parts (decoded or parsed); check it with [`Stamp::verify`].
     pub fn from_parts(host: HostId, seq: Seq, signature: Signature) -> Stamp {
-        Stamp { host, seq, signature }
+        Stamp {
+            host,
+            seq,
+            signature,
+        }
     }
 
     /// The stamping host.
@@ -53,10 +61,17 @@ impl Stamp {
         if self.seq.get() == 0 {
             return Err(Error::Decode("origin sequence numbers start at 1".into()));
         }
-        if verify_one(self.host.as_bytes(), &message(id, self.host, self.seq), &self.signature) {
+        if verify_one(
+            self.host.as_bytes(),
+            &message(id, self.host, self.seq),
+            &self.signature,
+        ) {
             Ok(())
         } else {
-            Err(Error::BadStamp { host: self.host.to_string(), id: id.to_string() })
+            Err(Error::BadStamp {
+                host: self.host.to_string(),
+                id: id.to_string(),
+            })
         }
     }
 
@@ -103,7 +118,10 @@ mod tests {
         let id = DeltaId::from_bytes([1; 32]);
         let stamp = Stamp::sign(id, Seq::new(7), &host);
         assert!(stamp.verify(id).is_ok());
-        assert!(matches!(stamp.verify(DeltaId::from_bytes([2; 32])), Err(Error::BadStamp { .. })));
+        assert!(matches!(
+            stamp.verify(DeltaId::from_bytes([2; 32])),
+            Err(Error::BadStamp { .. })
+        ));
         let back = Stamp::decode(&stamp.encode()).unwrap();
         assert_eq!(back, stamp);
         assert!(Stamp::decode(&stamp.encode()[..50]).is_err());

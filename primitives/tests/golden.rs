@@ -6,10 +6,14 @@
 
 use std::path::PathBuf;
 
-use hypha_primitives::{Delta, DeltaBuilder, DeltaId, Hlc, KeyPair, Pointer, Primitive, Seq, Stamp};
+use hypha_primitives::{
+    Delta, DeltaBuilder, DeltaId, Hlc, KeyPair, Pointer, Primitive, Seq, Stamp,
+};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// The delta the v1 fixture holds: every target kind and both target-context forms.
@@ -48,7 +52,11 @@ fn delta_v1_fixture_decodes_verifies_and_re_encodes_identically() {
 #[test]
 fn delta_v1_json_fixture_parses_to_the_same_delta() {
     let expected = v1_delta();
-    let text = String::from_utf8(check_or_bless("delta-v1.json", expected.to_json_string().as_bytes())).unwrap();
+    let text = String::from_utf8(check_or_bless(
+        "delta-v1.json",
+        expected.to_json_string().as_bytes(),
+    ))
+    .unwrap();
     assert_eq!(Delta::from_json_str(&text).unwrap(), expected);
     assert_eq!(expected.to_json_string(), text);
 }

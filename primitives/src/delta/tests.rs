@@ -24,7 +24,10 @@ fn signed_delta_verifies_and_exposes_its_parts() {
     assert_eq!(d.author(), key(1).author());
     assert_eq!(d.time(), Hlc::new(1_700_000_000_000, 3));
     assert_eq!(d.pointers().len(), 2);
-    assert_eq!(d.id(), DeltaId::from_bytes(*blake3::hash(d.canonical_body()).as_bytes()));
+    assert_eq!(
+        d.id(),
+        DeltaId::from_bytes(*blake3::hash(d.canonical_body()).as_bytes())
+    );
     let targets: Vec<_> = d.target_entities().map(|(e, c)| (e.as_str(), c)).collect();
     assert_eq!(targets, vec![("alice", Some("name"))]);
 }
@@ -76,10 +79,20 @@ fn a_changed_byte_breaks_the_signature() {
 #[test]
 fn a_signature_by_someone_else_is_rejected() {
     let d = alice_name();
-    let forged = Delta::from_parts(None, key(2).author(), d.time(), d.pointers().to_vec(), d.signature()).unwrap();
+    let forged = Delta::from_parts(
+        None,
+        key(2).author(),
+        d.time(),
+        d.pointers().to_vec(),
+        d.signature(),
+    )
+    .unwrap();
     let err = forged.verify().unwrap_err();
     assert!(err.is_forgery());
-    assert!(err.to_string().starts_with("bad signature on delta"), "{err}");
+    assert!(
+        err.to_string().starts_with("bad signature on delta"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -94,13 +107,19 @@ fn json_with_a_wrong_id_is_rejected() {
 fn json_without_a_signature_is_rejected() {
     let mut json = alice_name().to_json();
     json.as_object_mut().unwrap().remove("signature");
-    assert_eq!(Delta::from_json(&json).unwrap_err(), Error::MissingSignature);
+    assert_eq!(
+        Delta::from_json(&json).unwrap_err(),
+        Error::MissingSignature
+    );
 }
 
 #[test]
 fn malformed_json_is_a_json_error() {
     for text in ["{", "[]", r#"{"author": 1}"#, "null"] {
-        assert!(matches!(Delta::from_json_str(text), Err(Error::Json(_))), "{text}");
+        assert!(
+            matches!(Delta::from_json_str(text), Err(Error::Json(_))),
+            "{text}"
+        );
     }
     let mut json = alice_name().to_json();
     json["surprise"] = serde_json::json!(1);
@@ -109,52 +128,96 @@ fn malformed_json_is_a_json_error() {
 
 #[test]
 fn json_values_must_be_scalars_and_in_range() {
-    let err = Pointer::list_from_json_str(r#"[{"local_context":"a","target":{"value":[1]}}]"#).unwrap_err();
-    assert!(matches!(err, Error::Json(_)), "{err}");
-    let err = Pointer::list_from_json_str(r#"[{"local_context":"a","target":{"value":18446744073709551615}}]"#)
+    let err = Pointer::list_from_json_str(r#"[{"local_context":"a","target":{"value":[1]}}]"#)
         .unwrap_err();
+    assert!(matches!(err, Error::Json(_)), "{err}");
+    let err = Pointer::list_from_json_str(
+        r#"[{"local_context":"a","target":{"value":18446744073709551615}}]"#,
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::NumberOutOfRange(_)), "{err}");
 }
 
 #[test]
 fn shape_rules_hold_for_every_way_in() {
     let k = key(1);
-    let sign = |pointers: Vec<Pointer>| DeltaBuilder::new(Hlc::new(1, 0)).pointers(pointers).sign(&k);
+    let sign = |pointers: Vec<Pointer>| {
+        DeltaBuilder::new(Hlc::new(1, 0))
+            .pointers(pointers)
+            .sign(&k)
+    };
     assert_eq!(sign(vec![]).unwrap_err(), Error::NoPointers);
     assert_eq!(
         sign(vec![Pointer::value("", 1i64)]).unwrap_err(),
-        Error::EmptyField { index: 0, field: "local_context" }
+        Error::EmptyField {
+            index: 0,
+            field: "local_context"
+        }
     );
     assert_eq!(
-        sign(vec![Pointer::value("a", 1i64), Pointer::entity("b", "x", "")]).unwrap_err(),
-        Error::EmptyField { index: 1, field: "target_context" }
+        sign(vec![
+            Pointer::value("a", 1i64),
+            Pointer::entity("b", "x", "")
+        ])
+        .unwrap_err(),
+        Error::EmptyField {
+            index: 1,
+            field: "target_context"
+        }
     );
     assert_eq!(
         sign(vec![Pointer::entity("b", "", "p")]).unwrap_err(),
-        Error::EmptyField { index: 0, field: "entity id" }
+        Error::EmptyField {
+            index: 0,
+            field: "entity id"
+        }
     );
-    assert_eq!(sign(vec![Pointer::value("f", f64::NAN)]).unwrap_err(), Error::NonFiniteNumber { index: 0 });
-    let too_many = (0..=MAX_POINTERS).map(|i| Pointer::value("v", i as i64)).collect();
-    assert!(matches!(sign(too_many).unwrap_err(), Error::TooManyPointers { .. }));
+    assert_eq!(
+        sign(vec![Pointer::value("f", f64::NAN)]).unwrap_err(),
+        Error::NonFiniteNumber { index: 0 }
+    );
+    let too_many = (0..=MAX_POINTERS)
+        .map(|i| Pointer::value("v", i as i64))
+        .collect();
+    assert!(matches!(
+        sign(too_many).unwrap_err(),
+        Error::TooManyPointers { .. }
+    ));
 
     // The decoder applies the same rules to bytes that were never built here.
     let json = r#"[{"local_context":"","target":{"value":1}}]"#;
     let pointers = Pointer::list_from_json_str(json).unwrap();
-    assert!(Delta::from_parts(None, k.author(), Hlc::new(1, 0), pointers, Signature::from_bytes([0; 64])).is_err());
+    assert!(Delta::from_parts(
+        None,
+        k.author(),
+        Hlc::new(1, 0),
+        pointers,
+        Signature::from_bytes([0; 64])
+    )
+    .is_err());
 }
 
 #[test]
 fn unknown_format_versions_are_refused() {
     let mut bytes = alice_name().encode();
     bytes[0] = 2;
-    assert_eq!(Delta::decode(&bytes).unwrap_err(), Error::UnsupportedVersion { found: 2, supported: 1 });
+    assert_eq!(
+        Delta::decode(&bytes).unwrap_err(),
+        Error::UnsupportedVersion {
+            found: 2,
+            supported: 1
+        }
+    );
 }
 
 #[test]
 fn every_truncation_is_a_clean_error() {
     let bytes = alice_name().encode();
     for len in 0..bytes.len() {
-        assert!(Delta::decode(&bytes[..len]).is_err(), "prefix of {len} bytes decoded");
+        assert!(
+            Delta::decode(&bytes[..len]).is_err(),
+            "prefix of {len} bytes decoded"
+        );
     }
 }
 
@@ -170,9 +233,14 @@ fn batch_verification_finds_each_forgery_and_spares_the_rest() {
         .collect();
     for bad in [5usize, 6, 40] {
         let d = &deltas[bad];
-        deltas[bad] =
-            Delta::from_parts(None, d.author(), d.time(), d.pointers().to_vec(), Signature::from_bytes([7; 64]))
-                .unwrap();
+        deltas[bad] = Delta::from_parts(
+            None,
+            d.author(),
+            d.time(),
+            d.pointers().to_vec(),
+            Signature::from_bytes([7; 64]),
+        )
+        .unwrap();
     }
     let refs: Vec<&Delta> = deltas.iter().collect();
     let results = verify_batch(&refs);
@@ -186,8 +254,14 @@ fn batch_verification_finds_each_forgery_and_spares_the_rest() {
 fn an_invalid_author_key_fails_only_its_delta() {
     let good = alice_name();
     // The all-zero key decodes but is of small order, so it is weak.
-    let bad = Delta::from_parts(None, AuthorKey::from_bytes([0; 32]), Hlc::new(1, 0), good.pointers().to_vec(), good.signature())
-        .unwrap();
+    let bad = Delta::from_parts(
+        None,
+        AuthorKey::from_bytes([0; 32]),
+        Hlc::new(1, 0),
+        good.pointers().to_vec(),
+        good.signature(),
+    )
+    .unwrap();
     let results = verify_batch(&[&good, &bad]);
     assert!(results[0].is_ok());
     assert!(results[1].is_err());
@@ -196,7 +270,10 @@ fn an_invalid_author_key_fails_only_its_delta() {
 #[test]
 fn negation_pointers_are_found() {
     let target = alice_name();
-    let neg = DeltaBuilder::new(Hlc::new(2, 0)).pointer(Pointer::negates(target.id())).sign(&key(1)).unwrap();
+    let neg = DeltaBuilder::new(Hlc::new(2, 0))
+        .pointer(Pointer::negates(target.id()))
+        .sign(&key(1))
+        .unwrap();
     assert_eq!(neg.negated_ids().collect::<Vec<_>>(), vec![target.id()]);
     assert_eq!(target.negated_ids().count(), 0);
 }
@@ -210,7 +287,10 @@ fn filter_document_has_convenience_fields() {
     assert_eq!(doc["contexts"], serde_json::json!(["user", "name"]));
     assert_eq!(doc["target_contexts"], serde_json::json!(["name"]));
     assert_eq!(doc["values"], serde_json::json!(["Alice"]));
-    assert_eq!(doc["hosts"], serde_json::json!([key(9).host_id().to_string()]));
+    assert_eq!(
+        doc["hosts"],
+        serde_json::json!([key(9).host_id().to_string()])
+    );
     assert_eq!(doc["time"]["ms"], serde_json::json!(1_700_000_000_000u64));
 }
 
@@ -218,7 +298,9 @@ fn arb_primitive() -> impl Strategy<Value = Primitive> {
     prop_oneof![
         ".{0,12}".prop_map(Primitive::String),
         any::<i64>().prop_map(Primitive::Int),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Primitive::Float),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Primitive::Float),
         any::<bool>().prop_map(Primitive::Bool),
         Just(Primitive::Null),
     ]
@@ -230,8 +312,13 @@ fn arb_pointer() -> impl Strategy<Value = Pointer> {
         arb_primitive().prop_map(Target::Value),
         any::<[u8; 32]>().prop_map(|b| Target::Delta(DeltaId::from_bytes(b))),
     ];
-    ("[a-z_]{1,8}", target, proptest::option::of("[a-z_]{1,8}"))
-        .prop_map(|(local_context, target, target_context)| Pointer { local_context, target, target_context })
+    ("[a-z_]{1,8}", target, proptest::option::of("[a-z_]{1,8}")).prop_map(
+        |(local_context, target, target_context)| Pointer {
+            local_context,
+            target,
+            target_context,
+        },
+    )
 }
 
 proptest! {
