@@ -81,6 +81,14 @@ impl Error {
         matches!(self, Error::Invalid { .. } | Error::UnknownAuthor { .. })
     }
 
+    /// A copy of this error for every caller of a failed group commit.
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::Db(e) => Error::Db(e.clone()),
+            other => Error::Corrupt(other.to_string()),
+        }
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Error {
         Error::Io {
             context: context.into(),

@@ -75,7 +75,8 @@ struct Prepared {
 
 /// One caller's batch in the group-commit queue.
 struct Job {
-    items: Vec<Prepared>,
+    /// Taken by the committing thread.
+    items: Mutex<Vec<Prepared>>,
     stamp_with: Option<KeyPair>,
     result: Mutex<Option<Result<Vec<PutOutcome>>>>,
 }
@@ -192,7 +193,7 @@ impl Store {
     pub fn put_batch(&self, batch: Vec<StampedDelta>) -> Result<Vec<PutOutcome>> {
         let items = self.prepare(batch)?;
         self.submit(Job {
-            items,
+            items: Mutex::new(items),
             stamp_with: None,
             result: Mutex::new(None),
         })
@@ -203,7 +204,7 @@ impl Store {
     pub fn put_local_batch(&self, deltas: Vec<Delta>, host: &KeyPair) -> Result<Vec<PutOutcome>> {
         let items = self.prepare(deltas.into_iter().map(StampedDelta::from).collect())?;
         self.submit(Job {
-            items,
+            items: Mutex::new(items),
             stamp_with: Some(host.clone()),
             result: Mutex::new(None),
         })
@@ -294,154 +295,44 @@ impl Store {
     }
 
     fn commit_group(&self, state: &mut CommitState, jobs: &[Arc<Job>]) {
-        let mut batch = WriteBatch::default();
-        // Records written in this group, by id, so duplicates inside the group dedupe too.
-        let mut written: HashMap<DeltaId, StoredDelta> = HashMap::new();
-        let mut claimed: HashMap<(HostId, Seq), DeltaId> = HashMap::new();
-        let mut fresh: Vec<Arc<StoredDelta>> = Vec::new();
-        let mut outcomes: Vec<Result<Vec<PutOutcome>>> = Vec::with_capacity(jobs.len());
-        let next_arrival_before = state.next_arrival;
-        let last_seq_before = state.last_seq.clone();
-        for job in jobs {
-            let result = (|| -> Result<Vec<PutOutcome>> {
-                let mut out = Vec::with_capacity(job.items.len());
-                for item in &job.items {
-                    out.push(self.stage(
-                        state,
-                        &mut batch,
-                        &mut written,
-                        &mut claimed,
-                        &mut fresh,
-                        item,
-                        job.stamp_with.as_ref(),
-                    )?);
+        let before = (state.next_arrival, state.last_seq.clone());
+        let mut group = Group::new(self);
+        let staged: Result<Vec<Vec<PutOutcome>>> = jobs
+            .iter()
+            .map(|job| {
+                let items = std::mem::take(&mut *lock(&job.items));
+                items
+                    .into_iter()
+                    .map(|item| group.stage(state, item, job.stamp_with.as_ref()))
+                    .collect()
+            })
+            .collect();
+        let (batch, fresh) = (group.batch, group.fresh);
+        let written = staged.and_then(|outcomes| {
+            let mut write_opts = WriteOptions::default();
+            write_opts.set_sync(self.inner.config.durability == Durability::Fsync);
+            self.inner.db.write_opt(batch, &write_opts)?;
+            Ok(outcomes)
+        });
+        match written {
+            Ok(outcomes) => {
+                for (job, outcome) in jobs.iter().zip(outcomes) {
+                    *lock(&job.result) = Some(Ok(outcome));
                 }
-                Ok(out)
-            })();
-            outcomes.push(result);
-        }
-        let mut write_opts = WriteOptions::default();
-        write_opts.set_sync(self.inner.config.durability == Durability::Fsync);
-        if let Err(e) = self.inner.db.write_opt(batch, &write_opts) {
-            tracing::error!(error = %e, "journal write failed");
-            state.next_arrival = next_arrival_before;
-            state.last_seq = last_seq_before;
-            for job in jobs {
-                *lock(&job.result) = Some(Err(Error::Db(e.clone())));
-            }
-            return;
-        }
-        for (job, outcome) in jobs.iter().zip(outcomes) {
-            *lock(&job.result) = Some(outcome);
-        }
-        for delta in fresh {
-            // No receivers is fine: nobody is listening yet.
-            let _ = self.inner.feed.send(delta);
-        }
-    }
-
-    /// Adds one delta (or its new stamps) to the batch being built.
-    #[allow(clippy::too_many_arguments)]
-    fn stage(
-        &self,
-        state: &mut CommitState,
-        batch: &mut WriteBatch,
-        written: &mut HashMap<DeltaId, StoredDelta>,
-        claimed: &mut HashMap<(HostId, Seq), DeltaId>,
-        fresh: &mut Vec<Arc<StoredDelta>>,
-        item: &Prepared,
-        stamp_with: Option<&KeyPair>,
-    ) -> Result<PutOutcome> {
-        let id = item.delta.id();
-        let existing = match written.get(&id) {
-            Some(s) => Some(s.clone()),
-            None => self.get(id)?,
-        };
-        if let Some(mut stored) = existing {
-            let mut changed = false;
-            for stamp in &item.stamps {
-                if stored.stamps.iter().any(|s| s.host() == stamp.host()) {
-                    continue;
-                }
-                if self.claim_stamp(state, claimed, stamp, id)? {
-                    batch.put_cf(
-                        self.cf(CF_ORIGIN),
-                        layout::origin_key(stamp.host(), stamp.seq()),
-                        id.as_bytes(),
-                    );
-                    stored.stamps.push(*stamp);
-                    changed = true;
+                for delta in fresh {
+                    // No receivers is fine: nobody is listening yet.
+                    let _ = self.inner.feed.send(delta);
                 }
             }
-            if changed {
-                let record = layout::encode_record(stored.arrival, &stored.stamps, &stored.delta);
-                batch.put_cf(self.cf(CF_DELTAS), id.as_bytes(), record);
-                written.insert(id, stored.clone());
-            }
-            return Ok(PutOutcome::Duplicate(stored.arrival));
-        }
-
-        let arrival = Arrival::new(state.next_arrival);
-        state.next_arrival += 1;
-        let mut stamps = Vec::with_capacity(item.stamps.len() + 1);
-        for stamp in &item.stamps {
-            if !stamps.iter().any(|s: &Stamp| s.host() == stamp.host())
-                && self.claim_stamp(state, claimed, stamp, id)?
-            {
-                stamps.push(*stamp);
+            Err(e) => {
+                // Nothing was written: undo the counters so arrivals and sequences stay gap-free.
+                tracing::error!(error = %e, "journal write failed");
+                (state.next_arrival, state.last_seq) = before;
+                for job in jobs {
+                    *lock(&job.result) = Some(Err(e.duplicate()));
+                }
             }
         }
-        if let Some(host) = stamp_with {
-            let host_id = host.host_id();
-            if !stamps.iter().any(|s| s.host() == host_id) {
-                let seq = self.last_seq(state, host_id)?.map_or(Seq::FIRST, Seq::next);
-                let stamp = Stamp::sign(id, seq, host);
-                state.last_seq.insert(host_id, seq);
-                claimed.insert((host_id, seq), id);
-                stamps.push(stamp);
-            }
-        }
-        let delta = &item.delta;
-        batch.put_cf(
-            self.cf(CF_DELTAS),
-            id.as_bytes(),
-            layout::encode_record(arrival, &stamps, delta),
-        );
-        batch.put_cf(
-            self.cf(CF_ARRIVAL),
-            layout::arrival_key(arrival),
-            id.as_bytes(),
-        );
-        batch.put_cf(
-            self.cf(CF_AUTHOR),
-            layout::author_key(delta.author(), arrival),
-            id.as_bytes(),
-        );
-        for stamp in &stamps {
-            batch.put_cf(
-                self.cf(CF_ORIGIN),
-                layout::origin_key(stamp.host(), stamp.seq()),
-                id.as_bytes(),
-            );
-        }
-        for (entity, context) in delta.target_entities() {
-            batch.put_cf(
-                self.cf(CF_ENTITY),
-                layout::entity_key(entity.as_str(), context.unwrap_or(""), id),
-                [],
-            );
-        }
-        for negated in delta.negated_ids() {
-            batch.put_cf(self.cf(CF_NEGATION), layout::negation_key(negated, id), []);
-        }
-        let stored = StoredDelta {
-            arrival,
-            delta: delta.clone(),
-            stamps,
-        };
-        written.insert(id, stored.clone());
-        fresh.push(Arc::new(stored));
-        Ok(PutOutcome::Stored(arrival))
     }
 
     /// Records that `stamp` claims its (host, seq) for `id`; false if that place already
@@ -545,6 +436,151 @@ impl Store {
 
     pub(crate) fn cf_handle(&self, name: &str) -> &ColumnFamily {
         self.cf(name)
+    }
+}
+
+/// The write batch one commit builds, with what it has staged so far.
+struct Group<'s> {
+    store: &'s Store,
+    batch: WriteBatch,
+    /// Records staged in this group, so duplicates inside the group dedupe too.
+    written: HashMap<DeltaId, Arc<StoredDelta>>,
+    /// Origin places claimed in this group.
+    claimed: HashMap<(HostId, Seq), DeltaId>,
+    /// Newly stored deltas, in arrival order, for the live feed.
+    fresh: Vec<Arc<StoredDelta>>,
+}
+
+impl<'s> Group<'s> {
+    fn new(store: &'s Store) -> Self {
+        Self {
+            store,
+            batch: WriteBatch::default(),
+            written: HashMap::new(),
+            claimed: HashMap::new(),
+            fresh: Vec::new(),
+        }
+    }
+
+    fn put(&mut self, cf: &str, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.batch.put_cf(self.store.cf(cf), key, value);
+    }
+
+    /// Adds one delta (or, for one already held, its new stamps) to the batch.
+    fn stage(
+        &mut self,
+        state: &mut CommitState,
+        item: Prepared,
+        stamp_with: Option<&KeyPair>,
+    ) -> Result<PutOutcome> {
+        let id = item.delta.id();
+        let existing = match self.written.get(&id) {
+            Some(s) => Some(StoredDelta::clone(s)),
+            None => self.store.get(id)?,
+        };
+        if let Some(stored) = existing {
+            return self.add_stamps(state, stored, &item.stamps);
+        }
+
+        let arrival = Arrival::new(state.next_arrival);
+        state.next_arrival += 1;
+        let mut stamps = Vec::with_capacity(item.stamps.len() + 1);
+        for stamp in &item.stamps {
+            if !stamps.iter().any(|s: &Stamp| s.host() == stamp.host())
+                && self
+                    .store
+                    .claim_stamp(state, &mut self.claimed, stamp, id)?
+            {
+                stamps.push(*stamp);
+            }
+        }
+        if let Some(host) = stamp_with {
+            let host_id = host.host_id();
+            if !stamps.iter().any(|s| s.host() == host_id) {
+                let seq = self
+                    .store
+                    .last_seq(state, host_id)?
+                    .map_or(Seq::FIRST, Seq::next);
+                state.last_seq.insert(host_id, seq);
+                self.claimed.insert((host_id, seq), id);
+                stamps.push(Stamp::sign(id, seq, host));
+            }
+        }
+        let delta = item.delta;
+        self.put(
+            CF_DELTAS,
+            id.as_bytes(),
+            layout::encode_record(arrival, &stamps, &delta),
+        );
+        self.put(CF_ARRIVAL, layout::arrival_key(arrival), id.as_bytes());
+        self.put(
+            CF_AUTHOR,
+            layout::author_key(delta.author(), arrival),
+            id.as_bytes(),
+        );
+        for stamp in &stamps {
+            self.put(
+                CF_ORIGIN,
+                layout::origin_key(stamp.host(), stamp.seq()),
+                id.as_bytes(),
+            );
+        }
+        for (entity, context) in delta.target_entities() {
+            self.put(
+                CF_ENTITY,
+                layout::entity_key(entity.as_str(), context.unwrap_or(""), id),
+                [],
+            );
+        }
+        for negated in delta.negated_ids() {
+            self.put(CF_NEGATION, layout::negation_key(negated, id), []);
+        }
+        let stored = Arc::new(StoredDelta {
+            arrival,
+            delta,
+            stamps,
+        });
+        self.written.insert(id, Arc::clone(&stored));
+        self.fresh.push(stored);
+        Ok(PutOutcome::Stored(arrival))
+    }
+
+    /// A delta already held gains the stamps of hosts it had none from.
+    fn add_stamps(
+        &mut self,
+        state: &mut CommitState,
+        mut stored: StoredDelta,
+        stamps: &[Stamp],
+    ) -> Result<PutOutcome> {
+        let id = stored.delta.id();
+        let mut changed = false;
+        for stamp in stamps {
+            if stored.stamps.iter().any(|s| s.host() == stamp.host()) {
+                continue;
+            }
+            if self
+                .store
+                .claim_stamp(state, &mut self.claimed, stamp, id)?
+            {
+                self.put(
+                    CF_ORIGIN,
+                    layout::origin_key(stamp.host(), stamp.seq()),
+                    id.as_bytes(),
+                );
+                stored.stamps.push(*stamp);
+                changed = true;
+            }
+        }
+        let arrival = stored.arrival;
+        if changed {
+            self.put(
+                CF_DELTAS,
+                id.as_bytes(),
+                layout::encode_record(arrival, &stored.stamps, &stored.delta),
+            );
+            self.written.insert(id, Arc::new(stored));
+        }
+        Ok(PutOutcome::Duplicate(arrival))
     }
 }
 
