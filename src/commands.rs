@@ -8,7 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use hypha_delta_store::{
-    load_or_create_node_key, node_key_path, write_key_file, Arrival, Store, StoredDelta,
+    load_or_create_node_key, node_key_path, write_key_file, Arrival, StampedDelta, Store,
+    StoredDelta,
 };
 use hypha_primitives::{Delta, DeltaBuilder, DeltaId, Filter, HlcClock, KeyPair, Pointer, Stamp};
 

@@ -157,6 +157,16 @@ fn bad_input_exits_non_zero_with_a_clear_error() {
         "local_context must not be empty",
     );
     fails(data, &["write", "[]"], "", "at least one pointer");
+    let oversized = format!(
+        r#"[{{"local_context":"blob","target":{{"value":"{}"}}}}]"#,
+        "x".repeat(70_000)
+    );
+    fails(
+        data,
+        &["write"],
+        &oversized,
+        "over the limit of 65536 bytes",
+    );
     fails(data, &["get", "abc"], "", "invalid delta id");
     fails(data, &["get", &"00".repeat(32)], "", "no delta with id");
     fails(data, &["scan", "--filter", "{"], "", "--filter");

@@ -36,6 +36,7 @@
 //! # Ok::<(), hypha_primitives::Error>(())
 //! ```
 #![deny(missing_docs)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod codec;
 mod delta;
