@@ -437,6 +437,8 @@ mod tests {
         let copy = filter.clone();
         assert!(Arc::ptr_eq(&filter.inner, &copy.inner));
         assert!(format!("{filter:?}").starts_with("Filter { rule: "));
+        fn shareable<T: Send + Sync>(_: &T) {}
+        shareable(&filter);
     }
 
     #[test]

@@ -31,25 +31,40 @@ pub struct DeltaIndex {
 
 /// The transactions a delta is a member of.
 pub(crate) fn transactions_of(delta: &Delta) -> impl Iterator<Item = &EntityId> {
-    delta.pointers().iter().filter_map(|p| match (&p.target, p.local_context.as_str(), p.target_context.as_deref()) {
-        (Target::Entity(t), TRANSACTION, Some(TRANSACTION_MEMBER)) => Some(t),
-        _ => None,
+    delta.pointers().iter().filter_map(|p| {
+        match (
+            &p.target,
+            p.local_context.as_str(),
+            p.target_context.as_deref(),
+        ) {
+            (Target::Entity(t), TRANSACTION, Some(TRANSACTION_MEMBER)) => Some(t),
+            _ => None,
+        }
     })
 }
 
 /// The size declarations a delta makes: (transaction, size).
 fn size_declarations(delta: &Delta) -> Vec<(EntityId, u64)> {
-    let size = delta.pointers().iter().find_map(|p| match (&p.target, p.local_context.as_str()) {
-        (Target::Value(Primitive::Int(n)), TRANSACTION_SIZE) if *n >= 0 => Some(*n as u64),
-        _ => None,
-    });
+    let size = delta
+        .pointers()
+        .iter()
+        .find_map(|p| match (&p.target, p.local_context.as_str()) {
+            (Target::Value(Primitive::Int(n)), TRANSACTION_SIZE) if *n >= 0 => Some(*n as u64),
+            _ => None,
+        });
     let Some(size) = size else { return Vec::new() };
     delta
         .pointers()
         .iter()
-        .filter_map(|p| match (&p.target, p.local_context.as_str(), p.target_context.as_deref()) {
-            (Target::Entity(t), TRANSACTION, Some(TRANSACTION_SIZE)) => Some((t.clone(), size)),
-            _ => None,
+        .filter_map(|p| {
+            match (
+                &p.target,
+                p.local_context.as_str(),
+                p.target_context.as_deref(),
+            ) {
+                (Target::Entity(t), TRANSACTION, Some(TRANSACTION_SIZE)) => Some((t.clone(), size)),
+                _ => None,
+            }
         })
         .collect()
 }
@@ -83,7 +98,12 @@ impl DeltaIndex {
         if !is_negation(&delta) {
             for (entity, context) in delta.target_entities() {
                 if let Some(property) = context {
-                    self.filed.entry(entity.clone()).or_default().entry(property.to_owned()).or_default().insert(id);
+                    self.filed
+                        .entry(entity.clone())
+                        .or_default()
+                        .entry(property.to_owned())
+                        .or_default()
+                        .insert(id);
                 }
             }
         }
@@ -108,7 +128,12 @@ impl DeltaIndex {
 
     /// Ids of the present deltas that negate `id`.
     pub fn negations_of(&self, id: DeltaId) -> impl Iterator<Item = DeltaId> + '_ {
-        self.negations.get(&id).into_iter().flatten().copied().filter(|n| self.deltas.contains_key(n))
+        self.negations
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|n| self.deltas.contains_key(n))
     }
 
     /// The members present for transaction `tx`.
@@ -118,12 +143,21 @@ impl DeltaIndex {
 
     /// The distinct sizes declared for transaction `tx`.
     pub(crate) fn tx_declared_sizes(&self, tx: &EntityId) -> BTreeSet<u64> {
-        self.tx_sizes.get(tx).into_iter().flatten().map(|(size, _)| *size).collect()
+        self.tx_sizes
+            .get(tx)
+            .into_iter()
+            .flatten()
+            .map(|(size, _)| *size)
+            .collect()
     }
 
     /// The properties of `entity` with the ids filed under each, in property order.
     pub fn filed(&self, entity: &EntityId) -> impl Iterator<Item = (&str, &BTreeSet<DeltaId>)> {
-        self.filed.get(entity).into_iter().flatten().map(|(p, ids)| (p.as_str(), ids))
+        self.filed
+            .get(entity)
+            .into_iter()
+            .flatten()
+            .map(|(p, ids)| (p.as_str(), ids))
     }
 
     /// The entities with at least one delta filed under them.

@@ -52,5 +52,8 @@ pub use index::{DeltaIndex, TRANSACTION, TRANSACTION_MEMBER, TRANSACTION_SIZE};
 pub use liveness::{Liveness, TxState};
 pub use load::{load_index, AsOf};
 pub use lossless::{Filed, LosslessView};
-pub use lossy::{Confidence, ConfidenceSource, Field, LocalOnly, Record, Resolver, SchemaSet, ViewSchema, DEFAULT_MAX_DEPTH};
+pub use lossy::{
+    Confidence, ConfidenceSource, Field, LocalOnly, Record, Resolver, SchemaSet, ViewSchema,
+    DEFAULT_MAX_DEPTH,
+};
 pub use resolve::{Builtin, FieldValue, Input, Resolution, Resolve, Skipped, TieBreak};

@@ -47,19 +47,28 @@ pub enum TxState {
 impl TxState {
     /// True when the state is an error a reader should see (not merely waiting).
     pub fn is_error(&self) -> bool {
-        matches!(self, TxState::Overfull { .. } | TxState::ConflictingSizes { .. })
+        matches!(
+            self,
+            TxState::Overfull { .. } | TxState::ConflictingSizes { .. }
+        )
     }
 
     /// A short description for error reports.
     pub fn describe(&self, tx: &EntityId) -> String {
         match self {
             TxState::Complete => format!("transaction {tx} is complete"),
-            TxState::Pending { members, size } => format!("transaction {tx} has {members} of {size} members"),
-            TxState::Undeclared { members } => format!("transaction {tx} has {members} members and no size"),
+            TxState::Pending { members, size } => {
+                format!("transaction {tx} has {members} of {size} members")
+            }
+            TxState::Undeclared { members } => {
+                format!("transaction {tx} has {members} members and no size")
+            }
             TxState::Overfull { members, size } => {
                 format!("transaction {tx} declares {size} members but has {members}")
             }
-            TxState::ConflictingSizes { sizes } => format!("transaction {tx} declares conflicting sizes {sizes:?}"),
+            TxState::ConflictingSizes { sizes } => {
+                format!("transaction {tx} declares conflicting sizes {sizes:?}")
+            }
         }
     }
 }
@@ -75,7 +84,11 @@ pub struct Liveness<'a> {
 impl<'a> Liveness<'a> {
     /// Liveness over `index`.
     pub fn new(index: &'a DeltaIndex) -> Self {
-        Self { index, live: HashMap::new(), in_progress: HashSet::new() }
+        Self {
+            index,
+            live: HashMap::new(),
+            in_progress: HashSet::new(),
+        }
     }
 
     /// The state of transaction `tx`.
@@ -92,13 +105,17 @@ impl<'a> Liveness<'a> {
                     std::cmp::Ordering::Greater => TxState::Overfull { members, size },
                 }
             }
-            _ => TxState::ConflictingSizes { sizes: sizes.into_iter().collect() },
+            _ => TxState::ConflictingSizes {
+                sizes: sizes.into_iter().collect(),
+            },
         }
     }
 
     /// The transactions `id` belongs to that are not complete, with their states.
     pub fn blocking_transactions(&self, id: DeltaId) -> Vec<(EntityId, TxState)> {
-        let Some(delta) = self.index.get(id) else { return Vec::new() };
+        let Some(delta) = self.index.get(id) else {
+            return Vec::new();
+        };
         transactions_of(delta)
             .map(|tx| (tx.clone(), self.tx_state(tx)))
             .filter(|(_, state)| *state != TxState::Complete)
@@ -110,7 +127,9 @@ impl<'a> Liveness<'a> {
         if let Some(live) = self.live.get(&id) {
             return *live;
         }
-        let live = self.index.get(id).is_some() && self.blocking_transactions(id).is_empty() && !self.is_hidden(id);
+        let live = self.index.get(id).is_some()
+            && self.blocking_transactions(id).is_empty()
+            && !self.is_hidden(id);
         self.live.insert(id, live);
         live
     }

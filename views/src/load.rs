@@ -34,10 +34,16 @@ impl AsOf {
 /// Loads into a [`DeltaIndex`] everything the views of `entities` need: the deltas filed
 /// under them, their negations (recursively), the members and declarations of their
 /// transactions, and, up to `reference_depth` levels, the entities they reference.
-pub fn load_index(store: &Store, entities: &[EntityId], as_of: AsOf, reference_depth: usize) -> Result<DeltaIndex> {
+pub fn load_index(
+    store: &Store,
+    entities: &[EntityId],
+    as_of: AsOf,
+    reference_depth: usize,
+) -> Result<DeltaIndex> {
     let mut index = DeltaIndex::new();
     let mut seen_entities: BTreeSet<EntityId> = BTreeSet::new();
-    let mut entity_queue: VecDeque<(EntityId, usize)> = entities.iter().map(|e| (e.clone(), 0)).collect();
+    let mut entity_queue: VecDeque<(EntityId, usize)> =
+        entities.iter().map(|e| (e.clone(), 0)).collect();
     let mut delta_queue: VecDeque<DeltaId> = VecDeque::new();
     let mut seen_txs: BTreeSet<EntityId> = BTreeSet::new();
     while let Some((entity, depth)) = entity_queue.pop_front() {
@@ -75,7 +81,10 @@ pub fn load_index(store: &Store, entities: &[EntityId], as_of: AsOf, reference_d
                     }
                 }
             }
-            let txs: Vec<EntityId> = index.get(id).map(|d| transactions_of(d).cloned().collect()).unwrap_or_default();
+            let txs: Vec<EntityId> = index
+                .get(id)
+                .map(|d| transactions_of(d).cloned().collect())
+                .unwrap_or_default();
             for tx in txs {
                 if !seen_txs.insert(tx.clone()) {
                     continue;

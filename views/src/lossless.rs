@@ -22,17 +22,31 @@ impl Filed {
     /// Files `delta` under `entity`.`property`, or `None` if no pointer of it does.
     pub(crate) fn new(delta: Arc<Delta>, entity: &EntityId, property: &str) -> Option<Filed> {
         let filing = delta.pointers().iter().position(|p| {
-            matches!(&p.target, Target::Entity(e) if e == entity) && p.target_context.as_deref() == Some(property)
+            matches!(&p.target, Target::Entity(e) if e == entity)
+                && p.target_context.as_deref() == Some(property)
         })?;
-        let others: Vec<&Pointer> =
-            delta.pointers().iter().enumerate().filter(|(i, _)| *i != filing).map(|(_, p)| p).collect();
+        let others: Vec<&Pointer> = delta
+            .pointers()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != filing)
+            .map(|(_, p)| p)
+            .collect();
         let value = others
             .iter()
             .find(|p| p.local_context == property)
-            .or(if others.len() == 1 { others.first() } else { None })
+            .or(if others.len() == 1 {
+                others.first()
+            } else {
+                None
+            })
             .map(|p| p.target.clone());
         let filed_as = delta.pointers()[filing].local_context.clone();
-        Some(Filed { delta, filed_as, value })
+        Some(Filed {
+            delta,
+            filed_as,
+            value,
+        })
     }
 
     /// The local contexts of the delta's other pointers (how it refers to everything else).
@@ -82,7 +96,12 @@ impl LosslessView {
         let props: Map<String, Value> = self
             .properties
             .iter()
-            .map(|(p, filed)| (p.clone(), Value::Array(filed.iter().map(Filed::to_json).collect())))
+            .map(|(p, filed)| {
+                (
+                    p.clone(),
+                    Value::Array(filed.iter().map(Filed::to_json).collect()),
+                )
+            })
             .collect();
         json!({ "entity": self.entity.as_str(), "properties": props })
     }

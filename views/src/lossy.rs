@@ -93,7 +93,11 @@ pub struct Record {
 impl Record {
     /// JSON: `{"id", "type", "fields": {…}, "missing_required", "errors"}`.
     pub fn to_json(&self) -> Value {
-        let fields: Map<String, Value> = self.fields.iter().map(|(k, f)| (k.clone(), f.to_json())).collect();
+        let fields: Map<String, Value> = self
+            .fields
+            .iter()
+            .map(|(k, f)| (k.clone(), f.to_json()))
+            .collect();
         json!({
             "id": self.entity.as_str(),
             "type": self.entity_type,
@@ -119,7 +123,12 @@ impl ViewSchema {
         let resolvers = schema
             .properties()
             .iter()
-            .map(|(name, spec)| (name.clone(), Arc::new(Builtin::new(spec.resolver)) as Arc<dyn Resolve>))
+            .map(|(name, spec)| {
+                (
+                    name.clone(),
+                    Arc::new(Builtin::new(spec.resolver)) as Arc<dyn Resolve>,
+                )
+            })
             .collect();
         Self::checked(schema, resolvers)
     }
@@ -127,7 +136,10 @@ impl ViewSchema {
     /// Replaces one property's resolver with a custom one.
     pub fn with_resolver(self, property: &str, resolver: Arc<dyn Resolve>) -> Result<ViewSchema> {
         if !self.schema.properties().contains_key(property) {
-            return Err(Error::Schema(format!("type {} has no property {property:?}", self.schema.entity_type())));
+            return Err(Error::Schema(format!(
+                "type {} has no property {property:?}",
+                self.schema.entity_type()
+            )));
         }
         let mut resolvers = self.resolvers;
         resolvers.insert(property.to_owned(), resolver);
@@ -139,7 +151,10 @@ impl ViewSchema {
         &self.schema
     }
 
-    fn checked(schema: Schema, resolvers: BTreeMap<String, Arc<dyn Resolve>>) -> Result<ViewSchema> {
+    fn checked(
+        schema: Schema,
+        resolvers: BTreeMap<String, Arc<dyn Resolve>>,
+    ) -> Result<ViewSchema> {
         // Depth-first topological order; a grey node met again is a cycle.
         fn visit(
             name: &str,
@@ -151,13 +166,17 @@ impl ViewSchema {
             match state.get(name) {
                 Some(true) => return Ok(()),
                 Some(false) => {
-                    return Err(Error::Schema(format!("type {type_name}: resolver dependencies form a cycle through {name:?}")))
+                    return Err(Error::Schema(format!(
+                        "type {type_name}: resolver dependencies form a cycle through {name:?}"
+                    )))
                 }
                 None => {}
             }
             state.insert(name.to_owned(), false);
             let resolver = resolvers.get(name).ok_or_else(|| {
-                Error::Schema(format!("type {type_name}: a resolver depends on missing property {name:?}"))
+                Error::Schema(format!(
+                    "type {type_name}: a resolver depends on missing property {name:?}"
+                ))
             })?;
             for dep in resolver.dependencies() {
                 visit(dep, resolvers, state, order, type_name)?;
@@ -169,9 +188,19 @@ impl ViewSchema {
         let mut state = BTreeMap::new();
         let mut order = Vec::new();
         for name in resolvers.keys() {
-            visit(name, &resolvers, &mut state, &mut order, schema.entity_type())?;
+            visit(
+                name,
+                &resolvers,
+                &mut state,
+                &mut order,
+                schema.entity_type(),
+            )?;
         }
-        Ok(ViewSchema { schema, resolvers, order })
+        Ok(ViewSchema {
+            schema,
+            resolvers,
+            order,
+        })
     }
 }
 
@@ -188,7 +217,8 @@ impl SchemaSet {
     }
     /// Adds or replaces a schema.
     pub fn insert(&mut self, schema: ViewSchema) {
-        self.schemas.insert(schema.schema.entity_type().to_owned(), schema);
+        self.schemas
+            .insert(schema.schema.entity_type().to_owned(), schema);
     }
     /// The schema of an entity type.
     pub fn get(&self, entity_type: &str) -> Option<&ViewSchema> {
@@ -210,14 +240,27 @@ pub struct Resolver<'a> {
 
 impl std::fmt::Debug for Resolver<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Resolver").field("deltas", &self.index.len()).field("max_depth", &self.max_depth).finish()
+        f.debug_struct("Resolver")
+            .field("deltas", &self.index.len())
+            .field("max_depth", &self.max_depth)
+            .finish()
     }
 }
 
 impl<'a> Resolver<'a> {
     /// A resolver over `index` with these schemas and confidence source.
-    pub fn new(index: &'a DeltaIndex, schemas: &'a SchemaSet, confidence: &'a dyn ConfidenceSource) -> Self {
-        Self { index, schemas, confidence, max_depth: DEFAULT_MAX_DEPTH, liveness: RefCell::new(Liveness::new(index)) }
+    pub fn new(
+        index: &'a DeltaIndex,
+        schemas: &'a SchemaSet,
+        confidence: &'a dyn ConfidenceSource,
+    ) -> Self {
+        Self {
+            index,
+            schemas,
+            confidence,
+            max_depth: DEFAULT_MAX_DEPTH,
+            liveness: RefCell::new(Liveness::new(index)),
+        }
     }
 
     /// Limits how many levels of references lossy views follow.
@@ -243,7 +286,10 @@ impl<'a> Resolver<'a> {
             filed.sort_by_key(|f| (f.delta.time(), f.delta.id()));
             properties.insert(property.to_owned(), filed);
         }
-        LosslessView { entity: entity.clone(), properties }
+        LosslessView {
+            entity: entity.clone(),
+            properties,
+        }
     }
 
     /// The record of `entity` as an `entity_type`.
@@ -252,8 +298,17 @@ impl<'a> Resolver<'a> {
         self.record_at(entity, entity_type, 0, &mut path)
     }
 
-    fn record_at(&self, entity: &EntityId, entity_type: &str, depth: usize, path: &mut BTreeSet<EntityId>) -> Result<Record> {
-        let schema = self.schemas.get(entity_type).ok_or_else(|| Error::UnknownType(entity_type.to_owned()))?;
+    fn record_at(
+        &self,
+        entity: &EntityId,
+        entity_type: &str,
+        depth: usize,
+        path: &mut BTreeSet<EntityId>,
+    ) -> Result<Record> {
+        let schema = self
+            .schemas
+            .get(entity_type)
+            .ok_or_else(|| Error::UnknownType(entity_type.to_owned()))?;
         let lossless = self.lossless(entity);
         path.insert(entity.clone());
         let mut fields = BTreeMap::new();
@@ -263,7 +318,12 @@ impl<'a> Resolver<'a> {
                 .get(property)
                 .into_iter()
                 .flatten()
-                .map(|f| Input { id: f.delta.id(), author: f.delta.author(), time: f.delta.time(), value: f.value.as_ref() })
+                .map(|f| Input {
+                    id: f.delta.id(),
+                    author: f.delta.author(),
+                    time: f.delta.time(),
+                    value: f.value.as_ref(),
+                })
                 .collect();
             let resolution = schema.resolvers[property].resolve(&inputs, &fields);
             let value_type = &schema.schema.properties()[property].value_type;
@@ -271,11 +331,27 @@ impl<'a> Resolver<'a> {
                 Some(v) => Some(self.follow(v, value_type, depth, path)?),
                 None => None,
             };
-            let updated_at = resolution.decided_by.iter().filter_map(|id| self.index.get(*id)).map(|d| d.time()).max();
-            let confidence = resolution.decided_by.iter().map(|id| self.confidence.confidence(*id)).min().unwrap_or_default();
+            let updated_at = resolution
+                .decided_by
+                .iter()
+                .filter_map(|id| self.index.get(*id))
+                .map(|d| d.time())
+                .max();
+            let confidence = resolution
+                .decided_by
+                .iter()
+                .map(|id| self.confidence.confidence(*id))
+                .min()
+                .unwrap_or_default();
             fields.insert(
                 property.clone(),
-                Field { value, decided_by: resolution.decided_by, updated_at, confidence, skipped: resolution.skipped },
+                Field {
+                    value,
+                    decided_by: resolution.decided_by,
+                    updated_at,
+                    confidence,
+                    skipped: resolution.skipped,
+                },
             );
         }
         path.remove(entity);
@@ -283,27 +359,49 @@ impl<'a> Resolver<'a> {
             .schema
             .properties()
             .iter()
-            .filter(|(name, spec)| spec.required && fields.get(*name).is_none_or(|f| f.value.is_none()))
+            .filter(|(name, spec)| {
+                spec.required && fields.get(*name).is_none_or(|f| f.value.is_none())
+            })
             .map(|(name, _)| name.clone())
             .collect();
-        Ok(Record { entity: entity.clone(), entity_type: entity_type.to_owned(), fields, missing_required, errors: self.errors_touching(entity) })
+        Ok(Record {
+            entity: entity.clone(),
+            entity_type: entity_type.to_owned(),
+            fields,
+            missing_required,
+            errors: self.errors_touching(entity),
+        })
     }
 
     /// Replaces entity references by nested records where the type says so, within the
     /// depth limit and without revisiting an entity on the current path.
-    fn follow(&self, value: FieldValue, value_type: &ValueType, depth: usize, path: &mut BTreeSet<EntityId>) -> Result<FieldValue> {
+    fn follow(
+        &self,
+        value: FieldValue,
+        value_type: &ValueType,
+        depth: usize,
+        path: &mut BTreeSet<EntityId>,
+    ) -> Result<FieldValue> {
         Ok(match (value, value_type) {
             (FieldValue::Entity(e), ValueType::Reference(t))
-                if depth < self.max_depth && !path.contains(&e) && self.schemas.get(t).is_some() =>
+                if depth < self.max_depth
+                    && !path.contains(&e)
+                    && self.schemas.get(t).is_some() =>
             {
                 FieldValue::Record(Box::new(self.record_at(&e, t, depth + 1, path)?))
             }
-            (FieldValue::List(items), ValueType::List(inner)) => {
-                FieldValue::List(items.into_iter().map(|v| self.follow(v, inner, depth, path)).collect::<Result<_>>()?)
-            }
-            (FieldValue::List(items), t @ ValueType::Reference(_)) => {
-                FieldValue::List(items.into_iter().map(|v| self.follow(v, t, depth, path)).collect::<Result<_>>()?)
-            }
+            (FieldValue::List(items), ValueType::List(inner)) => FieldValue::List(
+                items
+                    .into_iter()
+                    .map(|v| self.follow(v, inner, depth, path))
+                    .collect::<Result<_>>()?,
+            ),
+            (FieldValue::List(items), t @ ValueType::Reference(_)) => FieldValue::List(
+                items
+                    .into_iter()
+                    .map(|v| self.follow(v, t, depth, path))
+                    .collect::<Result<_>>()?,
+            ),
             (other, _) => other,
         })
     }
@@ -322,5 +420,149 @@ impl<'a> Resolver<'a> {
             }
         }
         errors.into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resolve::Resolution;
+    use hypha_primitives::{DeltaBuilder, KeyPair, Pointer, Primitive};
+
+    /// A custom resolver: the `first` field's value, upper-cased, if it is a string.
+    #[derive(Debug)]
+    struct Shout {
+        deps: Vec<String>,
+    }
+
+    impl Resolve for Shout {
+        fn dependencies(&self) -> &[String] {
+            &self.deps
+        }
+        fn resolve(&self, _: &[Input<'_>], deps: &BTreeMap<String, Field>) -> Resolution {
+            let value = deps.get(&self.deps[0]).and_then(|f| match &f.value {
+                Some(FieldValue::Primitive(Primitive::String(s))) => {
+                    Some(FieldValue::Primitive(Primitive::String(s.to_uppercase())))
+                }
+                _ => None,
+            });
+            Resolution {
+                value,
+                ..Default::default()
+            }
+        }
+    }
+
+    fn schema() -> Schema {
+        Schema::from_json(&serde_json::json!({"type": "user", "properties": {
+            "name": {"resolver": "lww"}, "loud": {"resolver": "lww"}, "other": {"resolver": "lww"}
+        }}))
+        .unwrap()
+    }
+
+    #[test]
+    fn custom_resolvers_read_their_dependencies_resolved_first() {
+        let view = ViewSchema::new(schema())
+            .unwrap()
+            .with_resolver(
+                "loud",
+                Arc::new(Shout {
+                    deps: vec!["name".into()],
+                }),
+            )
+            .unwrap();
+        let mut schemas = SchemaSet::new();
+        schemas.insert(view);
+        let mut index = DeltaIndex::new();
+        let delta = DeltaBuilder::new(Hlc::new(1, 0))
+            .pointer(Pointer::entity("user", "alice", "name"))
+            .pointer(Pointer::value("name", "alice"))
+            .sign(&KeyPair::from_seed([1; 32]))
+            .unwrap();
+        index.insert(Arc::new(delta));
+        let record = Resolver::new(&index, &schemas, &LocalOnly)
+            .record(&EntityId::new("alice"), "user")
+            .unwrap();
+        assert_eq!(
+            record.fields["loud"].value.as_ref().unwrap().to_json(),
+            "ALICE"
+        );
+        assert!(
+            record.fields["loud"].is_provisional(1),
+            "local-only values are provisional"
+        );
+        assert!(!record.fields["loud"].is_provisional(0));
+    }
+
+    #[test]
+    fn dependency_cycles_and_missing_dependencies_are_schema_errors() {
+        let cycle = ViewSchema::new(schema())
+            .unwrap()
+            .with_resolver(
+                "loud",
+                Arc::new(Shout {
+                    deps: vec!["other".into()],
+                }),
+            )
+            .unwrap()
+            .with_resolver(
+                "other",
+                Arc::new(Shout {
+                    deps: vec!["loud".into()],
+                }),
+            );
+        assert!(matches!(cycle, Err(Error::Schema(m)) if m.contains("cycle")));
+        let missing = ViewSchema::new(schema()).unwrap().with_resolver(
+            "loud",
+            Arc::new(Shout {
+                deps: vec!["nope".into()],
+            }),
+        );
+        assert!(matches!(missing, Err(Error::Schema(m)) if m.contains("missing property")));
+        let unknown = ViewSchema::new(schema())
+            .unwrap()
+            .with_resolver("nope", Arc::new(Shout { deps: vec![] }));
+        assert!(matches!(unknown, Err(Error::Schema(_))));
+    }
+
+    #[test]
+    fn unknown_types_are_an_error() {
+        let index = DeltaIndex::new();
+        let schemas = SchemaSet::new();
+        let err = Resolver::new(&index, &schemas, &LocalOnly)
+            .record(&EntityId::new("a"), "ghost")
+            .unwrap_err();
+        assert!(matches!(err, Error::UnknownType(_)));
+    }
+
+    #[test]
+    fn nesting_stops_at_the_depth_limit() {
+        let schema = Schema::from_json(&serde_json::json!({"type": "node", "properties": {
+            "next": {"resolver": "lww", "type": {"ref": "node"}}
+        }}))
+        .unwrap();
+        let mut schemas = SchemaSet::new();
+        schemas.insert(ViewSchema::new(schema).unwrap());
+        let mut index = DeltaIndex::new();
+        let key = KeyPair::from_seed([1; 32]);
+        for i in 0..6 {
+            let d = DeltaBuilder::new(Hlc::new(1, 0))
+                .pointer(Pointer::entity("node", format!("n{i}"), "next"))
+                .pointer(Pointer::entity("next", format!("n{}", i + 1), "prev"))
+                .sign(&key)
+                .unwrap();
+            index.insert(Arc::new(d));
+        }
+        let record = Resolver::new(&index, &schemas, &LocalOnly)
+            .max_depth(2)
+            .record(&EntityId::new("n0"), "node")
+            .unwrap();
+        let json = record.to_json();
+        let level2 = &json["fields"]["next"]["value"]["fields"]["next"]["value"];
+        assert_eq!(level2["id"], "n2");
+        assert_eq!(
+            level2["fields"]["next"]["value"],
+            serde_json::json!({"entity": "n3"})
+        );
     }
 }

@@ -43,7 +43,9 @@ impl FieldValue {
             FieldValue::Primitive(p) => p.to_json(),
             FieldValue::Entity(e) => json!({ "entity": e.as_str() }),
             FieldValue::Delta(d) => json!({ "delta": d.to_string() }),
-            FieldValue::List(items) => Value::Array(items.iter().map(FieldValue::to_json).collect()),
+            FieldValue::List(items) => {
+                Value::Array(items.iter().map(FieldValue::to_json).collect())
+            }
             FieldValue::Record(r) => r.to_json(),
         }
     }
@@ -138,7 +140,10 @@ pub struct Builtin {
 impl Builtin {
     /// The built-in resolver with this name and the default tie-break.
     pub fn new(name: ResolverName) -> Self {
-        Self { name, tie_break: TieBreak::default() }
+        Self {
+            name,
+            tie_break: TieBreak::default(),
+        }
     }
 
     /// The same resolver with another tie-break (used by `lww` and `majority`).
@@ -154,26 +159,38 @@ impl Builtin {
 }
 
 /// The inputs that carry one value, with the rest reported as skipped.
-fn valued<'i, 'a>(inputs: &'i [Input<'a>], skipped: &mut Vec<Skipped>) -> Vec<(&'i Input<'a>, FieldValue)> {
+fn valued<'i, 'a>(
+    inputs: &'i [Input<'a>],
+    skipped: &mut Vec<Skipped>,
+) -> Vec<(&'i Input<'a>, FieldValue)> {
     inputs
         .iter()
         .filter_map(|input| match input.value {
             Some(target) => Some((input, FieldValue::from_target(target))),
             None => {
-                skipped.push(Skipped { id: input.id, reason: "gives no single value".into() });
+                skipped.push(Skipped {
+                    id: input.id,
+                    reason: "gives no single value".into(),
+                });
                 None
             }
         })
         .collect()
 }
 
-fn numeric<'i, 'a>(values: Vec<(&'i Input<'a>, FieldValue)>, skipped: &mut Vec<Skipped>) -> Vec<(&'i Input<'a>, FieldValue, f64)> {
+fn numeric<'i, 'a>(
+    values: Vec<(&'i Input<'a>, FieldValue)>,
+    skipped: &mut Vec<Skipped>,
+) -> Vec<(&'i Input<'a>, FieldValue, f64)> {
     values
         .into_iter()
         .filter_map(|(input, value)| match value.as_number() {
             Some(n) => Some((input, value, n)),
             None => {
-                skipped.push(Skipped { id: input.id, reason: "not a number".into() });
+                skipped.push(Skipped {
+                    id: input.id,
+                    reason: "not a number".into(),
+                });
                 None
             }
         })
@@ -203,26 +220,46 @@ impl Resolve for Builtin {
         match self.name {
             ResolverName::Lww => {
                 let values = valued(inputs, &mut skipped);
-                match values.into_iter().max_by(|(a, av), (b, bv)| self.tie_key(a, av).cmp(&self.tie_key(b, bv))) {
+                match values
+                    .into_iter()
+                    .max_by(|(a, av), (b, bv)| self.tie_key(a, av).cmp(&self.tie_key(b, bv)))
+                {
                     Some((input, value)) => one(input, value, skipped),
-                    None => Resolution { skipped, ..Default::default() },
+                    None => Resolution {
+                        skipped,
+                        ..Default::default()
+                    },
                 }
             }
             ResolverName::Fww => match valued(inputs, &mut skipped).into_iter().next() {
                 Some((input, value)) => one(input, value, skipped),
-                None => Resolution { skipped, ..Default::default() },
+                None => Resolution {
+                    skipped,
+                    ..Default::default()
+                },
             },
             ResolverName::Max | ResolverName::Min => {
                 let values = numeric(valued(inputs, &mut skipped), &mut skipped);
                 let want_max = self.name == ResolverName::Max;
                 // The earliest of equal extremes decides, so the answer is order-free.
                 let best = values.into_iter().reduce(|best, next| {
-                    let better = if want_max { next.2 > best.2 } else { next.2 < best.2 };
-                    if better { next } else { best }
+                    let better = if want_max {
+                        next.2 > best.2
+                    } else {
+                        next.2 < best.2
+                    };
+                    if better {
+                        next
+                    } else {
+                        best
+                    }
                 });
                 match best {
                     Some((input, value, _)) => one(input, value, skipped),
-                    None => Resolution { skipped, ..Default::default() },
+                    None => Resolution {
+                        skipped,
+                        ..Default::default()
+                    },
                 }
             }
             ResolverName::Sum => {
@@ -236,12 +273,19 @@ impl Resolve for Builtin {
                     Some(total) => Primitive::Int(total),
                     None => Primitive::Float(values.iter().map(|(_, _, n)| n).sum()),
                 };
-                Resolution { value: Some(FieldValue::Primitive(value)), decided_by, skipped }
+                Resolution {
+                    value: Some(FieldValue::Primitive(value)),
+                    decided_by,
+                    skipped,
+                }
             }
             ResolverName::Average => {
                 let values = numeric(valued(inputs, &mut skipped), &mut skipped);
                 if values.is_empty() {
-                    return Resolution { skipped, ..Default::default() };
+                    return Resolution {
+                        skipped,
+                        ..Default::default()
+                    };
                 }
                 let mean = values.iter().map(|(_, _, n)| n).sum::<f64>() / values.len() as f64;
                 Resolution {
@@ -267,10 +311,17 @@ impl Resolve for Builtin {
                                 decided_by.push(input.id);
                             }
                         }
-                        _ => skipped.push(Skipped { id: input.id, reason: "not a string".into() }),
+                        _ => skipped.push(Skipped {
+                            id: input.id,
+                            reason: "not a string".into(),
+                        }),
                     }
                 }
-                Resolution { value: Some(FieldValue::Primitive(Primitive::String(text))), decided_by, skipped }
+                Resolution {
+                    value: Some(FieldValue::Primitive(Primitive::String(text))),
+                    decided_by,
+                    skipped,
+                }
             }
             ResolverName::Set => {
                 let mut items = Vec::new();
@@ -282,25 +333,47 @@ impl Resolve for Builtin {
                         decided_by.push(input.id);
                     }
                 }
-                Resolution { value: Some(FieldValue::List(items)), decided_by, skipped }
+                Resolution {
+                    value: Some(FieldValue::List(items)),
+                    decided_by,
+                    skipped,
+                }
             }
             ResolverName::Majority => {
                 // value identity → (count, the value, its lww key, its deltas)
                 let mut tally: BTreeMap<String, Tally> = BTreeMap::new();
                 for (input, value) in valued(inputs, &mut skipped) {
                     let key = self.tie_key(input, &value);
-                    let entry = tally.entry(value.identity()).or_insert_with(|| (0, value, key.clone(), Vec::new()));
+                    let entry = tally
+                        .entry(value.identity())
+                        .or_insert_with(|| (0, value, key.clone(), Vec::new()));
                     entry.0 += 1;
                     entry.2 = entry.2.clone().max(key);
                     entry.3.push(input.id);
                 }
-                match tally.into_values().max_by(|a, b| (a.0, &a.2).cmp(&(b.0, &b.2))) {
-                    Some((_, value, _, decided_by)) => Resolution { value: Some(value), decided_by, skipped },
-                    None => Resolution { skipped, ..Default::default() },
+                match tally
+                    .into_values()
+                    .max_by(|a, b| (a.0, &a.2).cmp(&(b.0, &b.2)))
+                {
+                    Some((_, value, _, decided_by)) => Resolution {
+                        value: Some(value),
+                        decided_by,
+                        skipped,
+                    },
+                    None => Resolution {
+                        skipped,
+                        ..Default::default()
+                    },
                 }
             }
             _ => Resolution {
-                skipped: inputs.iter().map(|i| Skipped { id: i.id, reason: format!("resolver {} is not supported", self.name) }).collect(),
+                skipped: inputs
+                    .iter()
+                    .map(|i| Skipped {
+                        id: i.id,
+                        reason: format!("resolver {} is not supported", self.name),
+                    })
+                    .collect(),
                 ..Default::default()
             },
         }

@@ -12,8 +12,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hypha_primitives::{Delta, DeltaBuilder, DeltaId, EntityId, Hlc, KeyPair, Pointer, ResolverName, Schema};
-use hypha_views::{Builtin, DeltaIndex, FieldValue, Liveness, LocalOnly, Record, Resolver, SchemaSet, TieBreak, ViewSchema};
+use hypha_primitives::{
+    Delta, DeltaBuilder, DeltaId, EntityId, Hlc, KeyPair, Pointer, ResolverName, Schema,
+};
+use hypha_views::{
+    Builtin, DeltaIndex, FieldValue, Liveness, LocalOnly, Record, Resolver, SchemaSet, TieBreak,
+    ViewSchema,
+};
 use serde_json::{json, Map, Value};
 
 struct Case {
@@ -25,17 +30,25 @@ struct Case {
 
 fn load_cases() -> Vec<Case> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     let mut cases = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
-        let list: Vec<Value> = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let list: Vec<Value> =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         for case in list {
             cases.push(parse_case(&case, &file.display().to_string()));
         }
     }
-    assert!(cases.len() >= 10, "expected the testdata cases, found {}", cases.len());
+    assert!(
+        cases.len() >= 10,
+        "expected the testdata cases, found {}",
+        cases.len()
+    );
     cases
 }
 
@@ -46,13 +59,19 @@ fn parse_case(case: &Value, file: &str) -> Case {
     for d in case["deltas"].as_array().unwrap() {
         let mut pointers = d["pointers"].clone();
         for p in pointers.as_array_mut().unwrap() {
-            if let Some(label) = p["target"]["delta"].as_str().and_then(|s| s.strip_prefix('@')) {
+            if let Some(label) = p["target"]["delta"]
+                .as_str()
+                .and_then(|s| s.strip_prefix('@'))
+            {
                 p["target"]["delta"] = Value::String(labels[label].to_string());
             }
         }
         let pointers = Pointer::list_from_json_str(&pointers.to_string()).unwrap();
         let author = KeyPair::from_seed([d["author"].as_u64().unwrap_or(1) as u8; 32]);
-        let delta = DeltaBuilder::new(Hlc::new(d["time"].as_u64().unwrap(), 0)).pointers(pointers).sign(&author).unwrap();
+        let delta = DeltaBuilder::new(Hlc::new(d["time"].as_u64().unwrap(), 0))
+            .pointers(pointers)
+            .sign(&author)
+            .unwrap();
         let label = d["label"].as_str().unwrap().to_owned();
         labels.insert(label.clone(), delta.id());
         deltas.push((label, delta));
@@ -71,27 +90,55 @@ fn parse_case(case: &Value, file: &str) -> Case {
                         "value" => TieBreak::Value,
                         other => panic!("unknown tie-break {other}"),
                     };
-                    view = view.with_resolver(property, Arc::new(Builtin::new(ResolverName::Lww).with_tie_break(tie))).unwrap();
+                    view = view
+                        .with_resolver(
+                            property,
+                            Arc::new(Builtin::new(ResolverName::Lww).with_tie_break(tie)),
+                        )
+                        .unwrap();
                 }
             }
         }
         schemas.insert(view);
     }
-    Case { name, deltas, schemas, expect: case["expect"].clone() }
+    Case {
+        name,
+        deltas,
+        schemas,
+        expect: case["expect"].clone(),
+    }
 }
 
 /// Expands `max_id(A,B)`-style expressions against the case's deltas.
 fn expand(expr: &Value, deltas: &[(String, Delta)]) -> Value {
-    let find = |l: &str| deltas.iter().find(|(label, _)| label == l).map(|(_, d)| d).unwrap();
+    let find = |l: &str| {
+        deltas
+            .iter()
+            .find(|(label, _)| label == l)
+            .map(|(_, d)| d)
+            .unwrap()
+    };
     let pick = |args: &str, by_author: bool| {
         let (a, b) = args.trim_end_matches(')').split_once(',').unwrap();
         let key = |l: &str| {
             let d = find(l);
-            (if by_author { d.author().to_string() } else { String::new() }, d.id())
+            (
+                if by_author {
+                    d.author().to_string()
+                } else {
+                    String::new()
+                },
+                d.id(),
+            )
         };
-        if key(a) > key(b) { a.to_owned() } else { b.to_owned() }
+        if key(a) > key(b) {
+            a.to_owned()
+        } else {
+            b.to_owned()
+        }
     };
-    let value_of = |label: &str| FieldValue::from_target(&find(label).pointers()[1].target).to_json();
+    let value_of =
+        |label: &str| FieldValue::from_target(&find(label).pointers()[1].target).to_json();
     match expr {
         Value::String(s) => {
             if let Some(args) = s.strip_prefix("max_id_value(") {
@@ -107,13 +154,21 @@ fn expand(expr: &Value, deltas: &[(String, Delta)]) -> Value {
             }
         }
         Value::Array(items) => Value::Array(items.iter().map(|v| expand(v, deltas)).collect()),
-        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), expand(v, deltas))).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), expand(v, deltas)))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
 
 fn label_of(id: DeltaId, deltas: &[(String, Delta)]) -> String {
-    deltas.iter().find(|(_, d)| d.id() == id).map(|(l, _)| l.clone()).unwrap_or_else(|| id.to_string())
+    deltas
+        .iter()
+        .find(|(_, d)| d.id() == id)
+        .map(|(l, _)| l.clone())
+        .unwrap_or_else(|| id.to_string())
 }
 
 /// A record in the expectation's shape: fields as {value, decided_by labels}, nested
@@ -123,8 +178,15 @@ fn project_record(record: &Record, deltas: &[(String, Delta)], top: bool) -> Val
         .fields
         .iter()
         .map(|(name, f)| {
-            let value = f.value.as_ref().map_or(Value::Null, |v| project_value(v, deltas));
-            let by: Vec<String> = f.decided_by.iter().map(|id| label_of(*id, deltas)).collect();
+            let value = f
+                .value
+                .as_ref()
+                .map_or(Value::Null, |v| project_value(v, deltas));
+            let by: Vec<String> = f
+                .decided_by
+                .iter()
+                .map(|id| label_of(*id, deltas))
+                .collect();
             (name.clone(), json!({"value": value, "decided_by": by}))
         })
         .collect();
@@ -138,7 +200,9 @@ fn project_record(record: &Record, deltas: &[(String, Delta)], top: bool) -> Val
 fn project_value(value: &FieldValue, deltas: &[(String, Delta)]) -> Value {
     match value {
         FieldValue::Record(r) => project_record(r, deltas, false),
-        FieldValue::List(items) => Value::Array(items.iter().map(|v| project_value(v, deltas)).collect()),
+        FieldValue::List(items) => {
+            Value::Array(items.iter().map(|v| project_value(v, deltas)).collect())
+        }
         other => other.to_json(),
     }
 }
@@ -148,7 +212,11 @@ fn observe(case: &Case, index: &DeltaIndex) -> Value {
     let deltas = &case.deltas;
     let mut out = Map::new();
     let mut liveness = Liveness::new(index);
-    let live: Vec<String> = deltas.iter().filter(|(_, d)| liveness.is_live(d.id())).map(|(l, _)| l.clone()).collect();
+    let live: Vec<String> = deltas
+        .iter()
+        .filter(|(_, d)| liveness.is_live(d.id()))
+        .map(|(l, _)| l.clone())
+        .collect();
     out.insert("live".into(), json!(live));
     let resolver = Resolver::new(index, &case.schemas, &LocalOnly);
     if let Some(lossless) = case.expect.get("lossless").and_then(Value::as_object) {
@@ -158,7 +226,15 @@ fn observe(case: &Case, index: &DeltaIndex) -> Value {
             let props: Map<String, Value> = view
                 .properties
                 .iter()
-                .map(|(p, filed)| (p.clone(), json!(filed.iter().map(|f| label_of(f.delta.id(), deltas)).collect::<Vec<_>>())))
+                .map(|(p, filed)| {
+                    (
+                        p.clone(),
+                        json!(filed
+                            .iter()
+                            .map(|f| label_of(f.delta.id(), deltas))
+                            .collect::<Vec<_>>()),
+                    )
+                })
                 .collect();
             views.insert(entity.clone(), Value::Object(props));
         }
@@ -175,7 +251,10 @@ fn observe(case: &Case, index: &DeltaIndex) -> Value {
             let mut projected = project_record(&record, deltas, true);
             // Compare only the record-level keys the expectation names.
             let names: Vec<&String> = expected.as_object().unwrap().keys().collect();
-            projected.as_object_mut().unwrap().retain(|k, _| names.contains(&k));
+            projected
+                .as_object_mut()
+                .unwrap()
+                .retain(|k, _| names.contains(&k));
             records.insert(key.clone(), projected);
         }
         out.insert("lossy".into(), Value::Object(records));
@@ -220,7 +299,11 @@ fn every_testdata_case_holds_under_every_arrival_order() {
                 index.insert(Arc::new(case.deltas[*i].1.clone()));
             }
             let observed = observe(&case, &index);
-            assert_eq!(observed, expected, "case {:?} in arrival order {order:?}", case.name);
+            assert_eq!(
+                observed, expected,
+                "case {:?} in arrival order {order:?}",
+                case.name
+            );
         }
     }
 }
