@@ -229,7 +229,13 @@ fn ingest(
     figure("ingest", "rocksdb_raw_puts_per_s", raw, "1/s", None);
     // Each new delta writes four journal entries (record, arrival, author, entity index):
     // the storage-side bound on ingest, if RocksDB had a core to itself.
-    figure("ingest", "deltas_per_s", ingest_rate, "1/s", Some(("rocksdb_raw_puts_per_s_div_4", raw / 4.0)));
+    figure(
+        "ingest",
+        "deltas_per_s",
+        ingest_rate,
+        "1/s",
+        Some(("rocksdb_raw_puts_per_s_div_4", raw / 4.0)),
+    );
     let on_disk = dir_size(dir.path())?;
     figure(
         "ingest",
