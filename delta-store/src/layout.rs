@@ -25,9 +25,12 @@ pub(crate) const CF_AUTHOR: &str = "author";
 pub(crate) const CF_NEGATION: &str = "negation";
 /// Column family: named settings such as the layout version.
 pub(crate) const CF_META: &str = "meta";
+/// Column family: data derived from the deltas (materialized views), owned by the layers
+/// above; the journal never reads it.
+pub(crate) const CF_DERIVED: &str = "derived";
 
 /// Every column family, in creation order.
-pub(crate) const ALL_CFS: [&str; 7] = [
+pub(crate) const ALL_CFS: [&str; 8] = [
     CF_DELTAS,
     CF_ARRIVAL,
     CF_ORIGIN,
@@ -35,6 +38,7 @@ pub(crate) const ALL_CFS: [&str; 7] = [
     CF_AUTHOR,
     CF_NEGATION,
     CF_META,
+    CF_DERIVED,
 ];
 
 /// Meta key holding [`LAYOUT_VERSION`].
@@ -85,6 +89,14 @@ pub(crate) fn entity_key(entity: &str, context: &str, id: DeltaId) -> Vec<u8> {
     let mut key = entity_prefix(entity, Some(context));
     key.extend_from_slice(id.as_bytes());
     key
+}
+
+/// The entity id at the start of an entity-index key.
+pub(crate) fn entity_of_key(key: &[u8]) -> Result<String> {
+    let corrupt = || Error::Corrupt("entity index key".into());
+    let len = u32::from_be_bytes(key.get(..4).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?) as usize;
+    let bytes = key.get(4..4 + len).ok_or_else(corrupt)?;
+    String::from_utf8(bytes.to_vec()).map_err(|_| corrupt())
 }
 
 /// Reads a 32-byte id from the end of an index key or from an index value.

@@ -31,6 +31,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod config;
+mod derived;
 mod error;
 mod identity;
 mod layout;
@@ -42,6 +43,7 @@ use std::fmt;
 use hypha_primitives::{Delta, Stamp};
 
 pub use config::{Config, Durability, StoreBuilder};
+pub use derived::DerivedWrite;
 pub use error::{Error, Result};
 pub use identity::{
     load_or_create_node_key, node_key_path, read_key_file, write_key_file, NODE_KEY_FILE,

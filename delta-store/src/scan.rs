@@ -85,6 +85,22 @@ impl Store {
             .map(|entry| entry.and_then(|(k, _)| layout::id_at_end(&k)))
     }
 
+    /// Every entity some delta points at, in key order (each once).
+    pub fn entities(&self) -> impl Iterator<Item = Result<String>> + '_ {
+        let mut last: Option<String> = None;
+        self.index_from(ENTITY, Vec::new(), Vec::new()).filter_map(move |entry| {
+            let entity = entry.and_then(|(key, _)| layout::entity_of_key(&key));
+            match entity {
+                Ok(e) if last.as_deref() == Some(e.as_str()) => None,
+                Ok(e) => {
+                    last = Some(e.clone());
+                    Some(Ok(e))
+                }
+                Err(err) => Some(Err(err)),
+            }
+        })
+    }
+
     /// Deltas that point at `entity` (under `context`, if given).
     ///
     /// A delta pointing at the entity under several contexts appears once per context.
