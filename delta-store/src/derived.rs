@@ -5,7 +5,7 @@
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 
 use crate::layout::CF_DERIVED;
-use crate::{Durability, Error, Result, Store};
+use crate::{Durability, Error, KeyValue, Result, Store};
 
 /// One change to the derived keyspace.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,7 +65,7 @@ impl Store {
         &'a self,
         prefix: &'a [u8],
         after: Option<&[u8]>,
-    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + 'a {
+    ) -> impl Iterator<Item = Result<KeyValue>> + 'a {
         let start = match after {
             // The smallest key after `after` is `after` followed by a zero byte.
             Some(a) => [a, &[0u8]].concat(),
@@ -73,7 +73,10 @@ impl Store {
         };
         self.inner
             .db
-            .iterator_cf(self.cf_handle(CF_DERIVED), IteratorMode::From(&start, Direction::Forward))
+            .iterator_cf(
+                self.cf_handle(CF_DERIVED),
+                IteratorMode::From(&start, Direction::Forward),
+            )
             .map(|entry| entry.map_err(Error::from))
             .take_while(move |entry| match entry {
                 Ok((key, _)) => key.starts_with(prefix),
@@ -100,13 +103,23 @@ mod tests {
             .unwrap();
         assert_eq!(store.derived_get(b"r/b").unwrap(), Some(b"2".to_vec()));
         let keys = |after: Option<&[u8]>| -> Vec<Vec<u8>> {
-            store.derived_scan(b"r/", after).map(|e| e.unwrap().0.to_vec()).collect()
+            store
+                .derived_scan(b"r/", after)
+                .map(|e| e.unwrap().0.to_vec())
+                .collect()
         };
-        assert_eq!(keys(None), vec![b"r/a".to_vec(), b"r/b".to_vec(), b"r/c".to_vec()]);
+        assert_eq!(
+            keys(None),
+            vec![b"r/a".to_vec(), b"r/b".to_vec(), b"r/c".to_vec()]
+        );
         assert_eq!(keys(Some(b"r/a")), vec![b"r/b".to_vec(), b"r/c".to_vec()]);
-        store.derived_write(&[DerivedWrite::Delete(b"r/b".to_vec())]).unwrap();
+        store
+            .derived_write(&[DerivedWrite::Delete(b"r/b".to_vec())])
+            .unwrap();
         assert_eq!(keys(None).len(), 2);
-        store.derived_write(&[DerivedWrite::DeletePrefix(b"r/".to_vec())]).unwrap();
+        store
+            .derived_write(&[DerivedWrite::DeletePrefix(b"r/".to_vec())])
+            .unwrap();
         assert!(keys(None).is_empty());
         assert_eq!(store.derived_get(b"s/x").unwrap(), Some(b"9".to_vec()));
     }

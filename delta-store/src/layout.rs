@@ -94,7 +94,12 @@ pub(crate) fn entity_key(entity: &str, context: &str, id: DeltaId) -> Vec<u8> {
 /// The entity id at the start of an entity-index key.
 pub(crate) fn entity_of_key(key: &[u8]) -> Result<String> {
     let corrupt = || Error::Corrupt("entity index key".into());
-    let len = u32::from_be_bytes(key.get(..4).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?) as usize;
+    let len = u32::from_be_bytes(
+        key.get(..4)
+            .ok_or_else(corrupt)?
+            .try_into()
+            .map_err(|_| corrupt())?,
+    ) as usize;
     let bytes = key.get(4..4 + len).ok_or_else(corrupt)?;
     String::from_utf8(bytes.to_vec()).map_err(|_| corrupt())
 }

@@ -50,6 +50,9 @@ pub use identity::{
 };
 pub use store::{PutOutcome, StampedDelta, Store, MAX_STAMPS};
 
+/// One raw key-value pair read from the database.
+pub type KeyValue = (Box<[u8]>, Box<[u8]>);
+
 /// A delta's position in this node's arrival order: 1, 2, 3… Local to the node; the cursor
 /// for resuming scans and feeds.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]

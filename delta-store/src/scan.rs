@@ -5,10 +5,7 @@ use rocksdb::{Direction, IteratorMode};
 
 use crate::layout;
 use crate::store::{ARRIVAL, AUTHOR, ENTITY, NEGATION, ORIGIN};
-use crate::{Arrival, Error, Result, Store, StoredDelta};
-
-/// One raw index entry: key and value bytes.
-type IndexEntry = (Box<[u8]>, Box<[u8]>);
+use crate::{Arrival, Error, KeyValue, Result, Store, StoredDelta};
 
 impl Store {
     /// Iterates the index `cf` from `start` while keys begin with `prefix`, yielding
@@ -18,7 +15,7 @@ impl Store {
         cf: &str,
         start: Vec<u8>,
         prefix: Vec<u8>,
-    ) -> impl Iterator<Item = Result<IndexEntry>> + 'a {
+    ) -> impl Iterator<Item = Result<KeyValue>> + 'a {
         self.inner
             .db
             .iterator_cf(
@@ -88,17 +85,18 @@ impl Store {
     /// Every entity some delta points at, in key order (each once).
     pub fn entities(&self) -> impl Iterator<Item = Result<String>> + '_ {
         let mut last: Option<String> = None;
-        self.index_from(ENTITY, Vec::new(), Vec::new()).filter_map(move |entry| {
-            let entity = entry.and_then(|(key, _)| layout::entity_of_key(&key));
-            match entity {
-                Ok(e) if last.as_deref() == Some(e.as_str()) => None,
-                Ok(e) => {
-                    last = Some(e.clone());
-                    Some(Ok(e))
+        self.index_from(ENTITY, Vec::new(), Vec::new())
+            .filter_map(move |entry| {
+                let entity = entry.and_then(|(key, _)| layout::entity_of_key(&key));
+                match entity {
+                    Ok(e) if last.as_deref() == Some(e.as_str()) => None,
+                    Ok(e) => {
+                        last = Some(e.clone());
+                        Some(Ok(e))
+                    }
+                    Err(err) => Some(Err(err)),
                 }
-                Err(err) => Some(Err(err)),
-            }
-        })
+            })
     }
 
     /// Deltas that point at `entity` (under `context`, if given).

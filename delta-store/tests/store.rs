@@ -91,7 +91,11 @@ fn scans_find_deltas_by_arrival_entity_author_and_filter() {
         .unwrap();
     assert_eq!(ids(alice_age), vec![d1.id()]);
     let entities: Vec<String> = store.entities().collect::<Result<_, _>>().unwrap();
-    assert_eq!(entities, vec!["bob".to_owned(), "alice".to_owned()], "ordered by length-prefixed key");
+    assert_eq!(
+        entities,
+        vec!["bob".to_owned(), "alice".to_owned()],
+        "ordered by length-prefixed key"
+    );
     // "alic" is a string prefix of "alice" but not the same entity.
     assert_eq!(store.scan_entity("alic", None).count(), 0);
 

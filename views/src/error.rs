@@ -10,6 +10,9 @@ pub enum Error {
     /// No schema is registered for the entity type asked for.
     #[error("no schema for type {0:?}")]
     UnknownType(String),
+    /// Stored view data does not decode: disk corruption or a bug; a rebuild repairs it.
+    #[error("corrupt materialized view: {0}")]
+    Corrupt(String),
     /// Reading the journal failed.
     #[error("journal: {0}")]
     Store(#[from] hypha_delta_store::Error),

@@ -43,6 +43,22 @@ pub(crate) fn transactions_of(delta: &Delta) -> impl Iterator<Item = &EntityId> 
     })
 }
 
+/// Every transaction a delta joins or declares the size of.
+pub(crate) fn transactions_touched(delta: &Delta) -> impl Iterator<Item = &EntityId> {
+    delta.pointers().iter().filter_map(|p| {
+        match (
+            &p.target,
+            p.local_context.as_str(),
+            p.target_context.as_deref(),
+        ) {
+            (Target::Entity(t), TRANSACTION, Some(TRANSACTION_MEMBER | TRANSACTION_SIZE)) => {
+                Some(t)
+            }
+            _ => None,
+        }
+    })
+}
+
 /// The size declarations a delta makes: (transaction, size).
 fn size_declarations(delta: &Delta) -> Vec<(EntityId, u64)> {
     let size = delta

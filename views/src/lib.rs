@@ -8,8 +8,10 @@
 //!   provenance on every [`Field`], and follows references to nested records.
 //! - [`load_index`] fills an index from the journal, now or [`AsOf`] an earlier point.
 //!
-//! The rules are in `markdown/VIEWS.md`. Not here yet: the materialized view store that
-//! keeps records up to date in RocksDB as deltas arrive.
+//! - A [`Materializer`] keeps resolved records in the journal's derived keyspace, updated
+//!   as deltas arrive, rebuilt on demand and when a schema changes.
+//!
+//! The rules are in `markdown/VIEWS.md`.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -45,6 +47,7 @@ mod liveness;
 mod load;
 mod lossless;
 mod lossy;
+mod materialize;
 mod resolve;
 
 pub use error::{Error, Result};
@@ -56,4 +59,5 @@ pub use lossy::{
     Confidence, ConfidenceSource, Field, LocalOnly, Record, Resolver, SchemaSet, ViewSchema,
     DEFAULT_MAX_DEPTH,
 };
+pub use materialize::{Materializer, QueryResult};
 pub use resolve::{Builtin, FieldValue, Input, Resolution, Resolve, Skipped, TieBreak};

@@ -1,0 +1,369 @@
+//! The materialized view store: resolved records kept in the journal's derived keyspace,
+//! updated as deltas arrive and rebuilt from the journal on demand.
+//!
+//! Layout (all under the `v1/` prefix of the derived keyspace):
+//! - `v1/cursor` → the arrival position of the last delta applied (u64, big-endian);
+//! - `v1/schema/<type>` → the schema in force for the type and the delta that decided it;
+//! - `v1/rec/<type>\0<entity>` → the record's JSON.
+//!
+//! Records and the cursor are written in one atomic batch, so after a crash the store
+//! resumes from the cursor and never double-applies or skips a delta. Records are
+//! materialized flat: references stay `{"entity": id}` and readers nest at read time.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use hypha_delta_store::{Arrival, DerivedWrite, Store, StoredDelta};
+use hypha_primitives::{Delta, DeltaId, EntityId, Filter, Hlc, Schema};
+use serde_json::{json, Value};
+
+use crate::index::transactions_touched;
+use crate::load::{load_index, AsOf};
+use crate::lossy::{LocalOnly, Resolver, SchemaSet, ViewSchema};
+use crate::{Error, Result};
+
+const CURSOR_KEY: &[u8] = b"v1/cursor";
+const SCHEMA_PREFIX: &[u8] = b"v1/schema/";
+const RECORD_PREFIX: &[u8] = b"v1/rec/";
+/// Deltas applied per atomic write while catching up.
+const APPLY_CHUNK: usize = 4096;
+
+fn record_key(entity_type: &str, entity: &str) -> Vec<u8> {
+    [
+        RECORD_PREFIX,
+        entity_type.as_bytes(),
+        b"\0",
+        entity.as_bytes(),
+    ]
+    .concat()
+}
+
+fn type_prefix(entity_type: &str) -> Vec<u8> {
+    [RECORD_PREFIX, entity_type.as_bytes(), b"\0"].concat()
+}
+
+/// The schema in force for a type: the latest schema delta by (time, id).
+#[derive(Clone, Debug)]
+struct Definition {
+    time: Hlc,
+    id: DeltaId,
+    schema: Schema,
+}
+
+impl Definition {
+    fn to_json(&self) -> Value {
+        json!({"time": self.time.to_string(), "id": self.id.to_string(), "schema": self.schema.to_json()})
+    }
+
+    fn from_json(value: &Value) -> Result<Definition> {
+        let corrupt = |what: &str| Error::Corrupt(format!("stored schema definition: {what}"));
+        let time = value["time"]
+            .as_str()
+            .ok_or_else(|| corrupt("time"))?
+            .parse()
+            .map_err(|_| corrupt("time"))?;
+        let id = value["id"]
+            .as_str()
+            .ok_or_else(|| corrupt("id"))?
+            .parse()
+            .map_err(|_| corrupt("id"))?;
+        let schema = Schema::from_json(&value["schema"]).map_err(|e| corrupt(&e.to_string()))?;
+        Ok(Definition { time, id, schema })
+    }
+}
+
+/// Materialized records for every registered schema, kept up to date from the journal.
+#[derive(Debug)]
+pub struct Materializer {
+    store: Store,
+    definitions: BTreeMap<String, Definition>,
+    schemas: SchemaSet,
+}
+
+impl Materializer {
+    /// Opens the materialized views of `store` as they were last written (no rebuild);
+    /// call [`Materializer::apply_pending`] to bring them up to date.
+    pub fn open(store: Store) -> Result<Materializer> {
+        let mut definitions = BTreeMap::new();
+        for entry in store.derived_scan(SCHEMA_PREFIX, None) {
+            let (_, value) = entry?;
+            let value: Value =
+                serde_json::from_slice(&value).map_err(|e| Error::Corrupt(e.to_string()))?;
+            let definition = Definition::from_json(&value)?;
+            definitions.insert(definition.schema.entity_type().to_owned(), definition);
+        }
+        let mut materializer = Materializer {
+            store,
+            definitions,
+            schemas: SchemaSet::new(),
+        };
+        materializer.refresh_schema_set()?;
+        Ok(materializer)
+    }
+
+    fn refresh_schema_set(&mut self) -> Result<()> {
+        let mut set = SchemaSet::new();
+        for definition in self.definitions.values() {
+            set.insert(ViewSchema::new(definition.schema.clone())?);
+        }
+        self.schemas = set;
+        Ok(())
+    }
+
+    /// The schemas in force, by type.
+    pub fn schemas(&self) -> impl Iterator<Item = &Schema> {
+        self.definitions.values().map(|d| &d.schema)
+    }
+
+    /// The arrival position of the last delta applied.
+    pub fn cursor(&self) -> Result<Option<Arrival>> {
+        Ok(self.store.derived_get(CURSOR_KEY)?.map(|bytes| {
+            let mut raw = [0u8; 8];
+            raw.copy_from_slice(&bytes[..8.min(bytes.len())]);
+            Arrival::new(u64::from_be_bytes(raw))
+        }))
+    }
+
+    /// Applies every delta stored after the cursor; returns how many were applied.
+    pub fn apply_pending(&mut self) -> Result<usize> {
+        let mut applied = 0;
+        loop {
+            let after = self.cursor()?;
+            let chunk: Vec<StoredDelta> = self
+                .store
+                .scan_arrival(after)
+                .take(APPLY_CHUNK)
+                .collect::<Result<_, _>>()?;
+            let Some(last) = chunk.last().map(|s| s.arrival) else {
+                return Ok(applied);
+            };
+            self.apply_chunk(&chunk, last)?;
+            applied += chunk.len();
+        }
+    }
+
+    fn apply_chunk(&mut self, chunk: &[StoredDelta], last: Arrival) -> Result<()> {
+        let mut writes = Vec::new();
+        let mut changed_types = BTreeSet::new();
+        let mut affected = BTreeSet::new();
+        for stored in chunk {
+            if let Some(t) = self.consider_schema(&stored.delta, &mut writes) {
+                changed_types.insert(t);
+            }
+            self.affected_entities(&stored.delta, &mut BTreeSet::new(), &mut affected)?;
+        }
+        if !changed_types.is_empty() {
+            self.refresh_schema_set()?;
+            for t in &changed_types {
+                writes.push(DerivedWrite::DeletePrefix(type_prefix(t)));
+            }
+            // A changed schema re-resolves every entity for that type.
+            for entity in self.store.entities() {
+                affected.insert(EntityId::new(entity?));
+            }
+        }
+        for entity in &affected {
+            self.recompute(entity, &mut writes)?;
+        }
+        writes.push(DerivedWrite::Put(
+            CURSOR_KEY.to_vec(),
+            last.get().to_be_bytes().to_vec(),
+        ));
+        self.store.derived_write(&writes)?;
+        Ok(())
+    }
+
+    /// Registers a schema delta if it is newer than the type's current definition.
+    fn consider_schema(&mut self, delta: &Delta, writes: &mut Vec<DerivedWrite>) -> Option<String> {
+        let schema = match Schema::from_delta(delta) {
+            Ok(Some(schema)) => schema,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(delta = %delta.id(), error = %e, "ignoring a malformed schema delta");
+                return None;
+            }
+        };
+        let entity_type = schema.entity_type().to_owned();
+        let newer = self
+            .definitions
+            .get(&entity_type)
+            .is_none_or(|d| (delta.time(), delta.id()) > (d.time, d.id));
+        if !newer {
+            return None;
+        }
+        let definition = Definition {
+            time: delta.time(),
+            id: delta.id(),
+            schema,
+        };
+        writes.push(DerivedWrite::Put(
+            [SCHEMA_PREFIX, entity_type.as_bytes()].concat(),
+            definition.to_json().to_string().into_bytes(),
+        ));
+        self.definitions.insert(entity_type.clone(), definition);
+        Some(entity_type)
+    }
+
+    /// The entities whose views a delta can change: those it is filed under, those of the
+    /// deltas it negates (recursively), and those of its transactions' members.
+    fn affected_entities(
+        &self,
+        delta: &Delta,
+        visited: &mut BTreeSet<DeltaId>,
+        out: &mut BTreeSet<EntityId>,
+    ) -> Result<()> {
+        if !visited.insert(delta.id()) {
+            return Ok(());
+        }
+        for (entity, context) in delta.target_entities() {
+            if context.is_some() {
+                out.insert(entity.clone());
+            }
+        }
+        for negated in delta.negated_ids() {
+            if let Some(stored) = self.store.get(negated)? {
+                self.affected_entities(&stored.delta, visited, out)?;
+            }
+        }
+        let txs: Vec<EntityId> = transactions_touched(delta).cloned().collect();
+        for tx in txs {
+            for member in self.store.scan_entity(tx.as_str(), None) {
+                let member = member?;
+                self.affected_entities(&member.delta, visited, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-resolves `entity` for every type; an entity with no live delta under any of a
+    /// type's properties is not an instance of it.
+    fn recompute(&self, entity: &EntityId, writes: &mut Vec<DerivedWrite>) -> Result<()> {
+        if self.definitions.is_empty() {
+            return Ok(());
+        }
+        let index = load_index(&self.store, std::slice::from_ref(entity), AsOf::Now, 0)?;
+        let resolver = Resolver::new(&index, &self.schemas, &LocalOnly).max_depth(0);
+        let lossless = resolver.lossless(entity);
+        for (entity_type, definition) in &self.definitions {
+            let key = record_key(entity_type, entity.as_str());
+            let is_instance = definition
+                .schema
+                .properties()
+                .keys()
+                .any(|p| lossless.properties.contains_key(p));
+            if is_instance {
+                let record = resolver.record(entity, entity_type)?;
+                writes.push(DerivedWrite::Put(
+                    key,
+                    record.to_json().to_string().into_bytes(),
+                ));
+            } else {
+                writes.push(DerivedWrite::Delete(key));
+            }
+        }
+        Ok(())
+    }
+
+    /// Throws the materialized views away and recomputes them from the journal, calling
+    /// `progress(done, total)` as entities are resolved.
+    pub fn rebuild(&mut self, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
+        self.store
+            .derived_write(&[DerivedWrite::DeletePrefix(b"v1/".to_vec())])?;
+        self.definitions.clear();
+        let last = self.store.last_arrival()?;
+        let mut writes = Vec::new();
+        let store = self.store.clone();
+        for stored in store.scan_arrival(None) {
+            let stored = stored?;
+            if last.is_some_and(|l| stored.arrival > l) {
+                break;
+            }
+            self.consider_schema(&stored.delta, &mut writes);
+        }
+        self.refresh_schema_set()?;
+        let entities: Vec<EntityId> = self
+            .store
+            .entities()
+            .map(|e| e.map(EntityId::new))
+            .collect::<Result<_, _>>()?;
+        let total = entities.len() as u64;
+        for (done, entity) in entities.iter().enumerate() {
+            self.recompute(entity, &mut writes)?;
+            if writes.len() >= APPLY_CHUNK {
+                self.store.derived_write(&std::mem::take(&mut writes))?;
+            }
+            progress(done as u64 + 1, total);
+        }
+        if let Some(last) = last {
+            writes.push(DerivedWrite::Put(
+                CURSOR_KEY.to_vec(),
+                last.get().to_be_bytes().to_vec(),
+            ));
+        }
+        self.store.derived_write(&writes)?;
+        Ok(())
+    }
+
+    /// The materialized record of `entity` as an `entity_type`, as JSON.
+    pub fn record(&self, entity_type: &str, entity: &str) -> Result<Option<Value>> {
+        match self.store.derived_get(&record_key(entity_type, entity))? {
+            Some(bytes) => Ok(Some(
+                serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt(e.to_string()))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `limit` records of a type, in entity order, after entity `after`.
+    pub fn records(
+        &self,
+        entity_type: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Value>> {
+        let prefix = type_prefix(entity_type);
+        let after_key = after.map(|a| record_key(entity_type, a));
+        self.store
+            .derived_scan(&prefix, after_key.as_deref())
+            .take(limit)
+            .map(|entry| {
+                let (_, bytes) = entry?;
+                serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// Records of a type matching a JSON-Logic filter over each record's JSON, up to
+    /// `limit`; a record that cannot be read is reported beside the results instead of
+    /// failing the query.
+    pub fn query(&self, entity_type: &str, filter: &Filter, limit: usize) -> Result<QueryResult> {
+        let prefix = type_prefix(entity_type);
+        let mut result = QueryResult::default();
+        for entry in self.store.derived_scan(&prefix, None) {
+            if result.records.len() >= limit {
+                break;
+            }
+            let (key, bytes) = entry?;
+            match serde_json::from_slice::<Value>(&bytes) {
+                Ok(record) => {
+                    if filter.matches(&record) {
+                        result.records.push(record);
+                    }
+                }
+                Err(e) => result.errors.push((
+                    String::from_utf8_lossy(&key[prefix.len()..]).into_owned(),
+                    e.to_string(),
+                )),
+            }
+        }
+        Ok(result)
+    }
+}
+
+/// The answer to a query over materialized records.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QueryResult {
+    /// The matching records.
+    pub records: Vec<Value>,
+    /// Records that could not be read: (entity, error).
+    pub errors: Vec<(String, String)>,
+}
