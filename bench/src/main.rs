@@ -42,6 +42,19 @@ enum Bench {
         #[arg(long, value_enum, default_value_t = DurabilityArg::Fsync)]
         durability: DurabilityArg,
     },
+    /// Ingest with materialized views attached, against plain journal ingest; view reads;
+    /// rebuild time.
+    Views {
+        /// How many signed deltas to ingest.
+        #[arg(long, default_value_t = 100_000)]
+        deltas: usize,
+        /// Over how many entities.
+        #[arg(long, default_value_t = 10_000)]
+        entities: usize,
+        /// Properties per entity.
+        #[arg(long, default_value_t = 5)]
+        properties: usize,
+    },
     /// Compiled filter evaluation against jsonlogic-rs interpreting the same rule.
     Filter {
         /// Evaluations per measurement.
@@ -78,6 +91,11 @@ fn main() -> Result<()> {
             )
         }
         Bench::Filter { evals } => filter(evals.max(1)),
+        Bench::Views {
+            deltas,
+            entities,
+            properties,
+        } => views(deltas.max(1), entities.max(1), properties.max(1)),
     }
 }
 
@@ -274,6 +292,111 @@ fn raw_rocksdb_puts_per_s(count: usize) -> Result<f64> {
         db.write(batch)?;
     }
     Ok(rate(count.div_ceil(1000) * 1000, start))
+}
+
+/// Deltas setting `p<j>` of `e<i>` to an integer, spread evenly.
+fn generate_entity_writes(count: usize, entities: usize, properties: usize) -> Vec<Delta> {
+    let keys: Vec<KeyPair> = (0..8).map(|i| KeyPair::from_seed(seed(100 + i))).collect();
+    (0..count)
+        .into_par_iter()
+        .map(|i| {
+            let property = format!("p{}", (i / entities) % properties);
+            DeltaBuilder::new(Hlc::new(1_700_000_000_000 + i as u64, 0))
+                .pointer(Pointer::entity(
+                    "subject",
+                    format!("e{}", i % entities),
+                    property.clone(),
+                ))
+                .pointer(Pointer::value(property, (i % 1000) as i64))
+                .sign(&keys[i % keys.len()])
+                .expect("generated deltas are valid")
+        })
+        .collect()
+}
+
+fn views(count: usize, entities: usize, properties: usize) -> Result<()> {
+    use hypha_primitives::Schema;
+    use hypha_views::Materializer;
+
+    figure("views", "deltas", count as f64, "count", None);
+    eprintln!("generating {count} deltas over {entities} entities x {properties} properties…");
+    let deltas = generate_entity_writes(count, entities, properties);
+    let batches: Vec<Vec<StampedDelta>> = deltas
+        .chunks(4096)
+        .map(|c| c.iter().cloned().map(StampedDelta::from).collect())
+        .collect();
+
+    eprintln!("reference: plain journal ingest…");
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path())?;
+    let start = Instant::now();
+    for batch in &batches {
+        store.put_batch(batch.clone())?;
+    }
+    let plain = rate(count, start);
+    drop(store);
+    figure("views", "journal_ingest_deltas_per_s", plain, "1/s", None);
+
+    eprintln!("ingest with an lww view and a sum view attached…");
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path())?;
+    let admin = KeyPair::from_seed(seed(999));
+    for (n, resolver) in [("lww_view", "lww"), ("sum_view", "sum")] {
+        let props: serde_json::Map<String, Value> = (0..properties)
+            .map(|j| (format!("p{j}"), json!({"resolver": resolver})))
+            .collect();
+        let schema = Schema::from_json(&json!({"type": n, "properties": props}))?;
+        store.put(
+            DeltaBuilder::new(Hlc::new(1, 0))
+                .pointers(schema.to_pointers())
+                .sign(&admin)?,
+        )?;
+    }
+    let mut materializer = Materializer::open(store.clone())?;
+    materializer.apply_pending()?;
+    let start = Instant::now();
+    for batch in &batches {
+        store.put_batch(batch.clone())?;
+        materializer.apply_pending()?;
+    }
+    let with_views = rate(count, start);
+    figure(
+        "views",
+        "ingest_with_views_deltas_per_s",
+        with_views,
+        "1/s",
+        Some(("journal_ingest_deltas_per_s", plain)),
+    );
+
+    let reads = 10_000;
+    let mut latencies: Vec<f64> = Vec::with_capacity(reads);
+    for i in 0..reads {
+        let entity = format!("e{}", (i * 7919) % entities);
+        let start = Instant::now();
+        let record = materializer.record("lww_view", &entity)?;
+        latencies.push(start.elapsed().as_secs_f64() * 1e6);
+        anyhow::ensure!(record.is_some(), "no record for {entity}");
+    }
+    latencies.sort_by(f64::total_cmp);
+    figure("views", "read_p50_us", latencies[reads / 2], "us", None);
+    figure(
+        "views",
+        "read_p99_us",
+        latencies[reads * 99 / 100],
+        "us",
+        None,
+    );
+
+    let start = Instant::now();
+    materializer.rebuild(&mut |_, _| {})?;
+    figure(
+        "views",
+        "rebuild_s",
+        start.elapsed().as_secs_f64(),
+        "s",
+        None,
+    );
+    Ok(())
 }
 
 fn dir_size(path: &std::path::Path) -> Result<u64> {
