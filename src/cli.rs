@@ -51,6 +51,39 @@ pub(crate) enum Command {
     },
     /// Print stored deltas as JSON lines, in arrival order.
     Scan(ScanArgs),
+    /// Register a schema (JSON, argument or stdin) as a delta signed by the node key.
+    Schema {
+        /// The schema, e.g. {"type":"user","properties":{"name":{"resolver":"lww"}}}.
+        definition: Option<String>,
+    },
+    /// Print the lossless view of an entity: every live delta under each property.
+    Entity {
+        /// The entity id.
+        id: String,
+        /// View the entity as of this HLC time (MS or MS.LOGICAL).
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Print materialized records of a type (brings the views up to date first).
+    View(ViewArgs),
+}
+
+/// `hypha view` options.
+#[derive(Debug, Args)]
+pub(crate) struct ViewArgs {
+    /// The schema's type name.
+    pub(crate) entity_type: String,
+    /// One entity's record; all records of the type (JSON lines) when absent.
+    pub(crate) entity: Option<String>,
+    /// A JSON-Logic filter over each record's JSON.
+    #[arg(long, conflicts_with = "entity")]
+    pub(crate) filter: Option<String>,
+    /// Only records of entities after this id.
+    #[arg(long, conflicts_with_all = ["entity", "filter"])]
+    pub(crate) after: Option<String>,
+    /// Print at most this many records.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) limit: usize,
 }
 
 /// `hypha node` options.

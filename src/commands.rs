@@ -11,9 +11,12 @@ use hypha_delta_store::{
     load_or_create_node_key, node_key_path, write_key_file, Arrival, StampedDelta, Store,
     StoredDelta,
 };
-use hypha_primitives::{Delta, DeltaBuilder, DeltaId, Filter, HlcClock, KeyPair, Pointer, Stamp};
+use hypha_primitives::{
+    Delta, DeltaBuilder, DeltaId, EntityId, Filter, Hlc, HlcClock, KeyPair, Pointer, Schema, Stamp,
+};
+use hypha_views::{load_index, AsOf, LocalOnly, Materializer, Resolver, SchemaSet};
 
-use crate::cli::{Cli, Command, ScanArgs};
+use crate::cli::{Cli, Command, ScanArgs, ViewArgs};
 
 pub(crate) fn run(cli: Cli) -> Result<()> {
     let data = &cli.global.data;
@@ -33,19 +36,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
                 None => read_stdin()?,
             };
             let pointers = Pointer::list_from_json_str(&text).context("reading the pointers")?;
-            let key = load_or_create_node_key(data)?;
-            let store = Store::open(data)?;
-            let mut clock = HlcClock::resume_after(
-                store
-                    .last_by_author(key.author())?
-                    .map(|s| s.delta.time())
-                    .unwrap_or_default(),
-            );
-            let delta = DeltaBuilder::new(clock.tick(wall_ms()))
-                .pointers(pointers)
-                .sign(&key)?;
-            store.put_local_batch(vec![delta.clone()], &key)?;
-            println!("{}", delta.id());
+            println!("{}", sign_and_store(data, pointers)?);
             Ok(())
         }
         Command::Import => {
@@ -74,7 +65,94 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Scan(args) => scan(data, args),
+        Command::Schema { definition } => {
+            let text = match definition {
+                Some(text) => text,
+                None => read_stdin()?,
+            };
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| hypha_primitives::Error::Json(e.to_string()))?;
+            let schema = Schema::from_json(&value)?;
+            let id = sign_and_store(data, schema.to_pointers())?;
+            println!("{id}");
+            Ok(())
+        }
+        Command::Entity { id, at } => {
+            let as_of = match at {
+                Some(t) => AsOf::Time(t.parse::<Hlc>()?),
+                None => AsOf::Now,
+            };
+            let store = Store::open(data)?;
+            let entity = EntityId::new(id);
+            let index = load_index(&store, std::slice::from_ref(&entity), as_of, 0)?;
+            let schemas = SchemaSet::new();
+            let view = Resolver::new(&index, &schemas, &LocalOnly).lossless(&entity);
+            println!("{}", view.to_json());
+            Ok(())
+        }
+        Command::View(args) => view(data, args),
     }
+}
+
+/// Signs pointers with the node key at the node's next clock reading and stores the delta
+/// with the node's origin stamp.
+fn sign_and_store(data: &std::path::Path, pointers: Vec<Pointer>) -> Result<DeltaId> {
+    let key = load_or_create_node_key(data)?;
+    let store = Store::open(data)?;
+    let mut clock = HlcClock::resume_after(
+        store
+            .last_by_author(key.author())?
+            .map(|s| s.delta.time())
+            .unwrap_or_default(),
+    );
+    let delta = DeltaBuilder::new(clock.tick(wall_ms()))
+        .pointers(pointers)
+        .sign(&key)?;
+    store.put_local_batch(vec![delta.clone()], &key)?;
+    Ok(delta.id())
+}
+
+fn view(data: &std::path::Path, args: ViewArgs) -> Result<()> {
+    let filter = args
+        .filter
+        .as_deref()
+        .map(Filter::from_json_str)
+        .transpose()
+        .context("--filter")?;
+    let store = Store::open(data)?;
+    let mut materializer = Materializer::open(store)?;
+    materializer.apply_pending()?;
+    if !materializer
+        .schemas()
+        .any(|s| s.entity_type() == args.entity_type)
+    {
+        bail!(
+            "no schema for type {:?} (register one with `hypha schema`)",
+            args.entity_type
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    if let Some(entity) = &args.entity {
+        match materializer.record(&args.entity_type, entity)? {
+            Some(record) => writeln!(out, "{record}")?,
+            None => bail!("{entity} has no {} record", args.entity_type),
+        }
+        return Ok(());
+    }
+    let records = match &filter {
+        Some(f) => {
+            let result = materializer.query(&args.entity_type, f, args.limit)?;
+            for (entity, error) in &result.errors {
+                eprintln!("warning: record of {entity} could not be read: {error}");
+            }
+            result.records
+        }
+        None => materializer.records(&args.entity_type, args.after.as_deref(), args.limit)?,
+    };
+    for record in records {
+        writeln!(out, "{record}")?;
+    }
+    Ok(())
 }
 
 fn scan(data: &std::path::Path, args: ScanArgs) -> Result<()> {

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use hypha_delta_store::{load_or_create_node_key, Durability, Store};
+use hypha_views::Materializer;
 use tokio::sync::watch;
 
 use crate::cli::{DurabilityArg, NodeArgs};
@@ -50,25 +51,45 @@ pub(crate) fn run(data: &Path, args: NodeArgs) -> Result<()> {
 async fn serve(store: Store, host: String) -> Result<()> {
     let (stop, shutdown) = Shutdown::new();
     tracing::info!(%host, data = %store.config().path.display(), last_arrival = ?store.last_arrival()?.map(|a| a.get()), "node running");
-    let feed_task = tokio::spawn(log_feed(store.clone(), shutdown.clone()));
+    let views = store.clone();
+    let views_shutdown = shutdown.clone();
+    let feed_task = tokio::spawn(async move {
+        if let Err(e) = keep_views_current(views, views_shutdown).await {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "views stopped; reads show the last materialized state"
+            );
+        }
+    });
     wait_for_signal().await?;
     tracing::info!("shutting down");
     let _ = stop.send(true);
-    feed_task.await.context("feed task")?;
+    feed_task.await.context("views task")?;
     Ok(())
 }
 
-/// Logs each newly stored delta at debug level (views and peers subscribe the same way).
-async fn log_feed(store: Store, mut shutdown: Shutdown) {
+/// Keeps the materialized views current: catches up at start, then applies what each
+/// wake-up of the live feed announces (everything after the views' cursor, so a lagged
+/// feed loses nothing).
+async fn keep_views_current(store: Store, mut shutdown: Shutdown) -> Result<()> {
     let mut feed = store.subscribe();
+    let mut views = Materializer::open(store.clone()).context("opening the views")?;
+    let applied =
+        tokio::task::block_in_place(|| views.apply_pending()).context("catching the views up")?;
+    tracing::info!(applied, "views up to date");
     loop {
         tokio::select! {
-            _ = shutdown.requested() => return,
-            received = feed.recv() => match received {
-                Ok(stored) => tracing::debug!(id = %stored.delta.id(), arrival = %stored.arrival, "stored"),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::warn!(skipped = n, "feed lagged"),
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            },
+            _ = shutdown.requested() => return Ok(()),
+            received = feed.recv() => {
+                match received {
+                    Ok(stored) => tracing::debug!(id = %stored.delta.id(), arrival = %stored.arrival, "stored"),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::debug!(skipped = n, "feed lagged; views catch up from their cursor"),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+                }
+                if let Err(e) = tokio::task::block_in_place(|| views.apply_pending()) {
+                    tracing::error!(error = %e, "updating the views failed; they catch up on the next delta or restart");
+                }
+            }
         }
     }
 }

@@ -185,3 +185,82 @@ fn keygen_refuses_to_overwrite_a_key() {
     ok(dir.path(), &["keygen"]);
     fails(dir.path(), &["keygen"], "", "writing key file");
 }
+
+#[test]
+fn schemas_views_and_lossless_entities_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    ok(
+        data,
+        &[
+            "schema",
+            r#"{"type":"user","properties":{"name":{"resolver":"lww"},"age":{"resolver":"max"}}}"#,
+        ],
+    );
+    let first = ok(data, &["write", ALICE_NAME]).trim().to_owned();
+    ok(data, &["write", BOB_AGE]);
+    let renamed = r#"[{"local_context":"user","target":{"entity":"alice"},"target_context":"name"},
+                      {"local_context":"name","target":{"value":"Alice Liddell"}}]"#;
+    ok(data, &["write", renamed]);
+
+    let alice: serde_json::Value =
+        serde_json::from_str(&ok(data, &["view", "user", "alice"])).unwrap();
+    assert_eq!(alice["fields"]["name"]["value"], "Alice Liddell");
+    assert_eq!(
+        alice["fields"]["name"]["confidence"], 0,
+        "local only until peers exist"
+    );
+    let all = json_lines(&ok(data, &["view", "user"]));
+    assert_eq!(
+        all.iter()
+            .map(|r| r["id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["alice", "bob"]
+    );
+    let older = json_lines(&ok(
+        data,
+        &[
+            "view",
+            "user",
+            "--filter",
+            r#"{">": [{"var": "fields.age.value"}, 40]}"#,
+        ],
+    ));
+    assert_eq!(older.len(), 1);
+    assert_eq!(older[0]["id"], "bob");
+    assert_eq!(
+        json_lines(&ok(data, &["view", "user", "--after", "alice"])).len(),
+        1
+    );
+
+    let lossless: serde_json::Value =
+        serde_json::from_str(&ok(data, &["entity", "alice"])).unwrap();
+    let names = lossless["properties"]["name"].as_array().unwrap();
+    assert_eq!(names.len(), 2);
+    assert_eq!(names[0]["id"], first.as_str());
+
+    // As of the first write's time, only the first name exists.
+    let got: serde_json::Value = serde_json::from_str(&ok(data, &["get", &first])).unwrap();
+    let at = format!("{}.{}", got["time"]["ms"], got["time"]["logical"]);
+    let then: serde_json::Value =
+        serde_json::from_str(&ok(data, &["entity", "alice", "--at", &at])).unwrap();
+    assert_eq!(then["properties"]["name"].as_array().unwrap().len(), 1);
+
+    fails(data, &["view", "ghost"], "", "no schema for type");
+    fails(data, &["view", "user", "carol"], "", "has no user record");
+    fails(
+        data,
+        &[
+            "schema",
+            r#"{"type":"user","properties":{"name":{"resolver":"newest"}}}"#,
+        ],
+        "",
+        "unknown resolver",
+    );
+    fails(
+        data,
+        &["entity", "alice", "--at", "yesterday"],
+        "",
+        "invalid hlc time",
+    );
+}

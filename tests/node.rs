@@ -38,6 +38,10 @@ fn a_running_node_locks_its_folder_and_stops_cleanly_on_sigterm() {
         assert!(Instant::now() < deadline, "node did not start");
     }
 
+    // The node brings the materialized views up to date as it starts.
+    let line = logs.next().expect("node exited early").unwrap();
+    assert!(line.contains("views up to date"), "{line}");
+
     fails(data, &["get", &id], "", "is a hypha node running");
 
     let pid = node.id().to_string();
