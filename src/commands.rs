@@ -113,12 +113,7 @@ fn sign_and_store(data: &std::path::Path, pointers: Vec<Pointer>) -> Result<Delt
 }
 
 fn view(data: &std::path::Path, args: ViewArgs) -> Result<()> {
-    let filter = args
-        .filter
-        .as_deref()
-        .map(Filter::from_json_str)
-        .transpose()
-        .context("--filter")?;
+    let filter = parse_filter(args.filter.as_deref())?;
     let store = Store::open(data)?;
     let mut materializer = Materializer::open(store)?;
     materializer.apply_pending()?;
@@ -156,12 +151,7 @@ fn view(data: &std::path::Path, args: ViewArgs) -> Result<()> {
 }
 
 fn scan(data: &std::path::Path, args: ScanArgs) -> Result<()> {
-    let filter = args
-        .filter
-        .as_deref()
-        .map(Filter::from_json_str)
-        .transpose()
-        .context("--filter")?;
+    let filter = parse_filter(args.filter.as_deref())?;
     let store = Store::open(data)?;
     let limit = args.limit.unwrap_or(usize::MAX);
     let deltas: Box<dyn Iterator<Item = hypha_delta_store::Result<StoredDelta>>> =
@@ -211,6 +201,13 @@ fn parse_import_line(line: &str) -> Result<StampedDelta> {
         delta: Delta::from_json(&value)?,
         stamps,
     })
+}
+
+/// The `--filter` option, compiled.
+fn parse_filter(text: Option<&str>) -> Result<Option<Filter>> {
+    text.map(Filter::from_json_str)
+        .transpose()
+        .context("--filter")
 }
 
 fn print_json_line(stored: &StoredDelta) -> Result<()> {

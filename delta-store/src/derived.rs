@@ -2,7 +2,7 @@
 //! data computed from deltas (materialized views), so that it shares the journal's
 //! durability and can be written atomically with its own progress markers.
 
-use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
+use rocksdb::{WriteBatch, WriteOptions};
 
 use crate::layout::CF_DERIVED;
 use crate::{Durability, Error, KeyValue, Result, Store};
@@ -71,17 +71,7 @@ impl Store {
             Some(a) => [a, &[0u8]].concat(),
             None => prefix.to_vec(),
         };
-        self.inner
-            .db
-            .iterator_cf(
-                self.cf_handle(CF_DERIVED),
-                IteratorMode::From(&start, Direction::Forward),
-            )
-            .map(|entry| entry.map_err(Error::from))
-            .take_while(move |entry| match entry {
-                Ok((key, _)) => key.starts_with(prefix),
-                Err(_) => true,
-            })
+        self.index_from(CF_DERIVED, start, prefix.to_vec())
     }
 }
 

@@ -10,7 +10,7 @@ use crate::{Arrival, Error, KeyValue, Result, Store, StoredDelta};
 impl Store {
     /// Iterates the index `cf` from `start` while keys begin with `prefix`, yielding
     /// (key, value) pairs.
-    fn index_from<'a>(
+    pub(crate) fn index_from<'a>(
         &'a self,
         cf: &str,
         start: Vec<u8>,
@@ -121,18 +121,27 @@ impl Store {
     /// The most recently arrived delta by `author`, if any.
     pub fn last_by_author(&self, author: AuthorKey) -> Result<Option<StoredDelta>> {
         let start = layout::author_key(author, Arrival::new(u64::MAX));
+        match self.last_with_prefix(AUTHOR, &start, author.as_bytes())? {
+            Some((_, value)) => self.load(layout::id_at_end(&value)?).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The last entry of index `cf` at or before `start` whose key starts with `prefix`.
+    pub(crate) fn last_with_prefix(
+        &self,
+        cf: &str,
+        start: &[u8],
+        prefix: &[u8],
+    ) -> Result<Option<KeyValue>> {
         let mut iter = self.inner.db.iterator_cf(
-            self.cf_handle(AUTHOR),
-            IteratorMode::From(&start, Direction::Reverse),
+            self.cf_handle(cf),
+            IteratorMode::From(start, Direction::Reverse),
         );
         match iter.next() {
             Some(entry) => {
                 let (key, value) = entry?;
-                if key.starts_with(author.as_bytes()) {
-                    self.load(layout::id_at_end(&value)?).map(Some)
-                } else {
-                    Ok(None)
-                }
+                Ok(key.starts_with(prefix).then_some((key, value)))
             }
             None => Ok(None),
         }
@@ -160,21 +169,6 @@ impl Store {
 
     /// The arrival position of the newest delta, if any.
     pub fn last_arrival(&self) -> Result<Option<Arrival>> {
-        match self
-            .inner
-            .db
-            .iterator_cf(self.cf_handle(ARRIVAL), IteratorMode::End)
-            .next()
-        {
-            Some(entry) => {
-                let (key, _) = entry?;
-                let bytes: [u8; 8] = key
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| Error::Corrupt("arrival key".into()))?;
-                Ok(Some(Arrival::new(u64::from_be_bytes(bytes))))
-            }
-            None => Ok(None),
-        }
+        crate::store::last_arrival(&self.inner.db)
     }
 }

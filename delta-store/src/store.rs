@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use hypha_primitives::{verify_batch, Delta, DeltaId, HostId, KeyPair, Seq, Stamp};
 use rayon::prelude::*;
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode,
-    Options, WriteBatch, WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, IteratorMode, Options,
+    WriteBatch, WriteOptions, DB,
 };
 use tokio::sync::broadcast;
 
@@ -387,23 +387,13 @@ impl Store {
     /// The highest origin seq stored for `host`, gaps or not.
     pub fn highest_seq(&self, host: HostId) -> Result<Option<Seq>> {
         let start = layout::origin_key(host, Seq::new(u64::MAX));
-        let mut iter = self.inner.db.iterator_cf(
-            self.cf(CF_ORIGIN),
-            IteratorMode::From(&start, Direction::Reverse),
-        );
-        match iter.next() {
-            Some(entry) => {
-                let (key, _) = entry?;
-                if key.len() == 40 && key[..32] == host.as_bytes()[..] {
-                    let seq = u64::from_be_bytes(
-                        key[32..40]
-                            .try_into()
-                            .map_err(|_| Error::Corrupt("origin key".into()))?,
-                    );
-                    Ok(Some(Seq::new(seq)))
-                } else {
-                    Ok(None)
-                }
+        match self.last_with_prefix(CF_ORIGIN, &start, host.as_bytes())? {
+            Some((key, _)) => {
+                let raw: [u8; 8] = key
+                    .get(32..40)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| Error::Corrupt("origin key".into()))?;
+                Ok(Some(Seq::new(u64::from_be_bytes(raw))))
             }
             None => Ok(None),
         }
@@ -652,7 +642,8 @@ fn check_layout(db: &DB) -> Result<()> {
     Ok(())
 }
 
-fn last_arrival(db: &DB) -> Result<Option<Arrival>> {
+/// The arrival position of the newest delta in the journal, if any.
+pub(crate) fn last_arrival(db: &DB) -> Result<Option<Arrival>> {
     let cf = db
         .cf_handle(CF_ARRIVAL)
         .ok_or_else(|| Error::Corrupt("arrival column family missing".into()))?;
