@@ -41,6 +41,7 @@
 #![deny(missing_docs)]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod accumulate;
 mod error;
 mod index;
 mod liveness;

@@ -16,8 +16,12 @@ use hypha_delta_store::{Arrival, DerivedWrite, Store, StoredDelta};
 use hypha_primitives::{Delta, DeltaId, EntityId, Filter, Hlc, Schema};
 use serde_json::{json, Value};
 
-use crate::index::transactions_touched;
+use std::sync::Arc;
+
+use crate::accumulate::absorb;
+use crate::index::{is_negation, transactions_touched};
 use crate::load::{load_index, AsOf};
+use crate::lossless::Filed;
 use crate::lossy::{LocalOnly, Resolver, SchemaSet, ViewSchema};
 use crate::{Error, Result};
 
@@ -145,9 +149,14 @@ impl Materializer {
         let mut writes = Vec::new();
         let mut changed_types = BTreeSet::new();
         let mut affected = BTreeSet::new();
+        // Records updated in place by the fast path in this chunk, by key.
+        let mut folded: BTreeMap<Vec<u8>, (EntityId, Value)> = BTreeMap::new();
         for stored in chunk {
             if let Some(t) = self.consider_schema(&stored.delta, &mut writes) {
                 changed_types.insert(t);
+            }
+            if changed_types.is_empty() && self.fold(&stored.delta, &affected, &mut folded)? {
+                continue;
             }
             self.affected_entities(&stored.delta, &mut BTreeSet::new(), &mut affected)?;
         }
@@ -161,8 +170,14 @@ impl Materializer {
                 affected.insert(EntityId::new(entity?));
             }
         }
+        for (key, (entity, record)) in folded {
+            // Entities re-resolved below are written from the journal instead.
+            if !affected.contains(&entity) {
+                writes.push(DerivedWrite::Put(key, record.to_string().into_bytes()));
+            }
+        }
         for entity in &affected {
-            self.recompute(entity, &mut writes)?;
+            self.recompute(entity, last, &mut writes)?;
         }
         writes.push(DerivedWrite::Put(
             CURSOR_KEY.to_vec(),
@@ -170,6 +185,58 @@ impl Materializer {
         ));
         self.store.derived_write(&writes)?;
         Ok(())
+    }
+
+    /// The fast path: folds a plain delta (no negation, no transaction, not negated) into
+    /// the stored records it touches, if every one of them can absorb it exactly (see
+    /// `accumulate`). Returns false, changing nothing, when the delta needs the slow path.
+    fn fold(
+        &self,
+        delta: &Delta,
+        affected: &BTreeSet<EntityId>,
+        folded: &mut BTreeMap<Vec<u8>, (EntityId, Value)>,
+    ) -> Result<bool> {
+        if is_negation(delta) || transactions_touched(delta).next().is_some() {
+            return Ok(false);
+        }
+        if !self.store.negations_of(delta.id())?.is_empty() {
+            return Ok(false);
+        }
+        let delta_arc = Arc::new(delta.clone());
+        let mut staged: BTreeMap<Vec<u8>, (EntityId, Value)> = BTreeMap::new();
+        for (entity, context) in delta.target_entities() {
+            let Some(property) = context else { continue };
+            if affected.contains(entity) {
+                return Ok(false);
+            }
+            let Some(filed) = Filed::new(Arc::clone(&delta_arc), entity, property) else {
+                continue;
+            };
+            let Some(value) = filed.value else {
+                return Ok(false);
+            };
+            for (entity_type, definition) in &self.definitions {
+                let Some(spec) = definition.schema.properties().get(property) else {
+                    continue;
+                };
+                let key = record_key(entity_type, entity.as_str());
+                let mut record = match staged.get(&key).or_else(|| folded.get(&key)) {
+                    Some((_, record)) => record.clone(),
+                    None => match self.store.derived_get(&key)? {
+                        Some(bytes) => serde_json::from_slice(&bytes)
+                            .map_err(|e| Error::Corrupt(e.to_string()))?,
+                        // A first value for this entity and type: the slow path makes the record.
+                        None => return Ok(false),
+                    },
+                };
+                if !absorb(&mut record, property, spec.resolver, delta, &value) {
+                    return Ok(false);
+                }
+                staged.insert(key, (entity.clone(), record));
+            }
+        }
+        folded.extend(staged);
+        Ok(true)
     }
 
     /// Registers a schema delta if it is newer than the type's current definition.
@@ -236,11 +303,22 @@ impl Materializer {
 
     /// Re-resolves `entity` for every type; an entity with no live delta under any of a
     /// type's properties is not an instance of it.
-    fn recompute(&self, entity: &EntityId, writes: &mut Vec<DerivedWrite>) -> Result<()> {
+    fn recompute(
+        &self,
+        entity: &EntityId,
+        as_of: Arrival,
+        writes: &mut Vec<DerivedWrite>,
+    ) -> Result<()> {
         if self.definitions.is_empty() {
             return Ok(());
         }
-        let index = load_index(&self.store, std::slice::from_ref(entity), AsOf::Now, 0)?;
+        // As of the cursor being written, so that deltas after it are applied exactly once.
+        let index = load_index(
+            &self.store,
+            std::slice::from_ref(entity),
+            AsOf::Arrival(as_of),
+            0,
+        )?;
         let resolver = Resolver::new(&index, &self.schemas, &LocalOnly).max_depth(0);
         let lossless = resolver.lossless(entity);
         for (entity_type, definition) in &self.definitions {
@@ -286,19 +364,20 @@ impl Materializer {
             .map(|e| e.map(EntityId::new))
             .collect::<Result<_, _>>()?;
         let total = entities.len() as u64;
+        let Some(last) = last else {
+            return Ok(());
+        };
         for (done, entity) in entities.iter().enumerate() {
-            self.recompute(entity, &mut writes)?;
+            self.recompute(entity, last, &mut writes)?;
             if writes.len() >= APPLY_CHUNK {
                 self.store.derived_write(&std::mem::take(&mut writes))?;
             }
             progress(done as u64 + 1, total);
         }
-        if let Some(last) = last {
-            writes.push(DerivedWrite::Put(
-                CURSOR_KEY.to_vec(),
-                last.get().to_be_bytes().to_vec(),
-            ));
-        }
+        writes.push(DerivedWrite::Put(
+            CURSOR_KEY.to_vec(),
+            last.get().to_be_bytes().to_vec(),
+        ));
         self.store.derived_write(&writes)?;
         Ok(())
     }

@@ -1,0 +1,168 @@
+//! The fast path of the materialized view store: folding one new delta into a stored
+//! record's field in O(1) (plus the length of `decided_by`), when that gives exactly the
+//! record a from-scratch resolution would.
+//!
+//! It applies only to a delta that sorts after everything already deciding the field (or,
+//! for lww, fww, min and max, anywhere), that gives the property one non-null value of the
+//! right kind, and to the built-in resolvers whose result can be extended without the other
+//! inputs. Everything else (negations, transactions, out-of-order deltas for sums and
+//! sets, `average`, `concat`, `majority`, a first value for an entity) takes the slow path:
+//! re-resolving the entity from the journal.
+
+use hypha_primitives::{Delta, DeltaId, Hlc, Primitive, ResolverName, Target};
+use serde_json::Value;
+
+use crate::resolve::FieldValue;
+
+/// The (time, id) of the latest delta in a field's `decided_by`, and of its first one.
+struct Deciders {
+    ids: Vec<DeltaId>,
+    updated_at: Option<Hlc>,
+}
+
+impl Deciders {
+    fn read(field: &Value) -> Option<Deciders> {
+        let ids = field["decided_by"]
+            .as_array()?
+            .iter()
+            .map(|v| v.as_str().and_then(|s| s.parse().ok()))
+            .collect::<Option<Vec<DeltaId>>>()?;
+        let updated_at = match &field["updated_at"] {
+            Value::Null => None,
+            v => Some(v.as_str()?.parse().ok()?),
+        };
+        Some(Deciders { ids, updated_at })
+    }
+
+    /// The order key of the single decider (lww, fww, min, max): its time is `updated_at`.
+    fn single(&self) -> Option<(Hlc, DeltaId)> {
+        match (self.ids.as_slice(), self.updated_at) {
+            ([id], Some(t)) => Some((t, *id)),
+            _ => None,
+        }
+    }
+
+    /// True when `key` sorts after every decider (the last decider has the latest time).
+    fn is_after_all(&self, key: (Hlc, DeltaId)) -> bool {
+        match (self.ids.last(), self.updated_at) {
+            (None, _) => true,
+            (Some(last), Some(t)) => key > (t, *last),
+            (Some(_), None) => false,
+        }
+    }
+}
+
+fn number(value: &Value) -> Option<f64> {
+    value.as_f64()
+}
+
+/// Folds `delta` (giving `value` to `property`) into `record` if the result is exactly
+/// what re-resolving would give; returns false, leaving `record` unchanged, otherwise.
+pub(crate) fn absorb(
+    record: &mut Value,
+    property: &str,
+    resolver: ResolverName,
+    delta: &Delta,
+    value: &Target,
+) -> bool {
+    // A null value is indistinguishable from "no value" in the record's JSON.
+    if matches!(value, Target::Value(Primitive::Null)) {
+        return false;
+    }
+    let Some(field) = record.get("fields").and_then(|f| f.get(property)) else {
+        return false;
+    };
+    if field["skipped"].as_array().is_none_or(|s| !s.is_empty()) {
+        return false;
+    }
+    let Some(deciders) = Deciders::read(field) else {
+        return false;
+    };
+    let key = (delta.time(), delta.id());
+    let new = FieldValue::from_target(value).to_json();
+    let current = &field["value"];
+    let updated = match resolver {
+        ResolverName::Lww | ResolverName::Fww => {
+            let replace = match deciders.single() {
+                None if deciders.ids.is_empty() => true,
+                None => return false,
+                Some(k) => (resolver == ResolverName::Lww) == (key > k),
+            };
+            replace.then(|| (new, vec![delta.id()], delta.time()))
+        }
+        ResolverName::Max | ResolverName::Min => {
+            let Some(n) = number(&new) else { return false };
+            let replace = match (deciders.single(), number(current)) {
+                (None, _) if deciders.ids.is_empty() => true,
+                (Some(k), Some(c)) => {
+                    let better = if resolver == ResolverName::Max {
+                        n > c
+                    } else {
+                        n < c
+                    };
+                    // Among equal extremes the earliest decides.
+                    better || (n == c && key < k)
+                }
+                _ => return false,
+            };
+            replace.then(|| (new, vec![delta.id()], delta.time()))
+        }
+        ResolverName::Count | ResolverName::Sum | ResolverName::Set => {
+            if !deciders.is_after_all(key) {
+                return false;
+            }
+            let total = match resolver {
+                ResolverName::Count => match current.as_i64() {
+                    Some(c) => Value::from(c + 1),
+                    None => return false,
+                },
+                ResolverName::Sum => match (current, &new) {
+                    (Value::Number(c), Value::Number(n)) if c.is_i64() && n.is_i64() => match c
+                        .as_i64()
+                        .and_then(|c| n.as_i64().and_then(|n| c.checked_add(n)))
+                    {
+                        Some(sum) => Value::from(sum),
+                        None => return false,
+                    },
+                    // A float sum folds left in (time, id) order; appending continues it.
+                    (Value::Number(c), Value::Number(n)) if c.is_f64() => {
+                        match serde_json::Number::from_f64(
+                            c.as_f64().unwrap_or(0.0) + n.as_f64().unwrap_or(0.0),
+                        ) {
+                            Some(sum) => Value::Number(sum),
+                            None => return false,
+                        }
+                    }
+                    _ => return false,
+                },
+                _ => {
+                    let Some(items) = current.as_array() else {
+                        return false;
+                    };
+                    if items.contains(&new) {
+                        // A later duplicate neither changes the set nor decides it.
+                        return true;
+                    }
+                    let mut items = items.clone();
+                    items.push(new);
+                    Value::Array(items)
+                }
+            };
+            let mut ids = deciders.ids.clone();
+            ids.push(delta.id());
+            Some((total, ids, delta.time()))
+        }
+        _ => return false,
+    };
+    if let Some((value, ids, time)) = updated {
+        let field = &mut record["fields"][property];
+        field["value"] = value;
+        field["decided_by"] =
+            Value::Array(ids.iter().map(|id| Value::String(id.to_string())).collect());
+        field["updated_at"] = Value::String(time.to_string());
+        if let Some(missing) = record["missing_required"].as_array_mut() {
+            missing.retain(|p| p.as_str() != Some(property));
+        }
+    }
+    true
+}
