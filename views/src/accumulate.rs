@@ -14,42 +14,60 @@ use serde_json::Value;
 
 use crate::resolve::FieldValue;
 
-/// The (time, id) of the latest delta in a field's `decided_by`, and of its first one.
+/// What the fast path needs of a field's provenance: its first and last deciding ids, how
+/// many there are, and the latest time among them.
 struct Deciders {
-    ids: Vec<DeltaId>,
+    count: usize,
+    first: Option<DeltaId>,
+    last: Option<DeltaId>,
     updated_at: Option<Hlc>,
 }
 
 impl Deciders {
     fn read(field: &Value) -> Option<Deciders> {
-        let ids = field["decided_by"]
-            .as_array()?
-            .iter()
-            .map(|v| v.as_str().and_then(|s| s.parse().ok()))
-            .collect::<Option<Vec<DeltaId>>>()?;
+        let ids = field["decided_by"].as_array()?;
+        let parse = |v: Option<&Value>| -> Option<Option<DeltaId>> {
+            match v {
+                None => Some(None),
+                Some(v) => v.as_str()?.parse().ok().map(Some),
+            }
+        };
         let updated_at = match &field["updated_at"] {
             Value::Null => None,
             v => Some(v.as_str()?.parse().ok()?),
         };
-        Some(Deciders { ids, updated_at })
+        Some(Deciders {
+            count: ids.len(),
+            first: parse(ids.first())?,
+            last: parse(ids.last())?,
+            updated_at,
+        })
     }
 
     /// The order key of the single decider (lww, fww, min, max): its time is `updated_at`.
     fn single(&self) -> Option<(Hlc, DeltaId)> {
-        match (self.ids.as_slice(), self.updated_at) {
-            ([id], Some(t)) => Some((t, *id)),
+        match (self.count, self.first, self.updated_at) {
+            (1, Some(id), Some(t)) => Some((t, id)),
             _ => None,
         }
     }
 
     /// True when `key` sorts after every decider (the last decider has the latest time).
     fn is_after_all(&self, key: (Hlc, DeltaId)) -> bool {
-        match (self.ids.last(), self.updated_at) {
-            (None, _) => true,
-            (Some(last), Some(t)) => key > (t, *last),
+        match (self.last, self.updated_at) {
+            (None, _) => self.count == 0,
+            (Some(last), Some(t)) => key > (t, last),
             (Some(_), None) => false,
         }
     }
+}
+
+/// How a fold changes `decided_by`.
+enum Decided {
+    /// The new delta alone decides.
+    Only(DeltaId),
+    /// The new delta joins the deciders, last.
+    Append(DeltaId),
 }
 
 fn number(value: &Value) -> Option<f64> {
@@ -84,16 +102,16 @@ pub(crate) fn absorb(
     let updated = match resolver {
         ResolverName::Lww | ResolverName::Fww => {
             let replace = match deciders.single() {
-                None if deciders.ids.is_empty() => true,
+                None if deciders.count == 0 => true,
                 None => return false,
                 Some(k) => (resolver == ResolverName::Lww) == (key > k),
             };
-            replace.then(|| (new, vec![delta.id()], delta.time()))
+            replace.then(|| (new, Decided::Only(delta.id()), delta.time()))
         }
         ResolverName::Max | ResolverName::Min => {
             let Some(n) = number(&new) else { return false };
             let replace = match (deciders.single(), number(current)) {
-                (None, _) if deciders.ids.is_empty() => true,
+                (None, _) if deciders.count == 0 => true,
                 (Some(k), Some(c)) => {
                     let better = if resolver == ResolverName::Max {
                         n > c
@@ -105,7 +123,7 @@ pub(crate) fn absorb(
                 }
                 _ => return false,
             };
-            replace.then(|| (new, vec![delta.id()], delta.time()))
+            replace.then(|| (new, Decided::Only(delta.id()), delta.time()))
         }
         ResolverName::Count | ResolverName::Sum | ResolverName::Set => {
             if !deciders.is_after_all(key) {
@@ -148,17 +166,23 @@ pub(crate) fn absorb(
                     Value::Array(items)
                 }
             };
-            let mut ids = deciders.ids.clone();
-            ids.push(delta.id());
-            Some((total, ids, delta.time()))
+            Some((total, Decided::Append(delta.id()), delta.time()))
         }
         _ => return false,
     };
-    if let Some((value, ids, time)) = updated {
+    if let Some((value, decided, time)) = updated {
         let field = &mut record["fields"][property];
         field["value"] = value;
-        field["decided_by"] =
-            Value::Array(ids.iter().map(|id| Value::String(id.to_string())).collect());
+        match decided {
+            Decided::Only(id) => {
+                field["decided_by"] = Value::Array(vec![Value::String(id.to_string())]);
+            }
+            Decided::Append(id) => {
+                if let Some(ids) = field["decided_by"].as_array_mut() {
+                    ids.push(Value::String(id.to_string()));
+                }
+            }
+        }
         field["updated_at"] = Value::String(time.to_string());
         if let Some(missing) = record["missing_required"].as_array_mut() {
             missing.retain(|p| p.as_str() != Some(property));

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hypha_primitives::{Delta, EntityId, Pointer, Target};
+use hypha_primitives::{Delta, EntityId, Target};
 use serde_json::{json, Map, Value};
 
 /// A live delta filed under one property of an entity.
@@ -18,29 +18,44 @@ pub struct Filed {
     pub value: Option<Target>,
 }
 
+/// The index of the pointer filing `delta` under `entity`.`property`, if any.
+fn filing_pointer(delta: &Delta, entity: &EntityId, property: &str) -> Option<usize> {
+    delta.pointers().iter().position(|p| {
+        matches!(&p.target, Target::Entity(e) if e == entity)
+            && p.target_context.as_deref() == Some(property)
+    })
+}
+
+/// The value `delta` gives `entity`.`property`: `None` if the delta is not filed there,
+/// `Some(None)` if it is filed there but gives no single value (see `VIEWS.md`).
+pub(crate) fn value_filed_under<'d>(
+    delta: &'d Delta,
+    entity: &EntityId,
+    property: &str,
+) -> Option<Option<&'d Target>> {
+    let filing = filing_pointer(delta, entity, property)?;
+    let others = delta
+        .pointers()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != filing)
+        .map(|(_, p)| p);
+    let named = others.clone().find(|p| p.local_context == property);
+    let mut rest = others;
+    let only = match (rest.next(), rest.next()) {
+        (Some(p), None) => Some(p),
+        _ => None,
+    };
+    Some(named.or(only).map(|p| &p.target))
+}
+
 impl Filed {
     /// Files `delta` under `entity`.`property`, or `None` if no pointer of it does.
     pub(crate) fn new(delta: Arc<Delta>, entity: &EntityId, property: &str) -> Option<Filed> {
-        let filing = delta.pointers().iter().position(|p| {
-            matches!(&p.target, Target::Entity(e) if e == entity)
-                && p.target_context.as_deref() == Some(property)
-        })?;
-        let others: Vec<&Pointer> = delta
-            .pointers()
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != filing)
-            .map(|(_, p)| p)
-            .collect();
-        let value = others
-            .iter()
-            .find(|p| p.local_context == property)
-            .or(if others.len() == 1 {
-                others.first()
-            } else {
-                None
-            })
-            .map(|p| p.target.clone());
+        let filing = filing_pointer(&delta, entity, property)?;
+        let value = value_filed_under(&delta, entity, property)
+            .flatten()
+            .cloned();
         let filed_as = delta.pointers()[filing].local_context.clone();
         Some(Filed {
             delta,

@@ -16,12 +16,10 @@ use hypha_delta_store::{Arrival, DerivedWrite, Store, StoredDelta};
 use hypha_primitives::{Delta, DeltaId, EntityId, Filter, Hlc, Schema};
 use serde_json::{json, Value};
 
-use std::sync::Arc;
-
 use crate::accumulate::absorb;
 use crate::index::{is_negation, transactions_touched};
 use crate::load::{load_index, AsOf};
-use crate::lossless::Filed;
+use crate::lossless::value_filed_under;
 use crate::lossy::{LocalOnly, Resolver, SchemaSet, ViewSchema};
 use crate::{Error, Result};
 
@@ -202,17 +200,17 @@ impl Materializer {
         if !self.store.negations_of(delta.id())?.is_empty() {
             return Ok(false);
         }
-        let delta_arc = Arc::new(delta.clone());
-        let mut staged: BTreeMap<Vec<u8>, (EntityId, Value)> = BTreeMap::new();
+        // Records are changed in place: if any of them cannot absorb the delta, the caller
+        // re-resolves every entity it touches, and those folded records are dropped.
         for (entity, context) in delta.target_entities() {
             let Some(property) = context else { continue };
             if affected.contains(entity) {
                 return Ok(false);
             }
-            let Some(filed) = Filed::new(Arc::clone(&delta_arc), entity, property) else {
+            let Some(filed_value) = value_filed_under(delta, entity, property) else {
                 continue;
             };
-            let Some(value) = filed.value else {
+            let Some(value) = filed_value else {
                 return Ok(false);
             };
             for (entity_type, definition) in &self.definitions {
@@ -220,22 +218,25 @@ impl Materializer {
                     continue;
                 };
                 let key = record_key(entity_type, entity.as_str());
-                let mut record = match staged.get(&key).or_else(|| folded.get(&key)) {
-                    Some((_, record)) => record.clone(),
-                    None => match self.store.derived_get(&key)? {
-                        Some(bytes) => serde_json::from_slice(&bytes)
-                            .map_err(|e| Error::Corrupt(e.to_string()))?,
+                if !folded.contains_key(&key) {
+                    match self.store.derived_get(&key)? {
+                        Some(bytes) => {
+                            let record = serde_json::from_slice(&bytes)
+                                .map_err(|e| Error::Corrupt(e.to_string()))?;
+                            folded.insert(key.clone(), (entity.clone(), record));
+                        }
                         // A first value for this entity and type: the slow path makes the record.
                         None => return Ok(false),
-                    },
+                    }
+                }
+                let Some((_, record)) = folded.get_mut(&key) else {
+                    return Ok(false);
                 };
-                if !absorb(&mut record, property, spec.resolver, delta, &value) {
+                if !absorb(record, property, spec.resolver, delta, value) {
                     return Ok(false);
                 }
-                staged.insert(key, (entity.clone(), record));
             }
         }
-        folded.extend(staged);
         Ok(true)
     }
 
