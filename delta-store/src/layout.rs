@@ -125,8 +125,10 @@ pub(crate) fn encode_record(arrival: Arrival, stamps: &[Stamp], delta: &Delta) -
     let mut out = Vec::with_capacity(11 + stamps.len() * STAMP_LEN + delta.encoded_len());
     out.push(RECORD_VERSION);
     out.extend_from_slice(&arrival.get().to_be_bytes());
-    out.extend_from_slice(&(stamps.len() as u16).to_be_bytes());
-    for s in stamps {
+    // The store keeps at most MAX_STAMPS (far below u16::MAX) stamps per delta.
+    let count = u16::try_from(stamps.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&count.to_be_bytes());
+    for s in stamps.iter().take(usize::from(count)) {
         out.extend_from_slice(&s.encode());
     }
     out.extend_from_slice(&delta.encode());

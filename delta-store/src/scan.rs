@@ -58,11 +58,11 @@ impl Store {
         self.index_from(ORIGIN, start, host.as_bytes().to_vec())
             .map(|entry| {
                 entry.and_then(|(k, v)| {
-                    let seq = u64::from_be_bytes(
-                        k[32..40]
-                            .try_into()
-                            .map_err(|_| Error::Corrupt("origin key".into()))?,
-                    );
+                    let raw: [u8; 8] = k
+                        .get(32..40)
+                        .and_then(|b| b.try_into().ok())
+                        .ok_or_else(|| Error::Corrupt("origin key".into()))?;
+                    let seq = u64::from_be_bytes(raw);
                     Ok((Seq::new(seq), layout::id_at_end(&v)?))
                 })
             })

@@ -365,8 +365,11 @@ impl Store {
             }
             _ => {
                 claimed.insert(place, id);
-                if let Some(last) = state.last_seq.get_mut(&stamp.host()) {
-                    *last = (*last).max(stamp.seq());
+                // Load the host's counter before raising it, so a later local stamp in
+                // the same group cannot reuse this place.
+                let last = self.last_seq(state, stamp.host())?;
+                if last.is_none_or(|l| l < stamp.seq()) {
+                    state.last_seq.insert(stamp.host(), stamp.seq());
                 }
                 Ok(true)
             }
@@ -577,6 +580,10 @@ impl<'s> Group<'s> {
             if stored.stamps.iter().any(|s| s.host() == stamp.host()) {
                 continue;
             }
+            if stored.stamps.len() >= MAX_STAMPS {
+                tracing::warn!(delta = %id, "dropping origin stamps beyond the limit of {MAX_STAMPS}");
+                break;
+            }
             if self
                 .store
                 .claim_stamp(state, &mut self.claimed, stamp, id)?
@@ -665,3 +672,85 @@ pub(crate) use layout::{
     CF_ARRIVAL as ARRIVAL, CF_AUTHOR as AUTHOR, CF_ENTITY as ENTITY, CF_NEGATION as NEGATION,
     CF_ORIGIN as ORIGIN,
 };
+
+#[cfg(test)]
+mod tests {
+    use hypha_primitives::{DeltaBuilder, Hlc, Pointer};
+
+    use super::*;
+
+    fn delta(n: i64) -> Delta {
+        DeltaBuilder::new(Hlc::new(n as u64, 0))
+            .pointer(Pointer::value("n", n))
+            .sign(&KeyPair::from_seed([1; 32]))
+            .unwrap()
+    }
+
+    /// A delta that arrives carrying this host's own stamp (restored from a backup, say)
+    /// and a new local write in the same commit group must not share a sequence number.
+    #[test]
+    fn a_group_never_reuses_a_place_claimed_earlier_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let host = KeyPair::from_seed([9; 32]);
+        let (x, y) = (delta(1), delta(2));
+        let own = Stamp::sign(x.id(), Seq::FIRST, &host);
+        let items = vec![
+            Prepared {
+                delta: x.clone(),
+                stamps: vec![own],
+            },
+            Prepared {
+                delta: y.clone(),
+                stamps: vec![],
+            },
+        ];
+        store
+            .submit(Job {
+                items: Mutex::new(items),
+                stamp_with: Some(host.clone()),
+                result: Mutex::new(None),
+            })
+            .unwrap();
+        assert_eq!(
+            store.delta_at_origin(host.host_id(), Seq::FIRST).unwrap(),
+            Some(x.id())
+        );
+        assert_eq!(
+            store.delta_at_origin(host.host_id(), Seq::new(2)).unwrap(),
+            Some(y.id())
+        );
+        assert_eq!(
+            store.get(y.id()).unwrap().unwrap().stamps[0].seq(),
+            Seq::new(2)
+        );
+    }
+
+    #[test]
+    fn stamps_per_delta_stay_bounded_across_puts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let d = delta(1);
+        for round in 0..3u8 {
+            let stamps = (0..MAX_STAMPS as u8)
+                .map(|i| {
+                    Stamp::sign(
+                        d.id(),
+                        Seq::FIRST,
+                        &KeyPair::from_seed([
+                            round, i, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+                            7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+                        ]),
+                    )
+                })
+                .collect();
+            store
+                .put_batch(vec![StampedDelta {
+                    delta: d.clone(),
+                    stamps,
+                }])
+                .unwrap();
+        }
+        assert_eq!(store.get(d.id()).unwrap().unwrap().stamps.len(), MAX_STAMPS);
+    }
+}

@@ -113,13 +113,18 @@ pub(crate) fn absorb(
             let replace = match (deciders.single(), number(current)) {
                 (None, _) if deciders.count == 0 => true,
                 (Some(k), Some(c)) => {
+                    // Integers compare exactly, as in the resolver.
+                    let order = match (new.as_i64(), current.as_i64()) {
+                        (Some(x), Some(y)) => x.cmp(&y),
+                        _ => n.partial_cmp(&c).unwrap_or(std::cmp::Ordering::Equal),
+                    };
                     let better = if resolver == ResolverName::Max {
-                        n > c
+                        order == std::cmp::Ordering::Greater
                     } else {
-                        n < c
+                        order == std::cmp::Ordering::Less
                     };
                     // Among equal extremes the earliest decides.
-                    better || (n == c && key < k)
+                    better || (order == std::cmp::Ordering::Equal && key < k)
                 }
                 _ => return false,
             };
@@ -157,7 +162,9 @@ pub(crate) fn absorb(
                     let Some(items) = current.as_array() else {
                         return false;
                     };
-                    if items.contains(&new) {
+                    // Identity is the JSON text, as in the resolver: -0.0 and 0.0 differ.
+                    let text = new.to_string();
+                    if items.iter().map(Value::to_string).any(|item| item == text) {
                         // A later duplicate neither changes the set nor decides it.
                         return true;
                     }

@@ -26,7 +26,7 @@ pub struct DeltaIndex {
     /// transaction → (declared size, declaring delta).
     tx_sizes: HashMap<EntityId, BTreeSet<(u64, DeltaId)>>,
     /// entity → property → ids of the deltas filed under it.
-    filed: HashMap<EntityId, BTreeMap<String, BTreeSet<DeltaId>>>,
+    filed: BTreeMap<EntityId, BTreeMap<String, BTreeSet<DeltaId>>>,
 }
 
 /// The transactions a delta is a member of.
@@ -176,7 +176,7 @@ impl DeltaIndex {
             .map(|(p, ids)| (p.as_str(), ids))
     }
 
-    /// The entities with at least one delta filed under them.
+    /// The entities with at least one delta filed under them, in id order.
     pub fn entities(&self) -> impl Iterator<Item = &EntityId> {
         self.filed.keys()
     }

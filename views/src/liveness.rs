@@ -123,25 +123,118 @@ impl<'a> Liveness<'a> {
     }
 
     /// True when the delta is present, in no incomplete transaction, and not hidden.
+    ///
+    /// Evaluated with an explicit stack: undo/redo histories can make negation chains
+    /// thousands of deltas long.
     pub fn is_live(&mut self, id: DeltaId) -> bool {
         if let Some(live) = self.live.get(&id) {
             return *live;
         }
-        let live = self.index.get(id).is_some()
-            && self.blocking_transactions(id).is_empty()
-            && !self.is_hidden(id);
-        self.live.insert(id, live);
-        live
+        let Some(root) = self.open(id) else {
+            return false;
+        };
+        let mut stack = vec![root];
+        loop {
+            let Some(top) = stack.last_mut() else {
+                return false;
+            };
+            if top.hidden || top.next == top.negators.len() {
+                let done = stack
+                    .pop()
+                    .map(|f| (f.id, !f.hidden))
+                    .unwrap_or((id, false));
+                self.in_progress.remove(&done.0);
+                self.live.insert(done.0, done.1);
+                match stack.last_mut() {
+                    Some(parent) => parent.hidden |= done.1,
+                    None => return done.1,
+                }
+                continue;
+            }
+            let negator = top.negators[top.next];
+            top.next += 1;
+            if let Some(live) = self.live.get(&negator) {
+                top.hidden |= *live;
+            } else if self.in_progress.contains(&negator) {
+                // A cycle counts as not negated: the negator stands on its own.
+                top.hidden |= self.index.get(negator).is_some()
+                    && self.blocking_transactions(negator).is_empty();
+            } else if let Some(frame) = self.open(negator) {
+                stack.push(frame);
+            }
+        }
+    }
+
+    /// Starts evaluating `id`: `None` (and memoized as not live) when it is absent or held
+    /// back by a transaction; otherwise a frame over its negators.
+    fn open(&mut self, id: DeltaId) -> Option<Frame> {
+        if self.index.get(id).is_none() || !self.blocking_transactions(id).is_empty() {
+            self.live.insert(id, false);
+            return None;
+        }
+        self.in_progress.insert(id);
+        Some(Frame {
+            id,
+            negators: self.index.negations_of(id).collect(),
+            next: 0,
+            hidden: false,
+        })
     }
 
     /// True when at least one live delta negates `id`.
     pub fn is_hidden(&mut self, id: DeltaId) -> bool {
-        if !self.in_progress.insert(id) {
-            return false;
-        }
         let negators: Vec<DeltaId> = self.index.negations_of(id).collect();
-        let hidden = negators.into_iter().any(|n| self.is_live(n));
-        self.in_progress.remove(&id);
-        hidden
+        negators.into_iter().any(|n| self.is_live(n))
+    }
+}
+
+/// A delta whose negators are being evaluated by [`Liveness::is_live`].
+#[derive(Debug)]
+struct Frame {
+    id: DeltaId,
+    negators: Vec<DeltaId>,
+    next: usize,
+    hidden: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use hypha_primitives::{DeltaBuilder, Hlc, KeyPair, Pointer};
+
+    use super::*;
+
+    /// An undo/redo history thousands of steps long must not exhaust the stack of a
+    /// (small-stacked) worker thread.
+    #[test]
+    fn long_negation_chains_resolve_without_deep_recursion() {
+        let handle = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(|| {
+                let key = KeyPair::from_seed([1; 32]);
+                let mut index = DeltaIndex::new();
+                let root = DeltaBuilder::new(Hlc::new(0, 0))
+                    .pointer(Pointer::entity("user", "alice", "name"))
+                    .pointer(Pointer::value("name", "Alice"))
+                    .sign(&key)
+                    .unwrap();
+                let root_id = root.id();
+                index.insert(Arc::new(root));
+                let mut previous = root_id;
+                for i in 1..=20_001u64 {
+                    let negation = DeltaBuilder::new(Hlc::new(i, 0))
+                        .pointer(Pointer::negates(previous))
+                        .sign(&key)
+                        .unwrap();
+                    previous = negation.id();
+                    index.insert(Arc::new(negation));
+                }
+                // 20,001 negations: the last is live, so the root (an odd distance away) is hidden.
+                let mut liveness = Liveness::new(&index);
+                (liveness.is_live(root_id), liveness.is_live(previous))
+            })
+            .unwrap();
+        assert_eq!(handle.join().unwrap(), (false, true));
     }
 }

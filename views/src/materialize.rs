@@ -118,11 +118,16 @@ impl Materializer {
 
     /// The arrival position of the last delta applied.
     pub fn cursor(&self) -> Result<Option<Arrival>> {
-        Ok(self.store.derived_get(CURSOR_KEY)?.map(|bytes| {
-            let mut raw = [0u8; 8];
-            raw.copy_from_slice(&bytes[..8.min(bytes.len())]);
-            Arrival::new(u64::from_be_bytes(raw))
-        }))
+        match self.store.derived_get(CURSOR_KEY)? {
+            None => Ok(None),
+            Some(bytes) => {
+                let raw: [u8; 8] = bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| Error::Corrupt(format!("cursor of {} bytes", bytes.len())))?;
+                Ok(Some(Arrival::new(u64::from_be_bytes(raw))))
+            }
+        }
     }
 
     /// Applies every delta stored after the cursor; returns how many were applied.
@@ -144,11 +149,26 @@ impl Materializer {
     }
 
     fn apply_chunk(&mut self, chunk: &[StoredDelta], last: Arrival) -> Result<()> {
+        // Schema changes take effect in memory before the write; if the chunk fails they
+        // must be undone, or the retry would no longer see them as changes.
+        let definitions = self.definitions.clone();
+        let result = self.apply_chunk_inner(chunk, last);
+        if result.is_err() {
+            self.definitions = definitions;
+            self.refresh_schema_set()?;
+        }
+        result
+    }
+
+    fn apply_chunk_inner(&mut self, chunk: &[StoredDelta], last: Arrival) -> Result<()> {
         let mut writes = Vec::new();
         let mut changed_types = BTreeSet::new();
         let mut affected = BTreeSet::new();
         // Records updated in place by the fast path in this chunk, by key.
         let mut folded: BTreeMap<Vec<u8>, (EntityId, Value)> = BTreeMap::new();
+        // Shared by the whole chunk: a delta already walked has contributed its entities,
+        // so a chain of negations is walked once, not once per link.
+        let mut visited = BTreeSet::new();
         for stored in chunk {
             if let Some(t) = self.consider_schema(&stored.delta, &mut writes) {
                 changed_types.insert(t);
@@ -156,7 +176,7 @@ impl Materializer {
             if changed_types.is_empty() && self.fold(&stored.delta, &affected, &mut folded)? {
                 continue;
             }
-            self.affected_entities(&stored.delta, &mut BTreeSet::new(), &mut affected)?;
+            self.affected_entities(&stored.delta, &mut visited, &mut affected)?;
         }
         if !changed_types.is_empty() {
             self.refresh_schema_set()?;
@@ -273,30 +293,33 @@ impl Materializer {
 
     /// The entities whose views a delta can change: those it is filed under, those of the
     /// deltas it negates (recursively), and those of its transactions' members.
+    ///
+    /// A worklist rather than recursion: negation chains can be thousands of deltas long.
     fn affected_entities(
         &self,
         delta: &Delta,
         visited: &mut BTreeSet<DeltaId>,
         out: &mut BTreeSet<EntityId>,
     ) -> Result<()> {
-        if !visited.insert(delta.id()) {
-            return Ok(());
-        }
-        for (entity, context) in delta.target_entities() {
-            if context.is_some() {
-                out.insert(entity.clone());
+        let mut work = vec![delta.clone()];
+        while let Some(delta) = work.pop() {
+            if !visited.insert(delta.id()) {
+                continue;
             }
-        }
-        for negated in delta.negated_ids() {
-            if let Some(stored) = self.store.get(negated)? {
-                self.affected_entities(&stored.delta, visited, out)?;
+            for (entity, context) in delta.target_entities() {
+                if context.is_some() {
+                    out.insert(entity.clone());
+                }
             }
-        }
-        let txs: Vec<EntityId> = transactions_touched(delta).cloned().collect();
-        for tx in txs {
-            for member in self.store.scan_entity(tx.as_str(), None) {
-                let member = member?;
-                self.affected_entities(&member.delta, visited, out)?;
+            for negated in delta.negated_ids() {
+                if let Some(stored) = self.store.get(negated)? {
+                    work.push(stored.delta);
+                }
+            }
+            for tx in transactions_touched(&delta) {
+                for member in self.store.scan_entity(tx.as_str(), None) {
+                    work.push(member?.delta);
+                }
             }
         }
         Ok(())

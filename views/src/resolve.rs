@@ -70,6 +70,24 @@ type LwwKey = (Hlc, Vec<u8>, DeltaId);
 /// Majority's count for one value: occurrences, the value, its latest lww key, its deltas.
 type Tally = (usize, FieldValue, LwwKey, Vec<DeltaId>);
 
+/// Orders two numbers: integers exactly (2^53 and 2^53 + 1 differ), anything involving a
+/// float as f64. The numbers are finite, so the order is total.
+pub(crate) fn compare_numbers(
+    a: &FieldValue,
+    a_f64: f64,
+    b: &FieldValue,
+    b_f64: f64,
+) -> std::cmp::Ordering {
+    match (a, b) {
+        (FieldValue::Primitive(Primitive::Int(x)), FieldValue::Primitive(Primitive::Int(y))) => {
+            x.cmp(y)
+        }
+        _ => a_f64
+            .partial_cmp(&b_f64)
+            .unwrap_or(std::cmp::Ordering::Equal),
+    }
+}
+
 /// One live delta filed under the property being resolved.
 #[derive(Clone, Debug)]
 pub struct Input<'a> {
@@ -243,10 +261,11 @@ impl Resolve for Builtin {
                 let want_max = self.name == ResolverName::Max;
                 // The earliest of equal extremes decides, so the answer is order-free.
                 let best = values.into_iter().reduce(|best, next| {
+                    let order = compare_numbers(&next.1, next.2, &best.1, best.2);
                     let better = if want_max {
-                        next.2 > best.2
+                        order == std::cmp::Ordering::Greater
                     } else {
-                        next.2 < best.2
+                        order == std::cmp::Ordering::Less
                     };
                     if better {
                         next
