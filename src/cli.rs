@@ -66,6 +66,8 @@ pub(crate) enum Command {
     },
     /// Print materialized records of a type (brings the views up to date first).
     View(ViewArgs),
+    /// Throw the materialized views away and rebuild them from the journal.
+    Rebuild,
 }
 
 /// `hypha view` options.

@@ -91,6 +91,23 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::View(args) => view(data, args),
+        Command::Rebuild => {
+            let store = Store::open(data)?;
+            let mut materializer = Materializer::open(store)?;
+            let bar = indicatif::ProgressBar::new(0).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "rebuilding views {bar:40} {pos}/{len} entities ({eta})",
+                )
+                .context("progress bar template")?,
+            );
+            materializer.rebuild(&mut |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })?;
+            bar.finish();
+            eprintln!("rebuilt views of {} entities", bar.position());
+            Ok(())
+        }
     }
 }
 

@@ -246,6 +246,13 @@ fn schemas_views_and_lossless_entities_from_the_command_line() {
         serde_json::from_str(&ok(data, &["entity", "alice", "--at", &at])).unwrap();
     assert_eq!(then["properties"]["name"].as_array().unwrap().len(), 1);
 
+    // A rebuild reproduces the same records.
+    let before = ok(data, &["view", "user"]);
+    let r = run(data, &["rebuild"], "");
+    assert!(r.ok, "{}", r.stderr);
+    assert!(r.stderr.contains("rebuilt views of"), "{}", r.stderr);
+    assert_eq!(ok(data, &["view", "user"]), before);
+
     fails(data, &["view", "ghost"], "", "no schema for type");
     fails(data, &["view", "user", "carol"], "", "has no user record");
     fails(
