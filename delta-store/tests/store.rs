@@ -411,3 +411,48 @@ mod model {
         }
     }
 }
+
+#[test]
+fn filters_see_the_stamping_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let (h1, h2) = (key(7), key(8));
+    store
+        .put_local_batch(vec![set(&key(1), 1, "e", "p", 1)], &h1)
+        .unwrap();
+    store
+        .put_local_batch(vec![set(&key(1), 2, "e", "p", 2)], &h2)
+        .unwrap();
+    let rule = format!(r#"{{"in": ["{}", {{"var": "hosts"}}]}}"#, h2.host_id());
+    let filter = Filter::from_json_str(&rule).unwrap();
+    let matched: Vec<_> = store
+        .scan_filter(&filter, None)
+        .map(|s| s.unwrap().delta.time().ms())
+        .collect();
+    assert_eq!(matched, vec![2]);
+}
+
+#[test]
+fn a_slow_feed_subscriber_is_told_it_lagged_and_can_resume_from_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder(dir.path())
+        .durability(Durability::Buffered)
+        .feed_capacity(2)
+        .open()
+        .unwrap();
+    let mut feed = store.subscribe();
+    for i in 0..5u64 {
+        store.put(set(&key(1), i, "e", "p", i as i64)).unwrap();
+    }
+    match feed.try_recv() {
+        Err(tokio::sync::broadcast::error::TryRecvError::Lagged(missed)) => assert_eq!(missed, 3),
+        other => panic!("expected a lag, got {other:?}"),
+    }
+    // The two newest are still in the feed; everything is in the journal.
+    assert_eq!(feed.try_recv().unwrap().arrival, Arrival::new(4));
+    let resumed: Vec<u64> = store
+        .scan_arrival(Some(Arrival::new(1)))
+        .map(|s| s.unwrap().arrival.get())
+        .collect();
+    assert_eq!(resumed, vec![2, 3, 4, 5]);
+}
