@@ -1,6 +1,35 @@
-//! Hypha's peer protocol (to be built by the peers issue): a pure state machine for
-//! propagation, catch-up, membership and confidence, and a thin ZeroMQ driver.
+//! Hypha's peer protocol as a pure state machine.
 //!
-//! Nothing here yet: the crate exists so the workspace's dependency direction is fixed
-//! (net depends on primitives and delta-store).
+//! [`Peer::handle`] takes the time and one [`Input`] (a delta stored here, a message from
+//! a peer, a tick, a peer coming or going) and returns the [`Output`]s a driver must carry
+//! out (publish, send, store, serve a catch-up page). It does no IO and reads no clock, so
+//! propagation, loss, reordering and catch-up are tested deterministically by the
+//! [`sim`] module, which runs many peers on a virtual clock with a seeded RNG.
+//!
+//! What is here: propagation with multi-hop relay, coverage vectors ([`Coverage`]),
+//! coverage announcements, catch-up in bounded pages, anti-entropy on ticks, and
+//! propagation confidence ([`Peer::holders`]). Not yet: the ZeroMQ driver and the wire
+//! encoding, the signed handshake, membership with heartbeats, filtered replication and
+//! set reconciliation, and encrypted links (see the peers issue).
+//!
+//! ```
+//! use hypha_net::sim::{run, DeltaPool, SimConfig};
+//!
+//! // Two peers, lossy and partitioned while they write, converge once the network heals.
+//! let pool = DeltaPool::new(2, 3);
+//! let config = SimConfig { nodes: 2, writes_per_node: 3, ..SimConfig::default() };
+//! let stats = run(7, &config, &pool).expect("converged");
+//! assert!(stats.converged_at_ms.is_some());
+//! ```
 #![deny(missing_docs)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+mod coverage;
+mod message;
+mod peer;
+#[cfg(feature = "test-utils")]
+pub mod sim;
+
+pub use coverage::{Coverage, CoverageVector};
+pub use message::Message;
+pub use peer::{Input, Output, Peer, PeerConfig};

@@ -1,0 +1,432 @@
+//! The peer protocol as a pure state machine: messages and events in, actions out. No
+//! sockets, no clock, no randomness: the driver passes `now` and carries the outputs out.
+
+use std::collections::BTreeMap;
+
+use hypha_delta_store::StampedDelta;
+use hypha_primitives::{HostId, Seq};
+
+use crate::{Coverage, CoverageVector, Message};
+
+/// Timing and size bounds of the protocol; plain data with defaults.
+#[derive(Clone, Debug)]
+pub struct PeerConfig {
+    /// Announce coverage at least this often (ms), and soon after it changes.
+    pub announce_every_ms: u64,
+    /// Ask again if a catch-up request has had no answer for this long (ms).
+    pub request_timeout_ms: u64,
+    /// Most deltas in one catch-up page.
+    pub page_size: usize,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        Self {
+            announce_every_ms: 1_000,
+            request_timeout_ms: 2_000,
+            page_size: 1_024,
+        }
+    }
+}
+
+/// Something that happened, for the state machine to react to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// A delta was newly stored here (a local write or one received): the driver reports
+    /// only deltas that were new, which is what keeps relaying from looping.
+    Stored(StampedDelta),
+    /// A message arrived from a peer.
+    Received {
+        /// The sender.
+        from: HostId,
+        /// The message.
+        message: Message,
+    },
+    /// Time passed; `now` says how much.
+    Tick,
+    /// A peer became reachable.
+    PeerUp(HostId),
+    /// A peer became unreachable.
+    PeerDown(HostId),
+}
+
+/// Something the driver must do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// Publish to every subscriber.
+    Publish(Message),
+    /// Send to one peer.
+    Send {
+        /// The peer.
+        to: HostId,
+        /// The message.
+        message: Message,
+    },
+    /// Verify and store these deltas, then report each new one as [`Input::Stored`].
+    Store {
+        /// Who sent them (for counting invalid deltas against a peer).
+        from: HostId,
+        /// The deltas.
+        deltas: Vec<StampedDelta>,
+    },
+    /// Read the deltas stamped in these ranges (per host, from..=to, in seq order), at most
+    /// `limit` of them, and send them to `to` as a [`Message::CatchUpPage`] (with `more`
+    /// set when the limit cut the answer short).
+    Serve {
+        /// The requesting peer.
+        to: HostId,
+        /// The request being answered, to echo in the page.
+        request: u64,
+        /// Per host, the inclusive seq range to read.
+        ranges: Vec<(HostId, Seq, Seq)>,
+        /// The page size.
+        limit: usize,
+    },
+}
+
+/// What this node knows about one peer.
+#[derive(Clone, Debug, Default)]
+struct PeerView {
+    /// The highest coverage the peer has announced (announcements may arrive reordered).
+    coverage: CoverageVector,
+    /// The outstanding catch-up request to it: its id and when it was sent.
+    outstanding: Option<(u64, u64)>,
+}
+
+/// One node's side of the protocol.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    me: HostId,
+    config: PeerConfig,
+    coverage: Coverage,
+    peers: BTreeMap<HostId, PeerView>,
+    last_announce: Option<u64>,
+    changed_since_announce: bool,
+    next_request: u64,
+}
+
+impl Peer {
+    /// A node with identity `me` that holds what `coverage` says (read from its journal).
+    pub fn new(me: HostId, coverage: Coverage, config: PeerConfig) -> Self {
+        Self {
+            me,
+            config,
+            coverage,
+            peers: BTreeMap::new(),
+            last_announce: None,
+            changed_since_announce: true,
+            next_request: 1,
+        }
+    }
+
+    /// The node's identity.
+    pub fn id(&self) -> HostId {
+        self.me
+    }
+
+    /// What this node holds.
+    pub fn coverage(&self) -> &Coverage {
+        &self.coverage
+    }
+
+    /// How many known peers are known to hold the stamp (`host`, `seq`): the propagation
+    /// confidence of the delta carrying it.
+    pub fn holders(&self, host: HostId, seq: Seq) -> usize {
+        self.peers
+            .values()
+            .filter(|p| p.coverage.get(&host).is_some_and(|top| *top >= seq))
+            .count()
+    }
+
+    /// Reacts to one input at time `now` (milliseconds, from the driver's clock).
+    pub fn handle(&mut self, now: u64, input: Input) -> Vec<Output> {
+        let mut out = Vec::new();
+        match input {
+            Input::Stored(stamped) => {
+                for stamp in &stamped.stamps {
+                    self.changed_since_announce |= self.coverage.insert(stamp.host(), stamp.seq());
+                }
+                out.push(Output::Publish(Message::Deltas(vec![stamped])));
+            }
+            Input::Received { from, message } => self.receive(now, from, message, &mut out),
+            Input::Tick => self.tick(now, &mut out),
+            Input::PeerUp(peer) => {
+                if peer != self.me {
+                    self.peers.entry(peer).or_default();
+                    self.request(now, peer, &mut out);
+                }
+            }
+            Input::PeerDown(peer) => {
+                self.peers.remove(&peer);
+            }
+        }
+        out
+    }
+
+    fn receive(&mut self, now: u64, from: HostId, message: Message, out: &mut Vec<Output>) {
+        if from == self.me {
+            return;
+        }
+        match message {
+            Message::Deltas(deltas) => out.push(Output::Store { from, deltas }),
+            Message::Coverage(theirs) => {
+                self.learn(from, &theirs);
+                if self.coverage.lacks_some_of(&theirs) {
+                    self.request(now, from, out);
+                }
+            }
+            Message::CatchUpRequest { request, have } => {
+                self.learn(from, &have);
+                let ranges = self.coverage.ranges_beyond(&have);
+                if !ranges.is_empty() {
+                    let limit = self.config.page_size;
+                    out.push(Output::Serve {
+                        to: from,
+                        request,
+                        ranges,
+                        limit,
+                    });
+                }
+            }
+            Message::CatchUpPage {
+                request,
+                deltas,
+                more,
+            } => {
+                if !deltas.is_empty() {
+                    out.push(Output::Store { from, deltas });
+                }
+                // Only the answer to the outstanding request continues the catch-up: a
+                // duplicated or late page must not multiply requests.
+                let view = self.peers.get_mut(&from);
+                let answers = view
+                    .as_ref()
+                    .and_then(|v| v.outstanding)
+                    .is_some_and(|(id, _)| id == request);
+                if answers {
+                    if let Some(view) = view {
+                        view.outstanding = None;
+                    }
+                    if more {
+                        self.request(now, from, out);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Raises what we know of a peer's coverage (never lowers it: messages reorder).
+    fn learn(&mut self, from: HostId, theirs: &CoverageVector) {
+        let view = self.peers.entry(from).or_default();
+        for (host, seq) in theirs {
+            let known = view.coverage.entry(*host).or_insert(*seq);
+            *known = (*known).max(*seq);
+        }
+    }
+
+    /// Asks `peer` for what we miss, unless a request to it is already outstanding.
+    fn request(&mut self, now: u64, peer: HostId, out: &mut Vec<Output>) {
+        let timeout = self.config.request_timeout_ms;
+        let view = self.peers.entry(peer).or_default();
+        if view.outstanding.is_some_and(|(_, at)| now < at + timeout) {
+            return;
+        }
+        let request = self.next_request;
+        self.next_request += 1;
+        view.outstanding = Some((request, now));
+        let have = self.coverage.vector().clone();
+        out.push(Output::Send {
+            to: peer,
+            message: Message::CatchUpRequest { request, have },
+        });
+    }
+
+    fn tick(&mut self, now: u64, out: &mut Vec<Output>) {
+        let due = self
+            .last_announce
+            .is_none_or(|at| now >= at + self.config.announce_every_ms);
+        if due || (self.changed_since_announce && self.last_announce.is_none_or(|at| now > at)) {
+            self.last_announce = Some(now);
+            self.changed_since_announce = false;
+            out.push(Output::Publish(Message::Coverage(
+                self.coverage.vector().clone(),
+            )));
+        }
+        // Anti-entropy: a request that got no answer is asked again, of anyone ahead of us.
+        let behind: Vec<HostId> = self
+            .peers
+            .iter()
+            .filter(|(_, view)| self.coverage.lacks_some_of(&view.coverage))
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in behind {
+            self.request(now, peer, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hypha_primitives::{DeltaBuilder, Hlc, KeyPair, Pointer, Stamp};
+
+    use super::*;
+
+    fn stamped(host: &KeyPair, seq: u64) -> StampedDelta {
+        let delta = DeltaBuilder::new(Hlc::new(seq, 0))
+            .pointer(Pointer::value("n", seq as i64))
+            .sign(host)
+            .unwrap();
+        let stamp = Stamp::sign(delta.id(), Seq::new(seq), host);
+        StampedDelta {
+            delta,
+            stamps: vec![stamp],
+        }
+    }
+
+    fn requests(out: &[Output]) -> usize {
+        out.iter()
+            .filter(|o| {
+                matches!(
+                    o,
+                    Output::Send {
+                        message: Message::CatchUpRequest { .. },
+                        ..
+                    }
+                )
+            })
+            .count()
+    }
+
+    #[test]
+    fn a_stored_delta_is_published_and_counted_in_coverage() {
+        let me = KeyPair::from_seed([1; 32]);
+        let mut peer = Peer::new(me.host_id(), Coverage::new(), PeerConfig::default());
+        let d = stamped(&me, 1);
+        let out = peer.handle(0, Input::Stored(d.clone()));
+        assert_eq!(out, vec![Output::Publish(Message::Deltas(vec![d]))]);
+        assert_eq!(
+            peer.coverage().vector().get(&me.host_id()),
+            Some(&Seq::FIRST)
+        );
+    }
+
+    #[test]
+    fn confidence_counts_the_peers_whose_coverage_includes_a_stamp() {
+        let me = KeyPair::from_seed([1; 32]);
+        let (a, b) = (
+            KeyPair::from_seed([2; 32]).host_id(),
+            KeyPair::from_seed([3; 32]).host_id(),
+        );
+        let mut peer = Peer::new(me.host_id(), Coverage::new(), PeerConfig::default());
+        let vector =
+            |n: u64| -> CoverageVector { [(me.host_id(), Seq::new(n))].into_iter().collect() };
+        peer.handle(
+            0,
+            Input::Received {
+                from: a,
+                message: Message::Coverage(vector(5)),
+            },
+        );
+        peer.handle(
+            0,
+            Input::Received {
+                from: b,
+                message: Message::Coverage(vector(2)),
+            },
+        );
+        // A late, lower announcement does not lower what we know.
+        peer.handle(
+            0,
+            Input::Received {
+                from: a,
+                message: Message::Coverage(vector(1)),
+            },
+        );
+        assert_eq!(peer.holders(me.host_id(), Seq::new(2)), 2);
+        assert_eq!(peer.holders(me.host_id(), Seq::new(3)), 1);
+        assert_eq!(peer.holders(me.host_id(), Seq::new(6)), 0);
+        peer.handle(0, Input::PeerDown(a));
+        assert_eq!(peer.holders(me.host_id(), Seq::new(2)), 1);
+    }
+
+    #[test]
+    fn a_duplicated_page_does_not_multiply_catch_up_requests() {
+        let me = KeyPair::from_seed([1; 32]);
+        let other = KeyPair::from_seed([2; 32]);
+        let mut peer = Peer::new(me.host_id(), Coverage::new(), PeerConfig::default());
+        let out = peer.handle(0, Input::PeerUp(other.host_id()));
+        assert_eq!(requests(&out), 1);
+        let Output::Send {
+            message: Message::CatchUpRequest { request, .. },
+            ..
+        } = &out[0]
+        else {
+            panic!("{out:?}")
+        };
+        let page = Message::CatchUpPage {
+            request: *request,
+            deltas: vec![stamped(&other, 1)],
+            more: true,
+        };
+        let first = peer.handle(
+            10,
+            Input::Received {
+                from: other.host_id(),
+                message: page.clone(),
+            },
+        );
+        assert_eq!(requests(&first), 1, "a full page asks for the next one");
+        let again = peer.handle(
+            11,
+            Input::Received {
+                from: other.host_id(),
+                message: page,
+            },
+        );
+        assert_eq!(requests(&again), 0, "its duplicate does not");
+        assert!(
+            again.iter().any(|o| matches!(o, Output::Store { .. })),
+            "but its deltas are still stored"
+        );
+    }
+
+    #[test]
+    fn a_request_is_served_with_the_ranges_the_requester_lacks() {
+        let me = KeyPair::from_seed([1; 32]);
+        let mut coverage = Coverage::new();
+        for s in 1..=3 {
+            coverage.insert(me.host_id(), Seq::new(s));
+        }
+        let mut peer = Peer::new(
+            me.host_id(),
+            coverage,
+            PeerConfig {
+                page_size: 2,
+                ..PeerConfig::default()
+            },
+        );
+        let asker = KeyPair::from_seed([2; 32]).host_id();
+        let have: CoverageVector = [(me.host_id(), Seq::FIRST)].into_iter().collect();
+        let out = peer.handle(
+            0,
+            Input::Received {
+                from: asker,
+                message: Message::CatchUpRequest { request: 7, have },
+            },
+        );
+        assert_eq!(
+            out,
+            vec![Output::Serve {
+                to: asker,
+                request: 7,
+                ranges: vec![(me.host_id(), Seq::new(2), Seq::new(3))],
+                limit: 2
+            }]
+        );
+        assert_eq!(
+            peer.holders(me.host_id(), Seq::FIRST),
+            1,
+            "a request also tells us what the asker holds"
+        );
+    }
+}
