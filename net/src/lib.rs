@@ -8,8 +8,8 @@
 //!
 //! What is here: propagation with multi-hop relay, coverage vectors ([`Coverage`]),
 //! coverage announcements, catch-up in bounded pages, anti-entropy on ticks, and
-//! propagation confidence ([`Peer::holders`]). Not yet: the ZeroMQ driver and the wire
-//! encoding, the signed handshake, membership with heartbeats, filtered replication and
+//! propagation confidence ([`Peer::holders`]), and the versioned, bounded wire encoding of
+//! messages ([`wire`]). Not yet: the ZeroMQ driver, the signed handshake, membership with heartbeats, filtered replication and
 //! set reconciliation, and encrypted links (see the peers issue).
 //!
 //! ```
@@ -29,6 +29,7 @@ mod message;
 mod peer;
 #[cfg(feature = "test-utils")]
 pub mod sim;
+pub mod wire;
 
 pub use coverage::{Coverage, CoverageVector};
 pub use message::Message;

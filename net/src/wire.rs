@@ -1,0 +1,380 @@
+//! The wire encoding of [`Message`]s: compact, versioned and bounded.
+//!
+//! ```text
+//! message   = version u8 (1) | kind u8 | body
+//! kind 1    Deltas:         deltas
+//! kind 2    Coverage:       vector
+//! kind 3    CatchUpRequest: request u64 | vector
+//! kind 4    CatchUpPage:    request u64 | more u8 (0 or 1) | deltas
+//! deltas    = count u32 | (length u32 | delta bytes (primitives' stored form) | stamp count u8 | stamps)*
+//! vector    = count u32 | (host [32] | seq u64)*
+//! ```
+//!
+//! Integers are big-endian. Every count and length is checked against the bytes that are
+//! left before anything is allocated, and a message larger than the caller's bound is
+//! refused before it is parsed.
+
+use hypha_delta_store::StampedDelta;
+use hypha_primitives::{Delta, HostId, Seq, Stamp, STAMP_LEN};
+
+use crate::{CoverageVector, Message};
+
+/// The wire format version this build writes and reads.
+pub const WIRE_VERSION: u8 = 1;
+
+/// The default bound on one message's size (bytes).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// Why bytes from a peer are not a message.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The message is larger than the bound.
+    #[error("message of {size} bytes is over the limit of {limit} bytes")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The bound.
+        limit: usize,
+    },
+    /// Another wire version.
+    #[error("unsupported wire version {0} (this build speaks {WIRE_VERSION})")]
+    Version(u8),
+    /// An unknown message kind.
+    #[error("unknown message kind {0}")]
+    Kind(u8),
+    /// The bytes end early or hold an impossible count.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// A delta or stamp inside does not decode.
+    #[error("malformed delta in message: {0}")]
+    Delta(#[from] hypha_primitives::Error),
+}
+
+/// Encodes a message.
+pub fn encode(message: &Message) -> Vec<u8> {
+    let mut out = vec![WIRE_VERSION];
+    match message {
+        Message::Deltas(deltas) => {
+            out.push(1);
+            put_deltas(&mut out, deltas);
+        }
+        Message::Coverage(vector) => {
+            out.push(2);
+            put_vector(&mut out, vector);
+        }
+        Message::CatchUpRequest { request, have } => {
+            out.push(3);
+            out.extend_from_slice(&request.to_be_bytes());
+            put_vector(&mut out, have);
+        }
+        Message::CatchUpPage {
+            request,
+            deltas,
+            more,
+        } => {
+            out.push(4);
+            out.extend_from_slice(&request.to_be_bytes());
+            out.push(u8::from(*more));
+            put_deltas(&mut out, deltas);
+        }
+    }
+    out
+}
+
+fn put_u32(out: &mut Vec<u8>, n: usize) {
+    // Counts and lengths are bounded by the message size limit, far below u32::MAX.
+    out.extend_from_slice(&(n as u32).to_be_bytes());
+}
+
+fn put_deltas(out: &mut Vec<u8>, deltas: &[StampedDelta]) {
+    put_u32(out, deltas.len());
+    for d in deltas {
+        let bytes = d.delta.encode();
+        put_u32(out, bytes.len());
+        out.extend_from_slice(&bytes);
+        // The store keeps at most 64 stamps per delta.
+        out.push(d.stamps.len().min(u8::MAX as usize) as u8);
+        for s in d.stamps.iter().take(u8::MAX as usize) {
+            out.extend_from_slice(&s.encode());
+        }
+    }
+}
+
+fn put_vector(out: &mut Vec<u8>, vector: &CoverageVector) {
+    put_u32(out, vector.len());
+    for (host, seq) in vector {
+        out.extend_from_slice(host.as_bytes());
+        out.extend_from_slice(&seq.get().to_be_bytes());
+    }
+}
+
+/// Decodes a message of at most `max_bytes` bytes. Deltas and stamps are decoded, not
+/// verified: the store verifies them.
+pub fn decode(bytes: &[u8], max_bytes: usize) -> Result<Message, WireError> {
+    if bytes.len() > max_bytes {
+        return Err(WireError::TooLarge {
+            size: bytes.len(),
+            limit: max_bytes,
+        });
+    }
+    let mut r = Reader { bytes, at: 0 };
+    let version = r.u8()?;
+    if version != WIRE_VERSION {
+        return Err(WireError::Version(version));
+    }
+    let message = match r.u8()? {
+        1 => Message::Deltas(r.deltas()?),
+        2 => Message::Coverage(r.vector()?),
+        3 => Message::CatchUpRequest {
+            request: r.u64()?,
+            have: r.vector()?,
+        },
+        4 => {
+            let request = r.u64()?;
+            let more = match r.u8()? {
+                0 => false,
+                1 => true,
+                other => return Err(WireError::Malformed(format!("more flag {other}"))),
+            };
+            Message::CatchUpPage {
+                request,
+                more,
+                deltas: r.deltas()?,
+            }
+        }
+        kind => return Err(WireError::Kind(kind)),
+    };
+    if r.at != bytes.len() {
+        return Err(WireError::Malformed(format!(
+            "{} trailing bytes",
+            bytes.len() - r.at
+        )));
+    }
+    Ok(message)
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|end| *end <= self.bytes.len())
+            .ok_or_else(|| {
+                WireError::Malformed(format!(
+                    "needs {n} bytes at offset {}, {} left",
+                    self.at,
+                    self.bytes.len() - self.at
+                ))
+            })?;
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+    fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u64(&mut self) -> Result<u64, WireError> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+    /// A count of items each at least `min_item` bytes long, checked against what is left.
+    fn count(&mut self, min_item: usize) -> Result<usize, WireError> {
+        let n = u32::from_be_bytes(self.array()?) as usize;
+        let left = self.bytes.len() - self.at;
+        if n.saturating_mul(min_item) > left {
+            return Err(WireError::Malformed(format!(
+                "count {n} cannot fit in {left} bytes"
+            )));
+        }
+        Ok(n)
+    }
+    fn vector(&mut self) -> Result<CoverageVector, WireError> {
+        let n = self.count(40)?;
+        let mut vector = CoverageVector::new();
+        for _ in 0..n {
+            let host = HostId::from_bytes(self.array()?);
+            vector.insert(host, Seq::new(self.u64()?));
+        }
+        Ok(vector)
+    }
+    fn deltas(&mut self) -> Result<Vec<StampedDelta>, WireError> {
+        // A delta takes at least a length, a minimal body, a signature and a stamp count.
+        let n = self.count(4 + 64 + 1)?;
+        let mut deltas = Vec::with_capacity(n);
+        for _ in 0..n {
+            let len = self.count(1)?;
+            let delta = Delta::decode(self.take(len)?)?;
+            let stamps = usize::from(self.u8()?);
+            let mut list = Vec::with_capacity(stamps.min((self.bytes.len() - self.at) / STAMP_LEN));
+            for _ in 0..stamps {
+                list.push(Stamp::decode(self.take(STAMP_LEN)?)?);
+            }
+            deltas.push(StampedDelta {
+                delta,
+                stamps: list,
+            });
+        }
+        Ok(deltas)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hypha_primitives::{DeltaBuilder, Hlc, KeyPair, Pointer};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn stamped(seed: u8, seq: u64, stamps: usize) -> StampedDelta {
+        let key = KeyPair::from_seed([seed; 32]);
+        let delta = DeltaBuilder::new(Hlc::new(seq, 0))
+            .pointer(Pointer::entity("subject", format!("e{seq}"), "p"))
+            .pointer(Pointer::value("p", seq as i64))
+            .sign(&key)
+            .unwrap();
+        let stamps = (0..stamps)
+            .map(|i| {
+                Stamp::sign(
+                    delta.id(),
+                    Seq::new(seq),
+                    &KeyPair::from_seed([i as u8 + 50; 32]),
+                )
+            })
+            .collect();
+        StampedDelta { delta, stamps }
+    }
+
+    fn vector(n: u8) -> CoverageVector {
+        (0..n)
+            .map(|i| {
+                (
+                    HostId::from_bytes([i; 32]),
+                    Seq::new(u64::from(i) * 1000 + 1),
+                )
+            })
+            .collect()
+    }
+
+    fn samples() -> Vec<Message> {
+        vec![
+            Message::Deltas(vec![]),
+            Message::Deltas(vec![stamped(1, 1, 1), stamped(2, 2, 0), stamped(3, 3, 3)]),
+            Message::Coverage(vector(0)),
+            Message::Coverage(vector(5)),
+            Message::CatchUpRequest {
+                request: u64::MAX,
+                have: vector(3),
+            },
+            Message::CatchUpPage {
+                request: 9,
+                deltas: vec![stamped(4, 7, 2)],
+                more: true,
+            },
+            Message::CatchUpPage {
+                request: 0,
+                deltas: vec![],
+                more: false,
+            },
+        ]
+    }
+
+    #[test]
+    fn every_message_kind_round_trips() {
+        for message in samples() {
+            let bytes = encode(&message);
+            assert_eq!(bytes[0], WIRE_VERSION);
+            assert_eq!(decode(&bytes, DEFAULT_MAX_MESSAGE_BYTES).unwrap(), message);
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_extension_is_a_clean_error() {
+        for message in samples() {
+            let bytes = encode(&message);
+            for len in 0..bytes.len() {
+                assert!(
+                    decode(&bytes[..len], DEFAULT_MAX_MESSAGE_BYTES).is_err(),
+                    "{message:?} cut at {len}"
+                );
+            }
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert!(matches!(
+                decode(&longer, DEFAULT_MAX_MESSAGE_BYTES),
+                Err(WireError::Malformed(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn bad_headers_and_oversized_messages_are_refused_by_name() {
+        let bytes = encode(&Message::Coverage(vector(2)));
+        assert_eq!(
+            decode(&bytes, 10),
+            Err(WireError::TooLarge {
+                size: bytes.len(),
+                limit: 10
+            })
+        );
+        let mut other_version = bytes.clone();
+        other_version[0] = 2;
+        assert_eq!(
+            decode(&other_version, DEFAULT_MAX_MESSAGE_BYTES),
+            Err(WireError::Version(2))
+        );
+        let mut other_kind = bytes.clone();
+        other_kind[1] = 99;
+        assert_eq!(
+            decode(&other_kind, DEFAULT_MAX_MESSAGE_BYTES),
+            Err(WireError::Kind(99))
+        );
+        // A count that claims more items than the bytes could hold allocates nothing.
+        let lying = [WIRE_VERSION, 2, 0xff, 0xff, 0xff, 0xff];
+        assert!(matches!(
+            decode(&lying, DEFAULT_MAX_MESSAGE_BYTES),
+            Err(WireError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn a_tampered_delta_inside_is_a_typed_error() {
+        let mut bytes = encode(&Message::Deltas(vec![stamped(1, 1, 0)]));
+        // The delta's version byte sits after the header (2), count (4) and length (4).
+        bytes[10] = 9;
+        assert!(matches!(
+            decode(&bytes, DEFAULT_MAX_MESSAGE_BYTES),
+            Err(WireError::Delta(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = decode(&bytes, DEFAULT_MAX_MESSAGE_BYTES);
+        }
+
+        #[test]
+        fn mutated_messages_never_panic_and_never_decode_to_a_forgery(index in any::<prop::sample::Index>(), bit in 0u8..8) {
+            let message = Message::Deltas(vec![stamped(1, 1, 1)]);
+            let mut bytes = encode(&message);
+            let i = index.index(bytes.len());
+            bytes[i] ^= 1 << bit;
+            if let Ok(Message::Deltas(deltas)) = decode(&bytes, DEFAULT_MAX_MESSAGE_BYTES) {
+                for d in deltas {
+                    let intact = d.delta.verify().is_ok() && d.stamps.iter().all(|s| s.verify(d.delta.id()).is_ok());
+                    prop_assert!(!intact || Message::Deltas(vec![d.clone()]) == message);
+                }
+            }
+        }
+    }
+}
