@@ -7,10 +7,11 @@
 //! [`sim`] module, which runs many peers on a virtual clock with a seeded RNG.
 //!
 //! What is here: propagation with multi-hop relay, coverage vectors ([`Coverage`]),
-//! coverage announcements, catch-up in bounded pages, anti-entropy on ticks, and
-//! propagation confidence ([`Peer::holders`]), and the versioned, bounded wire encoding of
-//! messages ([`wire`]). Not yet: the ZeroMQ driver, the signed handshake, membership with heartbeats, filtered replication and
-//! set reconciliation, and encrypted links (see the peers issue).
+//! coverage announcements, catch-up in bounded pages, anti-entropy on ticks, propagation
+//! confidence ([`Peer::holders`]), and the versioned, bounded wire encoding of messages
+//! ([`wire`]). Not yet: the ZeroMQ driver, the signed handshake, membership with
+//! heartbeats, filtered replication and set reconciliation, and encrypted links (see the
+//! peers issue).
 //!
 //! ```
 //! use hypha_net::sim::{run, DeltaPool, SimConfig};
