@@ -68,6 +68,8 @@ pub(crate) enum Command {
     View(ViewArgs),
     /// Throw the materialized views away and rebuild them from the journal.
     Rebuild,
+    /// Print the node's identity, journal position, coverage and views state as JSON.
+    Status,
 }
 
 /// `hypha view` options.

@@ -91,6 +91,29 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::View(args) => view(data, args),
+        Command::Status => {
+            let key = load_or_create_node_key(data)?;
+            let store = Store::open(data)?;
+            let coverage = hypha_net::Coverage::of_store(&store)?;
+            let coverage: serde_json::Map<String, serde_json::Value> = coverage
+                .vector()
+                .iter()
+                .map(|(host, seq)| (host.to_string(), seq.get().into()))
+                .collect();
+            let views = Materializer::open(store.clone())?;
+            let status = serde_json::json!({
+                "host": key.host_id().to_string(),
+                "data": data.display().to_string(),
+                "last_arrival": store.last_arrival()?.map(|a| a.get()),
+                "coverage": coverage,
+                "views": {
+                    "cursor": views.cursor()?.map(|a| a.get()),
+                    "types": views.schemas().map(|s| s.entity_type().to_owned()).collect::<Vec<_>>(),
+                },
+            });
+            println!("{status}");
+            Ok(())
+        }
         Command::Rebuild => {
             let store = Store::open(data)?;
             let mut materializer = Materializer::open(store)?;

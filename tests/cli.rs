@@ -54,6 +54,31 @@ fn write_get_and_scan_round_trip() {
 }
 
 #[test]
+fn status_reports_identity_position_coverage_and_views() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let host = ok(data, &["keygen"]).trim().to_owned();
+    ok(data, &["write", ALICE_NAME]);
+    ok(data, &["write", BOB_AGE]);
+    let status: serde_json::Value = serde_json::from_str(&ok(data, &["status"])).unwrap();
+    assert_eq!(status["host"], host.as_str());
+    assert_eq!(status["last_arrival"], 2);
+    assert_eq!(status["coverage"][&host], 2);
+    assert_eq!(status["views"]["cursor"], serde_json::Value::Null);
+    ok(
+        data,
+        &[
+            "schema",
+            r#"{"type":"user","properties":{"name":{"resolver":"lww"}}}"#,
+        ],
+    );
+    ok(data, &["view", "user"]);
+    let status: serde_json::Value = serde_json::from_str(&ok(data, &["status"])).unwrap();
+    assert_eq!(status["views"]["cursor"], 3);
+    assert_eq!(status["views"]["types"], serde_json::json!(["user"]));
+}
+
+#[test]
 fn the_second_write_continues_the_clock_and_the_origin_sequence() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();

@@ -70,6 +70,24 @@ impl Store {
             .map(move |entry| entry.and_then(|(seq, id)| Ok((seq, self.load(id)?))))
     }
 
+    /// Every origin stamp held, as (host, seq), in host then seq order: what coverage is
+    /// computed from.
+    pub fn origins(&self) -> impl Iterator<Item = Result<(HostId, Seq)>> + '_ {
+        self.index_from(ORIGIN, Vec::new(), Vec::new())
+            .map(|entry| {
+                let (key, _) = entry?;
+                let host: [u8; 32] = key
+                    .get(..32)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| Error::Corrupt("origin key".into()))?;
+                let seq: [u8; 8] = key
+                    .get(32..40)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| Error::Corrupt("origin key".into()))?;
+                Ok((HostId::from_bytes(host), Seq::new(u64::from_be_bytes(seq))))
+            })
+    }
+
     /// Ids of deltas that point at `entity` (under `context`, if given), ordered by target
     /// context then id.
     pub fn scan_entity_ids(

@@ -165,6 +165,19 @@ fn local_writes_get_gap_free_origin_stamps_that_survive_a_restart() {
         store.highest_seq(host.host_id()).unwrap(),
         Some(Seq::new(3))
     );
+    let origins: Vec<(hypha_primitives::HostId, u64)> = store
+        .origins()
+        .map(|o| o.map(|(h, s)| (h, s.get())))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        origins,
+        vec![
+            (host.host_id(), 1),
+            (host.host_id(), 2),
+            (host.host_id(), 3)
+        ]
+    );
     let window: Vec<u64> = store
         .scan_origin(host.host_id(), Seq::new(2), Seq::new(2))
         .map(|r| r.unwrap().0.get())

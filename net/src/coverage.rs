@@ -25,6 +25,16 @@ impl Coverage {
         Self::default()
     }
 
+    /// The coverage of a journal: every origin stamp it holds.
+    pub fn of_store(store: &hypha_delta_store::Store) -> hypha_delta_store::Result<Coverage> {
+        let mut coverage = Coverage::new();
+        for origin in store.origins() {
+            let (host, seq) = origin?;
+            coverage.insert(host, seq);
+        }
+        Ok(coverage)
+    }
+
     /// Records that the stamp (`host`, `seq`) is held; false if it already was.
     pub fn insert(&mut self, host: HostId, seq: Seq) -> bool {
         if self.contains(host, seq) {
