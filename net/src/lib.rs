@@ -34,4 +34,4 @@ pub mod wire;
 
 pub use coverage::{Coverage, CoverageVector};
 pub use message::Message;
-pub use peer::{Input, Output, Peer, PeerConfig};
+pub use peer::{Event, Input, Output, Peer, PeerConfig};

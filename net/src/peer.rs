@@ -17,6 +17,9 @@ pub struct PeerConfig {
     pub request_timeout_ms: u64,
     /// Most deltas in one catch-up page.
     pub page_size: usize,
+    /// A peer heard nothing from for this long (ms) has left; coverage announcements are
+    /// the heartbeat, so this should be a few times `announce_every_ms`.
+    pub peer_timeout_ms: u64,
 }
 
 impl Default for PeerConfig {
@@ -25,6 +28,7 @@ impl Default for PeerConfig {
             announce_every_ms: 1_000,
             request_timeout_ms: 2_000,
             page_size: 1_024,
+            peer_timeout_ms: 5_000,
         }
     }
 }
@@ -48,6 +52,38 @@ pub enum Input {
     PeerUp(HostId),
     /// A peer became unreachable.
     PeerDown(HostId),
+    /// Report, with [`Event::Confidence`], once at least `peers` peers hold the stamp
+    /// (`host`, `seq`), or at `deadline` with however many do by then.
+    AwaitConfidence {
+        /// Chosen by the caller, echoed in the event.
+        token: u64,
+        /// The stamp's host.
+        host: HostId,
+        /// The stamp's seq.
+        seq: Seq,
+        /// How many peers must hold it.
+        peers: usize,
+        /// When to give up (ms, on the driver's clock).
+        deadline: u64,
+    },
+}
+
+/// Notable changes, for the node to expose (membership events, confidence waits).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A peer was heard from for the first time, or again after it had left.
+    PeerJoined(HostId),
+    /// A peer went quiet past the timeout, or its connection went down.
+    PeerLeft(HostId),
+    /// The answer to an [`Input::AwaitConfidence`].
+    Confidence {
+        /// The caller's token.
+        token: u64,
+        /// How many peers hold the stamp.
+        holders: usize,
+        /// True when that is at least the number asked for; false at the deadline.
+        reached: bool,
+    },
 }
 
 /// Something the driver must do.
@@ -69,6 +105,8 @@ pub enum Output {
         /// The deltas.
         deltas: Vec<StampedDelta>,
     },
+    /// Tell the node's users (events stream, waiting writers).
+    Event(Event),
     /// Read the deltas stamped in these ranges (per host, from..=to, in seq order), at most
     /// `limit` of them, and send them to `to` as a [`Message::CatchUpPage`] (with `more`
     /// set when the limit cut the answer short).
@@ -91,6 +129,8 @@ struct PeerView {
     coverage: CoverageVector,
     /// The outstanding catch-up request to it: its id and when it was sent.
     outstanding: Option<(u64, u64)>,
+    /// When anything was last heard from it.
+    last_heard: u64,
 }
 
 /// One node's side of the protocol.
@@ -103,6 +143,17 @@ pub struct Peer {
     last_announce: Option<u64>,
     changed_since_announce: bool,
     next_request: u64,
+    waiters: Vec<Waiter>,
+}
+
+/// A pending [`Input::AwaitConfidence`].
+#[derive(Clone, Debug)]
+struct Waiter {
+    token: u64,
+    host: HostId,
+    seq: Seq,
+    peers: usize,
+    deadline: u64,
 }
 
 impl Peer {
@@ -116,6 +167,7 @@ impl Peer {
             last_announce: None,
             changed_since_announce: true,
             next_request: 1,
+            waiters: Vec::new(),
         }
     }
 
@@ -152,12 +204,30 @@ impl Peer {
             Input::Tick => self.tick(now, &mut out),
             Input::PeerUp(peer) => {
                 if peer != self.me {
-                    self.peers.entry(peer).or_default();
+                    self.heard_from(now, peer, &mut out);
                     self.request(now, peer, &mut out);
                 }
             }
             Input::PeerDown(peer) => {
-                self.peers.remove(&peer);
+                if self.peers.remove(&peer).is_some() {
+                    out.push(Output::Event(Event::PeerLeft(peer)));
+                }
+            }
+            Input::AwaitConfidence {
+                token,
+                host,
+                seq,
+                peers,
+                deadline,
+            } => {
+                self.waiters.push(Waiter {
+                    token,
+                    host,
+                    seq,
+                    peers,
+                    deadline,
+                });
+                self.settle_waiters(now, &mut out);
             }
         }
         out
@@ -167,16 +237,19 @@ impl Peer {
         if from == self.me {
             return;
         }
+        self.heard_from(now, from, out);
         match message {
             Message::Deltas(deltas) => out.push(Output::Store { from, deltas }),
             Message::Coverage(theirs) => {
                 self.learn(from, &theirs);
+                self.settle_waiters(now, out);
                 if self.coverage.lacks_some_of(&theirs) {
                     self.request(now, from, out);
                 }
             }
             Message::CatchUpRequest { request, have } => {
                 self.learn(from, &have);
+                self.settle_waiters(now, out);
                 let ranges = self.coverage.ranges_beyond(&have);
                 if !ranges.is_empty() {
                     let limit = self.config.page_size;
@@ -224,6 +297,40 @@ impl Peer {
         }
     }
 
+    /// Notes that `peer` is alive; a peer new to us (or back after leaving) has joined.
+    fn heard_from(&mut self, now: u64, peer: HostId, out: &mut Vec<Output>) {
+        match self.peers.get_mut(&peer) {
+            Some(view) => view.last_heard = view.last_heard.max(now),
+            None => {
+                self.peers.insert(
+                    peer,
+                    PeerView {
+                        last_heard: now,
+                        ..PeerView::default()
+                    },
+                );
+                out.push(Output::Event(Event::PeerJoined(peer)));
+            }
+        }
+    }
+
+    /// Answers the confidence waits that are met, or past their deadline.
+    fn settle_waiters(&mut self, now: u64, out: &mut Vec<Output>) {
+        let waiters = std::mem::take(&mut self.waiters);
+        for w in waiters {
+            let holders = self.holders(w.host, w.seq);
+            if holders >= w.peers || now >= w.deadline {
+                out.push(Output::Event(Event::Confidence {
+                    token: w.token,
+                    holders,
+                    reached: holders >= w.peers,
+                }));
+            } else {
+                self.waiters.push(w);
+            }
+        }
+    }
+
     /// Asks `peer` for what we miss, unless a request to it is already outstanding.
     fn request(&mut self, now: u64, peer: HostId, out: &mut Vec<Output>) {
         let timeout = self.config.request_timeout_ms;
@@ -252,6 +359,19 @@ impl Peer {
                 self.coverage.vector().clone(),
             )));
         }
+        // Membership: a peer quiet for longer than the timeout has left.
+        let timeout = self.config.peer_timeout_ms;
+        let quiet: Vec<HostId> = self
+            .peers
+            .iter()
+            .filter(|(_, v)| now > v.last_heard + timeout)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in quiet {
+            self.peers.remove(&peer);
+            out.push(Output::Event(Event::PeerLeft(peer)));
+        }
+        self.settle_waiters(now, out);
         // Anti-entropy: a request that got no answer is asked again, of anyone ahead of us.
         let behind: Vec<HostId> = self
             .peers
@@ -356,15 +476,18 @@ mod tests {
         let mut peer = Peer::new(me.host_id(), Coverage::new(), PeerConfig::default());
         let out = peer.handle(0, Input::PeerUp(other.host_id()));
         assert_eq!(requests(&out), 1);
-        let Output::Send {
-            message: Message::CatchUpRequest { request, .. },
-            ..
-        } = &out[0]
-        else {
+        assert_eq!(out[0], Output::Event(Event::PeerJoined(other.host_id())));
+        let Some(request) = out.iter().find_map(|o| match o {
+            Output::Send {
+                message: Message::CatchUpRequest { request, .. },
+                ..
+            } => Some(*request),
+            _ => None,
+        }) else {
             panic!("{out:?}")
         };
         let page = Message::CatchUpPage {
-            request: *request,
+            request,
             deltas: vec![stamped(&other, 1)],
             more: true,
         };
@@ -416,17 +539,146 @@ mod tests {
         );
         assert_eq!(
             out,
-            vec![Output::Serve {
-                to: asker,
-                request: 7,
-                ranges: vec![(me.host_id(), Seq::new(2), Seq::new(3))],
-                limit: 2
-            }]
+            vec![
+                Output::Event(Event::PeerJoined(asker)),
+                Output::Serve {
+                    to: asker,
+                    request: 7,
+                    ranges: vec![(me.host_id(), Seq::new(2), Seq::new(3))],
+                    limit: 2
+                }
+            ]
         );
         assert_eq!(
             peer.holders(me.host_id(), Seq::FIRST),
             1,
             "a request also tells us what the asker holds"
+        );
+    }
+
+    #[test]
+    fn peers_join_when_first_heard_and_leave_when_quiet_or_down() {
+        let me = KeyPair::from_seed([1; 32]);
+        let (a, b) = (
+            KeyPair::from_seed([2; 32]).host_id(),
+            KeyPair::from_seed([3; 32]).host_id(),
+        );
+        let config = PeerConfig {
+            peer_timeout_ms: 1_000,
+            announce_every_ms: 100,
+            ..PeerConfig::default()
+        };
+        let mut peer = Peer::new(me.host_id(), Coverage::new(), config);
+        let hello = |from| Input::Received {
+            from,
+            message: Message::Coverage(CoverageVector::new()),
+        };
+        let events = |out: Vec<Output>| -> Vec<Event> {
+            out.into_iter()
+                .filter_map(|o| {
+                    if let Output::Event(e) = o {
+                        Some(e)
+                    } else {
+                        None
+                    }
+                })
+                .collect()
+        };
+        assert_eq!(events(peer.handle(0, hello(a))), vec![Event::PeerJoined(a)]);
+        assert_eq!(
+            events(peer.handle(10, hello(a))),
+            vec![],
+            "a known peer does not join twice"
+        );
+        assert_eq!(
+            events(peer.handle(20, hello(b))),
+            vec![Event::PeerJoined(b)]
+        );
+        assert_eq!(events(peer.handle(900, hello(b))), vec![]);
+        // a has been quiet since 10; b spoke at 900.
+        assert_eq!(
+            events(peer.handle(1_500, Input::Tick)),
+            vec![Event::PeerLeft(a)]
+        );
+        assert_eq!(
+            events(peer.handle(1_600, Input::PeerDown(b))),
+            vec![Event::PeerLeft(b)]
+        );
+        assert_eq!(
+            events(peer.handle(1_700, hello(a))),
+            vec![Event::PeerJoined(a)],
+            "back after leaving"
+        );
+    }
+
+    #[test]
+    fn a_confidence_wait_reports_when_reached_or_at_its_deadline() {
+        let me = KeyPair::from_seed([1; 32]);
+        let (a, b) = (
+            KeyPair::from_seed([2; 32]).host_id(),
+            KeyPair::from_seed([3; 32]).host_id(),
+        );
+        let mut peer = Peer::new(me.host_id(), Coverage::new(), PeerConfig::default());
+        let vector =
+            |n: u64| -> CoverageVector { [(me.host_id(), Seq::new(n))].into_iter().collect() };
+        let confidence = |out: Vec<Output>| -> Vec<Event> {
+            out.into_iter()
+                .filter_map(|o| match o {
+                    Output::Event(e @ Event::Confidence { .. }) => Some(e),
+                    _ => None,
+                })
+                .collect()
+        };
+        let wait = |token, deadline| Input::AwaitConfidence {
+            token,
+            host: me.host_id(),
+            seq: Seq::new(3),
+            peers: 2,
+            deadline,
+        };
+        assert_eq!(confidence(peer.handle(0, wait(1, 1_000))), vec![]);
+        assert_eq!(confidence(peer.handle(0, wait(2, 50))), vec![]);
+        let out = peer.handle(
+            10,
+            Input::Received {
+                from: a,
+                message: Message::Coverage(vector(3)),
+            },
+        );
+        assert_eq!(confidence(out), vec![]);
+        // The short wait gives up at its deadline with the one holder it has.
+        assert_eq!(
+            confidence(peer.handle(60, Input::Tick)),
+            vec![Event::Confidence {
+                token: 2,
+                holders: 1,
+                reached: false
+            }]
+        );
+        // The second holder meets the long wait at once.
+        let out = peer.handle(
+            70,
+            Input::Received {
+                from: b,
+                message: Message::Coverage(vector(4)),
+            },
+        );
+        assert_eq!(
+            confidence(out),
+            vec![Event::Confidence {
+                token: 1,
+                holders: 2,
+                reached: true
+            }]
+        );
+        // Already met: answered immediately.
+        assert_eq!(
+            confidence(peer.handle(80, wait(3, 90))),
+            vec![Event::Confidence {
+                token: 3,
+                holders: 2,
+                reached: true
+            }]
         );
     }
 }

@@ -66,6 +66,7 @@ impl Default for SimConfig {
                 announce_every_ms: 300,
                 request_timeout_ms: 500,
                 page_size: 4,
+                peer_timeout_ms: 1_500,
             },
         }
     }
@@ -253,6 +254,7 @@ impl Sim<'_> {
                             work.push(Input::Stored(stamped));
                         }
                     }
+                    Output::Event(_) => {}
                     Output::Serve {
                         to,
                         request,
