@@ -121,20 +121,28 @@ fn rate(count: usize, start: Instant) -> f64 {
 /// Deterministic, realistic deltas: "entity.property = value" with a short string value,
 /// about 200 bytes encoded.
 fn generate(count: usize, authors: usize) -> Vec<Delta> {
-    let keys: Vec<KeyPair> = (0..authors)
-        .map(|i| KeyPair::from_seed(seed(i as u64)))
-        .collect();
+    sign_all(count, (0..authors as u64).map(seed), |i| {
+        vec![
+            Pointer::entity("user", format!("user-{}", i % 10_000), "name"),
+            Pointer::value("name", format!("name number {i}")),
+        ]
+    })
+}
+
+/// Signs `count` deltas in parallel, delta `i` holding `pointers(i)`, written at increasing
+/// times by the given authors in turn.
+fn sign_all(
+    count: usize,
+    author_seeds: impl Iterator<Item = [u8; 32]>,
+    pointers: impl Fn(usize) -> Vec<Pointer> + Sync,
+) -> Vec<Delta> {
+    let keys: Vec<KeyPair> = author_seeds.map(KeyPair::from_seed).collect();
     (0..count)
         .into_par_iter()
         .map(|i| {
             DeltaBuilder::new(Hlc::new(1_700_000_000_000 + i as u64, 0))
-                .pointer(Pointer::entity(
-                    "user",
-                    format!("user-{}", i % 10_000),
-                    "name",
-                ))
-                .pointer(Pointer::value("name", format!("name number {i}")))
-                .sign(&keys[i % authors])
+                .pointers(pointers(i))
+                .sign(&keys[i % keys.len()])
                 .expect("generated deltas are valid")
         })
         .collect()
@@ -296,22 +304,13 @@ fn raw_rocksdb_puts_per_s(count: usize) -> Result<f64> {
 
 /// Deltas setting `p<j>` of `e<i>` to an integer, spread evenly.
 fn generate_entity_writes(count: usize, entities: usize, properties: usize) -> Vec<Delta> {
-    let keys: Vec<KeyPair> = (0..8).map(|i| KeyPair::from_seed(seed(100 + i))).collect();
-    (0..count)
-        .into_par_iter()
-        .map(|i| {
-            let property = format!("p{}", (i / entities) % properties);
-            DeltaBuilder::new(Hlc::new(1_700_000_000_000 + i as u64, 0))
-                .pointer(Pointer::entity(
-                    "subject",
-                    format!("e{}", i % entities),
-                    property.clone(),
-                ))
-                .pointer(Pointer::value(property, (i % 1000) as i64))
-                .sign(&keys[i % keys.len()])
-                .expect("generated deltas are valid")
-        })
-        .collect()
+    sign_all(count, (100..108).map(seed), |i| {
+        let property = format!("p{}", (i / entities) % properties);
+        vec![
+            Pointer::entity("subject", format!("e{}", i % entities), property.clone()),
+            Pointer::value(property, (i % 1000) as i64),
+        ]
+    })
 }
 
 fn views(count: usize, entities: usize, properties: usize) -> Result<()> {

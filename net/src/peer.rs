@@ -403,6 +403,20 @@ mod tests {
         }
     }
 
+    /// This node's key, two other hosts, and this node's protocol state.
+    fn three_hosts(config: PeerConfig) -> (KeyPair, HostId, HostId, Peer) {
+        let me = KeyPair::from_seed([1; 32]);
+        let a = KeyPair::from_seed([2; 32]).host_id();
+        let b = KeyPair::from_seed([3; 32]).host_id();
+        let peer = Peer::new(me.host_id(), Coverage::new(), config);
+        (me, a, b, peer)
+    }
+
+    /// A coverage vector holding `me`'s stamps 1..=n.
+    fn vector_of(me: &KeyPair, n: u64) -> CoverageVector {
+        [(me.host_id(), Seq::new(n))].into_iter().collect()
+    }
+
     fn requests(out: &[Output]) -> usize {
         out.iter()
             .filter(|o| {
@@ -432,14 +446,8 @@ mod tests {
 
     #[test]
     fn confidence_counts_the_peers_whose_coverage_includes_a_stamp() {
-        let me = KeyPair::from_seed([1; 32]);
-        let (a, b) = (
-            KeyPair::from_seed([2; 32]).host_id(),
-            KeyPair::from_seed([3; 32]).host_id(),
-        );
-        let mut peer = Peer::new(me.host_id(), Coverage::new(), PeerConfig::default());
-        let vector =
-            |n: u64| -> CoverageVector { [(me.host_id(), Seq::new(n))].into_iter().collect() };
+        let (me, a, b, mut peer) = three_hosts(PeerConfig::default());
+        let vector = |n: u64| vector_of(&me, n);
         peer.handle(
             0,
             Input::Received {
@@ -558,17 +566,12 @@ mod tests {
 
     #[test]
     fn peers_join_when_first_heard_and_leave_when_quiet_or_down() {
-        let me = KeyPair::from_seed([1; 32]);
-        let (a, b) = (
-            KeyPair::from_seed([2; 32]).host_id(),
-            KeyPair::from_seed([3; 32]).host_id(),
-        );
         let config = PeerConfig {
             peer_timeout_ms: 1_000,
             announce_every_ms: 100,
             ..PeerConfig::default()
         };
-        let mut peer = Peer::new(me.host_id(), Coverage::new(), config);
+        let (_, a, b, mut peer) = three_hosts(config);
         let hello = |from| Input::Received {
             from,
             message: Message::Coverage(CoverageVector::new()),
@@ -613,14 +616,8 @@ mod tests {
 
     #[test]
     fn a_confidence_wait_reports_when_reached_or_at_its_deadline() {
-        let me = KeyPair::from_seed([1; 32]);
-        let (a, b) = (
-            KeyPair::from_seed([2; 32]).host_id(),
-            KeyPair::from_seed([3; 32]).host_id(),
-        );
-        let mut peer = Peer::new(me.host_id(), Coverage::new(), PeerConfig::default());
-        let vector =
-            |n: u64| -> CoverageVector { [(me.host_id(), Seq::new(n))].into_iter().collect() };
+        let (me, a, b, mut peer) = three_hosts(PeerConfig::default());
+        let vector = |n: u64| vector_of(&me, n);
         let confidence = |out: Vec<Output>| -> Vec<Event> {
             out.into_iter()
                 .filter_map(|o| match o {

@@ -29,34 +29,32 @@ pub struct DeltaIndex {
     filed: BTreeMap<EntityId, BTreeMap<String, BTreeSet<DeltaId>>>,
 }
 
+/// The transactions a delta points at under a target context `accept` takes.
+fn transaction_pointers<'d>(
+    delta: &'d Delta,
+    accept: impl Fn(&str) -> bool + 'd,
+) -> impl Iterator<Item = &'d EntityId> + 'd {
+    delta
+        .pointers()
+        .iter()
+        .filter_map(move |p| match (&p.target, p.target_context.as_deref()) {
+            (Target::Entity(t), Some(context))
+                if p.local_context == TRANSACTION && accept(context) =>
+            {
+                Some(t)
+            }
+            _ => None,
+        })
+}
+
 /// The transactions a delta is a member of.
 pub(crate) fn transactions_of(delta: &Delta) -> impl Iterator<Item = &EntityId> {
-    delta.pointers().iter().filter_map(|p| {
-        match (
-            &p.target,
-            p.local_context.as_str(),
-            p.target_context.as_deref(),
-        ) {
-            (Target::Entity(t), TRANSACTION, Some(TRANSACTION_MEMBER)) => Some(t),
-            _ => None,
-        }
-    })
+    transaction_pointers(delta, |c| c == TRANSACTION_MEMBER)
 }
 
 /// Every transaction a delta joins or declares the size of.
 pub(crate) fn transactions_touched(delta: &Delta) -> impl Iterator<Item = &EntityId> {
-    delta.pointers().iter().filter_map(|p| {
-        match (
-            &p.target,
-            p.local_context.as_str(),
-            p.target_context.as_deref(),
-        ) {
-            (Target::Entity(t), TRANSACTION, Some(TRANSACTION_MEMBER | TRANSACTION_SIZE)) => {
-                Some(t)
-            }
-            _ => None,
-        }
-    })
+    transaction_pointers(delta, |c| c == TRANSACTION_MEMBER || c == TRANSACTION_SIZE)
 }
 
 /// The size declarations a delta makes: (transaction, size).
@@ -69,19 +67,8 @@ fn size_declarations(delta: &Delta) -> Vec<(EntityId, u64)> {
             _ => None,
         });
     let Some(size) = size else { return Vec::new() };
-    delta
-        .pointers()
-        .iter()
-        .filter_map(|p| {
-            match (
-                &p.target,
-                p.local_context.as_str(),
-                p.target_context.as_deref(),
-            ) {
-                (Target::Entity(t), TRANSACTION, Some(TRANSACTION_SIZE)) => Some((t.clone(), size)),
-                _ => None,
-            }
-        })
+    transaction_pointers(delta, |c| c == TRANSACTION_SIZE)
+        .map(|t| (t.clone(), size))
         .collect()
 }
 
