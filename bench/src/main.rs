@@ -313,8 +313,27 @@ fn generate_entity_writes(count: usize, entities: usize, properties: usize) -> V
     })
 }
 
-fn views(count: usize, entities: usize, properties: usize) -> Result<()> {
+/// A fresh journal with an lww view and a sum view over `p0..p<properties>` registered.
+fn views_store(properties: usize) -> Result<(Store, tempfile::TempDir)> {
     use hypha_primitives::Schema;
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path())?;
+    let admin = KeyPair::from_seed(seed(999));
+    for (n, resolver) in [("lww_view", "lww"), ("sum_view", "sum")] {
+        let props: serde_json::Map<String, Value> = (0..properties)
+            .map(|j| (format!("p{j}"), json!({"resolver": resolver})))
+            .collect();
+        let schema = Schema::from_json(&json!({"type": n, "properties": props}))?;
+        store.put(
+            DeltaBuilder::new(Hlc::new(1, 0))
+                .pointers(schema.to_pointers())
+                .sign(&admin)?,
+        )?;
+    }
+    Ok((store, dir))
+}
+
+fn views(count: usize, entities: usize, properties: usize) -> Result<()> {
     use hypha_views::Materializer;
 
     figure("views", "deltas", count as f64, "count", None);
@@ -336,29 +355,26 @@ fn views(count: usize, entities: usize, properties: usize) -> Result<()> {
     drop(store);
     figure("views", "journal_ingest_deltas_per_s", plain, "1/s", None);
 
-    eprintln!("ingest with an lww view and a sum view attached…");
-    let dir = tempfile::tempdir()?;
-    let store = Store::open(dir.path())?;
-    let admin = KeyPair::from_seed(seed(999));
-    for (n, resolver) in [("lww_view", "lww"), ("sum_view", "sum")] {
-        let props: serde_json::Map<String, Value> = (0..properties)
-            .map(|j| (format!("p{j}"), json!({"resolver": resolver})))
-            .collect();
-        let schema = Schema::from_json(&json!({"type": n, "properties": props}))?;
-        store.put(
-            DeltaBuilder::new(Hlc::new(1, 0))
-                .pointers(schema.to_pointers())
-                .sign(&admin)?,
-        )?;
-    }
+    eprintln!("ingest with an lww view and a sum view attached, applied in the ingest thread…");
+    let (store, _dir) = views_store(properties)?;
     let mut materializer = Materializer::open(store.clone())?;
     materializer.apply_pending()?;
     let start = Instant::now();
+    let mut applying = std::time::Duration::ZERO;
     for batch in &batches {
         store.put_batch(batch.clone())?;
+        let apply_start = Instant::now();
         materializer.apply_pending()?;
+        applying += apply_start.elapsed();
     }
     let with_views = rate(count, start);
+    figure(
+        "views",
+        "view_apply_us_per_delta",
+        applying.as_secs_f64() * 1e6 / count as f64,
+        "us",
+        None,
+    );
     figure(
         "views",
         "ingest_with_views_deltas_per_s",
@@ -367,24 +383,72 @@ fn views(count: usize, entities: usize, properties: usize) -> Result<()> {
         Some(("journal_ingest_deltas_per_s", plain)),
     );
 
-    let reads = 10_000;
-    let mut latencies: Vec<f64> = Vec::with_capacity(reads);
-    for i in 0..reads {
-        let entity = format!("e{}", (i * 7919) % entities);
-        let start = Instant::now();
-        let record = materializer.record("lww_view", &entity)?;
-        latencies.push(start.elapsed().as_secs_f64() * 1e6);
-        anyhow::ensure!(record.is_some(), "no record for {entity}");
-    }
-    latencies.sort_by(f64::total_cmp);
-    figure("views", "read_p50_us", latencies[reads / 2], "us", None);
+    eprintln!("the same, with the views following on their own thread, as in `hypha node`…");
+    let (store, _dir) = views_store(properties)?;
+    let mut follower = Materializer::open(store.clone())?;
+    follower.apply_pending()?;
+    let start = Instant::now();
+    std::thread::scope(|scope| -> Result<()> {
+        let ingest = scope.spawn(|| -> Result<()> {
+            for batch in &batches {
+                store.put_batch(batch.clone())?;
+            }
+            Ok(())
+        });
+        let mut applied = 0;
+        while applied < count {
+            let n = follower.apply_pending()?;
+            applied += n;
+            if n == 0 {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        }
+        ingest.join().expect("ingest thread")?;
+        Ok(())
+    })?;
+    let pipelined = rate(count, start);
     figure(
         "views",
-        "read_p99_us",
-        latencies[reads * 99 / 100],
-        "us",
-        None,
+        "ingest_with_views_pipelined_deltas_per_s",
+        pipelined,
+        "1/s",
+        Some(("journal_ingest_deltas_per_s", plain)),
     );
+    drop(follower);
+
+    let reads = 10_000;
+    let read_latencies = |name: &str, read: &dyn Fn(&str) -> Result<bool>| -> Result<()> {
+        let mut latencies: Vec<f64> = Vec::with_capacity(reads);
+        for i in 0..reads {
+            let entity = format!("e{}", (i * 7919) % entities);
+            let start = Instant::now();
+            let found = read(&entity)?;
+            latencies.push(start.elapsed().as_secs_f64() * 1e6);
+            anyhow::ensure!(found, "no record for {entity}");
+        }
+        latencies.sort_by(f64::total_cmp);
+        figure(
+            "views",
+            &format!("{name}_p50_us"),
+            latencies[reads / 2],
+            "us",
+            None,
+        );
+        figure(
+            "views",
+            &format!("{name}_p99_us"),
+            latencies[reads * 99 / 100],
+            "us",
+            None,
+        );
+        Ok(())
+    };
+    read_latencies("read", &|e| {
+        Ok(materializer.typed_record("lww_view", e)?.is_some())
+    })?;
+    read_latencies("read_json", &|e| {
+        Ok(materializer.record("lww_view", e)?.is_some())
+    })?;
 
     let start = Instant::now();
     materializer.rebuild(&mut |_, _| {})?;

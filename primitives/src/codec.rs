@@ -17,70 +17,112 @@
 //! The id is the blake3 hash of the body; the signature signs the body.
 //! The stored and wire form of a delta is the body followed by the 64-byte signature.
 
-use crate::{Error, Result};
+use crate::{DeltaId, EntityId, Error, Primitive, Result, Target};
 
 /// The format version this build writes and reads.
 pub const FORMAT_VERSION: u8 = 1;
 
-/// Appends canonical fields to a byte buffer.
+/// Appends canonical fields to a byte buffer (also used by other crates for their own
+/// versioned binary forms, so every Hypha encoding shares one set of primitives).
 #[derive(Debug, Default)]
-pub(crate) struct Writer {
+pub struct Writer {
     bytes: Vec<u8>,
 }
 
 impl Writer {
-    pub(crate) fn with_capacity(capacity: usize) -> Self {
+    /// An empty buffer with room for `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
         Self {
             bytes: Vec::with_capacity(capacity),
         }
     }
-    pub(crate) fn u8(&mut self, v: u8) {
+    /// Appends a byte.
+    pub fn u8(&mut self, v: u8) {
         self.bytes.push(v);
     }
-    pub(crate) fn u32(&mut self, v: u32) {
+    /// Appends a big-endian u32.
+    pub fn u32(&mut self, v: u32) {
         self.bytes.extend_from_slice(&v.to_be_bytes());
     }
-    pub(crate) fn u64(&mut self, v: u64) {
+    /// Appends a big-endian u64.
+    pub fn u64(&mut self, v: u64) {
         self.bytes.extend_from_slice(&v.to_be_bytes());
     }
-    pub(crate) fn raw(&mut self, v: &[u8]) {
+    /// Appends bytes as they are.
+    pub fn raw(&mut self, v: &[u8]) {
         self.bytes.extend_from_slice(v);
     }
-    pub(crate) fn varint(&mut self, mut v: u32) {
+    /// Appends a canonical LEB128 varint.
+    pub fn varint(&mut self, mut v: u32) {
         while v >= 0x80 {
             self.bytes.push((v as u8) | 0x80);
             v >>= 7;
         }
         self.bytes.push(v as u8);
     }
-    pub(crate) fn str(&mut self, s: &str) {
+    /// Appends a string: its length as a varint, then its UTF-8 bytes.
+    pub fn str(&mut self, s: &str) {
         // Lengths are bounded far below u32::MAX by the delta size limit.
         self.varint(s.len() as u32);
         self.raw(s.as_bytes());
     }
-    pub(crate) fn finish(self) -> Vec<u8> {
+    /// Appends a pointer target: a tag byte, then 0 entity string | 1 delta id [u8; 32] |
+    /// 2 string | 3 int i64 | 4 float f64 bits | 5 true | 6 false | 7 null.
+    pub fn target(&mut self, target: &Target) {
+        match target {
+            Target::Entity(e) => {
+                self.u8(0);
+                self.str(e.as_str());
+            }
+            Target::Delta(id) => {
+                self.u8(1);
+                self.raw(id.as_bytes());
+            }
+            Target::Value(Primitive::String(s)) => {
+                self.u8(2);
+                self.str(s);
+            }
+            Target::Value(Primitive::Int(i)) => {
+                self.u8(3);
+                self.u64(*i as u64);
+            }
+            Target::Value(Primitive::Float(f)) => {
+                self.u8(4);
+                self.u64(f.to_bits());
+            }
+            Target::Value(Primitive::Bool(true)) => self.u8(5),
+            Target::Value(Primitive::Bool(false)) => self.u8(6),
+            Target::Value(Primitive::Null) => self.u8(7),
+        }
+    }
+    /// The bytes written.
+    pub fn finish(self) -> Vec<u8> {
         self.bytes
     }
 }
 
 /// Reads canonical fields from a byte slice, failing cleanly on truncation.
 #[derive(Debug)]
-pub(crate) struct Reader<'a> {
+pub struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
 }
 
 impl<'a> Reader<'a> {
-    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+    /// Reads `bytes` from the start.
+    pub fn new(bytes: &'a [u8]) -> Self {
         Self { bytes, at: 0 }
     }
-    pub(crate) fn position(&self) -> usize {
+    /// The offset of the next byte to read.
+    pub fn position(&self) -> usize {
         self.at
     }
-    pub(crate) fn remaining(&self) -> usize {
+    /// How many bytes are left.
+    pub fn remaining(&self) -> usize {
         self.bytes.len() - self.at
     }
-    pub(crate) fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
+    /// The next `n` bytes; `what` names them in the error.
+    pub fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
         if self.remaining() < n {
             return Err(Error::Decode(format!(
                 "truncated {what}: need {n} bytes at offset {}, {} left",
@@ -92,21 +134,26 @@ impl<'a> Reader<'a> {
         self.at += n;
         Ok(out)
     }
-    pub(crate) fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
+    /// The next `N` bytes as an array.
+    pub fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N, what)?);
         Ok(out)
     }
-    pub(crate) fn u8(&mut self, what: &str) -> Result<u8> {
+    /// The next byte.
+    pub fn u8(&mut self, what: &str) -> Result<u8> {
         Ok(self.take(1, what)?[0])
     }
-    pub(crate) fn u32(&mut self, what: &str) -> Result<u32> {
+    /// The next big-endian u32.
+    pub fn u32(&mut self, what: &str) -> Result<u32> {
         Ok(u32::from_be_bytes(self.array(what)?))
     }
-    pub(crate) fn u64(&mut self, what: &str) -> Result<u64> {
+    /// The next big-endian u64.
+    pub fn u64(&mut self, what: &str) -> Result<u64> {
         Ok(u64::from_be_bytes(self.array(what)?))
     }
-    pub(crate) fn varint(&mut self, what: &str) -> Result<u32> {
+    /// The next canonical LEB128 varint (overlong or non-canonical forms are errors).
+    pub fn varint(&mut self, what: &str) -> Result<u32> {
         let mut value: u32 = 0;
         for shift in (0..35).step_by(7) {
             let byte = self.u8(what)?;
@@ -125,14 +172,35 @@ impl<'a> Reader<'a> {
         }
         Err(Error::Decode(format!("{what}: varint longer than 5 bytes")))
     }
-    pub(crate) fn string(&mut self, what: &str) -> Result<String> {
+    /// The next length-prefixed UTF-8 string.
+    pub fn string(&mut self, what: &str) -> Result<String> {
         let len = self.varint(what)? as usize;
         let bytes = self.take(len, what)?;
         std::str::from_utf8(bytes)
             .map(str::to_owned)
             .map_err(|_| Error::Decode(format!("{what} is not valid utf-8")))
     }
-    pub(crate) fn expect_end(&self) -> Result<()> {
+    /// The next pointer target (see [`Writer::target`]).
+    pub fn target(&mut self) -> Result<Target> {
+        Ok(match self.u8("target tag")? {
+            0 => Target::Entity(EntityId::new(self.string("entity id")?)),
+            1 => Target::Delta(DeltaId::from_bytes(self.array("delta id")?)),
+            2 => Target::Value(Primitive::String(self.string("string value")?)),
+            3 => Target::Value(Primitive::Int(self.u64("int value")? as i64)),
+            4 => Target::Value(Primitive::Float(f64::from_bits(self.u64("float value")?))),
+            5 => Target::Value(Primitive::Bool(true)),
+            6 => Target::Value(Primitive::Bool(false)),
+            7 => Target::Value(Primitive::Null),
+            tag => {
+                return Err(Error::Decode(format!(
+                    "unknown target tag {tag} at offset {}",
+                    self.position() - 1
+                )))
+            }
+        })
+    }
+    /// An error unless every byte has been read.
+    pub fn expect_end(&self) -> Result<()> {
         if self.remaining() != 0 {
             return Err(Error::Decode(format!(
                 "{} trailing bytes",

@@ -335,31 +335,7 @@ fn encode_body(author: AuthorKey, time: Hlc, pointers: &[Pointer]) -> Vec<u8> {
     w.varint(pointers.len() as u32);
     for p in pointers {
         w.str(&p.local_context);
-        match &p.target {
-            Target::Entity(e) => {
-                w.u8(0);
-                w.str(e.as_str());
-            }
-            Target::Delta(id) => {
-                w.u8(1);
-                w.raw(id.as_bytes());
-            }
-            Target::Value(Primitive::String(s)) => {
-                w.u8(2);
-                w.str(s);
-            }
-            Target::Value(Primitive::Int(i)) => {
-                w.u8(3);
-                w.u64(*i as u64);
-            }
-            Target::Value(Primitive::Float(f)) => {
-                w.u8(4);
-                w.u64(f.to_bits());
-            }
-            Target::Value(Primitive::Bool(true)) => w.u8(5),
-            Target::Value(Primitive::Bool(false)) => w.u8(6),
-            Target::Value(Primitive::Null) => w.u8(7),
-        }
+        w.target(&p.target);
         match &p.target_context {
             None => w.u8(0),
             Some(c) => {
@@ -373,22 +349,7 @@ fn encode_body(author: AuthorKey, time: Hlc, pointers: &[Pointer]) -> Vec<u8> {
 
 fn decode_pointer(r: &mut Reader<'_>) -> Result<Pointer> {
     let local_context = r.string("local context")?;
-    let target = match r.u8("target tag")? {
-        0 => Target::Entity(EntityId::new(r.string("entity id")?)),
-        1 => Target::Delta(DeltaId::from_bytes(r.array("delta id")?)),
-        2 => Target::Value(Primitive::String(r.string("string value")?)),
-        3 => Target::Value(Primitive::Int(r.u64("int value")? as i64)),
-        4 => Target::Value(Primitive::Float(f64::from_bits(r.u64("float value")?))),
-        5 => Target::Value(Primitive::Bool(true)),
-        6 => Target::Value(Primitive::Bool(false)),
-        7 => Target::Value(Primitive::Null),
-        tag => {
-            return Err(Error::Decode(format!(
-                "unknown target tag {tag} at offset {}",
-                r.position() - 1
-            )))
-        }
-    };
+    let target = r.target()?;
     let target_context = match r.u8("target context flag")? {
         0 => None,
         1 => Some(r.string("target context")?),

@@ -1,6 +1,6 @@
 //! The fast path of the materialized view store: folding one new delta into a stored
-//! record's field in O(1) (plus the length of `decided_by`), when that gives exactly the
-//! record a from-scratch resolution would.
+//! record's field in O(1) (`decided_by` is bounded), when that gives exactly the record a
+//! from-scratch resolution would.
 //!
 //! It applies only to a delta that sorts after everything already deciding the field (or,
 //! for lww, fww, min and max, anywhere), that gives the property one non-null value of the
@@ -9,191 +9,159 @@
 //! sets, `average`, `concat`, `majority`, a first value for an entity) takes the slow path:
 //! re-resolving the entity from the journal.
 
-use hypha_primitives::{Delta, DeltaId, Hlc, Primitive, ResolverName, Target};
-use serde_json::Value;
+use std::cmp::Ordering;
 
-use crate::resolve::FieldValue;
+use hypha_primitives::{Delta, Primitive, ResolverName, Target};
 
-/// What the fast path needs of a field's provenance: its first and last deciding ids, how
-/// many there are, and the latest time among them.
-struct Deciders {
-    count: usize,
-    first: Option<DeltaId>,
-    last: Option<DeltaId>,
-    updated_at: Option<Hlc>,
-}
-
-impl Deciders {
-    fn read(field: &Value) -> Option<Deciders> {
-        let ids = field["decided_by"].as_array()?;
-        let parse = |v: Option<&Value>| -> Option<Option<DeltaId>> {
-            match v {
-                None => Some(None),
-                Some(v) => v.as_str()?.parse().ok().map(Some),
-            }
-        };
-        let updated_at = match &field["updated_at"] {
-            Value::Null => None,
-            v => Some(v.as_str()?.parse().ok()?),
-        };
-        Some(Deciders {
-            count: ids.len(),
-            first: parse(ids.first())?,
-            last: parse(ids.last())?,
-            updated_at,
-        })
-    }
-
-    /// The order key of the single decider (lww, fww, min, max): its time is `updated_at`.
-    fn single(&self) -> Option<(Hlc, DeltaId)> {
-        match (self.count, self.first, self.updated_at) {
-            (1, Some(id), Some(t)) => Some((t, id)),
-            _ => None,
-        }
-    }
-
-    /// True when `key` sorts after every decider (the last decider has the latest time).
-    fn is_after_all(&self, key: (Hlc, DeltaId)) -> bool {
-        match (self.last, self.updated_at) {
-            (None, _) => self.count == 0,
-            (Some(last), Some(t)) => key > (t, last),
-            (Some(_), None) => false,
-        }
-    }
-}
+use crate::lossy::{Record, DECIDERS_KEPT};
+use crate::resolve::{compare_numbers, FieldValue};
 
 /// How a fold changes `decided_by`.
 enum Decided {
     /// The new delta alone decides.
-    Only(DeltaId),
+    Only,
     /// The new delta joins the deciders, last.
-    Append(DeltaId),
+    Append,
 }
 
-fn number(value: &Value) -> Option<f64> {
-    value.as_f64()
+/// The resolver's order of two numbers; `None` when either is not a number.
+fn compare(a: &FieldValue, b: &FieldValue) -> Option<Ordering> {
+    Some(compare_numbers(a, a.as_number()?, b, b.as_number()?))
+}
+
+/// A value's identity in a set: its JSON text.
+fn json_text(value: &FieldValue) -> String {
+    value.to_json().to_string()
 }
 
 /// Folds `delta` (giving `value` to `property`) into `record` if the result is exactly
 /// what re-resolving would give; returns false, leaving `record` unchanged, otherwise.
 pub(crate) fn absorb(
-    record: &mut Value,
+    record: &mut Record,
     property: &str,
     resolver: ResolverName,
     delta: &Delta,
     value: &Target,
 ) -> bool {
-    // A null value is indistinguishable from "no value" in the record's JSON.
+    // Kept on the slow path: null is a value for some resolvers and skipped by others.
     if matches!(value, Target::Value(Primitive::Null)) {
         return false;
     }
-    let Some(field) = record.get("fields").and_then(|f| f.get(property)) else {
+    let Some(field) = record.fields.get_mut(property) else {
         return false;
     };
-    if field["skipped"].as_array().is_none_or(|s| !s.is_empty()) {
+    if !field.skipped.is_empty() {
         return false;
     }
-    let Some(deciders) = Deciders::read(field) else {
-        return false;
-    };
     let key = (delta.time(), delta.id());
-    let new = FieldValue::from_target(value).to_json();
-    let current = &field["value"];
-    let updated = match resolver {
+    // The order key of the single decider (lww, fww, min, max): its time is `updated_at`.
+    let single = match (field.deciders, field.decided_by.first(), field.updated_at) {
+        (1, Some(id), Some(t)) => Some((t, *id)),
+        _ => None,
+    };
+    // True when `key` sorts after every decider (the last one listed has the latest time).
+    let after_all = match (field.decided_by.last(), field.updated_at) {
+        (None, _) => field.deciders == 0,
+        (Some(last), Some(t)) => key > (t, *last),
+        (Some(_), None) => false,
+    };
+    let new = FieldValue::from_target(value);
+    let (value, decided) = match resolver {
         ResolverName::Lww | ResolverName::Fww => {
-            let replace = match deciders.single() {
-                None if deciders.count == 0 => true,
+            let replace = match single {
+                None if field.deciders == 0 => true,
                 None => return false,
                 Some(k) => (resolver == ResolverName::Lww) == (key > k),
             };
-            replace.then(|| (new, Decided::Only(delta.id()), delta.time()))
+            if !replace {
+                return true;
+            }
+            (new, Decided::Only)
         }
         ResolverName::Max | ResolverName::Min => {
-            let Some(n) = number(&new) else { return false };
-            let replace = match (deciders.single(), number(current)) {
-                (None, _) if deciders.count == 0 => true,
-                (Some(k), Some(c)) => {
-                    // Integers compare exactly, as in the resolver.
-                    let order = match (new.as_i64(), current.as_i64()) {
-                        (Some(x), Some(y)) => x.cmp(&y),
-                        _ => n.partial_cmp(&c).unwrap_or(std::cmp::Ordering::Equal),
+            let replace = match (single, &field.value) {
+                (None, _) if field.deciders == 0 => {
+                    if new.as_number().is_none() {
+                        return false;
+                    }
+                    true
+                }
+                (Some(k), Some(current)) => {
+                    let Some(order) = compare(&new, current) else {
+                        return false;
                     };
-                    let better = if resolver == ResolverName::Max {
-                        order == std::cmp::Ordering::Greater
+                    let wanted = if resolver == ResolverName::Max {
+                        Ordering::Greater
                     } else {
-                        order == std::cmp::Ordering::Less
+                        Ordering::Less
                     };
                     // Among equal extremes the earliest decides.
-                    better || (order == std::cmp::Ordering::Equal && key < k)
+                    order == wanted || (order == Ordering::Equal && key < k)
                 }
                 _ => return false,
             };
-            replace.then(|| (new, Decided::Only(delta.id()), delta.time()))
+            if !replace {
+                return true;
+            }
+            (new, Decided::Only)
         }
         ResolverName::Count | ResolverName::Sum | ResolverName::Set => {
-            if !deciders.is_after_all(key) {
+            if !after_all {
                 return false;
             }
-            let total = match resolver {
-                ResolverName::Count => match current.as_i64() {
-                    Some(c) => Value::from(c + 1),
-                    None => return false,
-                },
-                ResolverName::Sum => match (current, &new) {
-                    (Value::Number(c), Value::Number(n)) if c.is_i64() && n.is_i64() => match c
-                        .as_i64()
-                        .and_then(|c| n.as_i64().and_then(|n| c.checked_add(n)))
-                    {
-                        Some(sum) => Value::from(sum),
+            use FieldValue::Primitive as P;
+            let total = match (resolver, &field.value, &new) {
+                (ResolverName::Count, Some(P(Primitive::Int(c))), _) => P(Primitive::Int(c + 1)),
+                (ResolverName::Sum, Some(P(Primitive::Int(c))), P(Primitive::Int(n))) => {
+                    match c.checked_add(*n) {
+                        Some(sum) => P(Primitive::Int(sum)),
                         None => return false,
-                    },
-                    // A float sum folds left in (time, id) order; appending continues it.
-                    (Value::Number(c), Value::Number(n)) if c.is_f64() => {
-                        match serde_json::Number::from_f64(
-                            c.as_f64().unwrap_or(0.0) + n.as_f64().unwrap_or(0.0),
-                        ) {
-                            Some(sum) => Value::Number(sum),
-                            None => return false,
-                        }
                     }
-                    _ => return false,
-                },
-                _ => {
-                    let Some(items) = current.as_array() else {
-                        return false;
+                }
+                // A float sum folds left in (time, id) order; appending continues it.
+                (ResolverName::Sum, Some(P(Primitive::Float(c))), P(n)) => {
+                    let n = match n {
+                        Primitive::Int(i) => *i as f64,
+                        Primitive::Float(f) => *f,
+                        _ => return false,
                     };
+                    let sum = c + n;
+                    if !sum.is_finite() {
+                        return false;
+                    }
+                    P(Primitive::Float(sum))
+                }
+                (ResolverName::Set, Some(FieldValue::List(items)), _) => {
                     // Identity is the JSON text, as in the resolver: -0.0 and 0.0 differ.
-                    let text = new.to_string();
-                    if items.iter().map(Value::to_string).any(|item| item == text) {
+                    let text = json_text(&new);
+                    if items.iter().any(|item| json_text(item) == text) {
                         // A later duplicate neither changes the set nor decides it.
                         return true;
                     }
                     let mut items = items.clone();
                     items.push(new);
-                    Value::Array(items)
+                    FieldValue::List(items)
                 }
+                _ => return false,
             };
-            Some((total, Decided::Append(delta.id()), delta.time()))
+            (total, Decided::Append)
         }
         _ => return false,
     };
-    if let Some((value, decided, time)) = updated {
-        let field = &mut record["fields"][property];
-        field["value"] = value;
-        match decided {
-            Decided::Only(id) => {
-                field["decided_by"] = Value::Array(vec![Value::String(id.to_string())]);
-            }
-            Decided::Append(id) => {
-                if let Some(ids) = field["decided_by"].as_array_mut() {
-                    ids.push(Value::String(id.to_string()));
-                }
-            }
+    field.value = Some(value);
+    match decided {
+        Decided::Only => {
+            field.decided_by = vec![delta.id()];
+            field.deciders = 1;
         }
-        field["updated_at"] = Value::String(time.to_string());
-        if let Some(missing) = record["missing_required"].as_array_mut() {
-            missing.retain(|p| p.as_str() != Some(property));
+        Decided::Append => {
+            field.decided_by.push(delta.id());
+            field.deciders += 1;
+            let excess = field.decided_by.len().saturating_sub(DECIDERS_KEPT);
+            field.decided_by.drain(..excess);
         }
     }
+    field.updated_at = Some(delta.time());
+    record.missing_required.retain(|p| p != property);
     true
 }

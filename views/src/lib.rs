@@ -50,6 +50,7 @@ mod lossless;
 mod lossy;
 mod materialize;
 mod resolve;
+mod stored;
 
 pub use error::{Error, Result};
 pub use index::{DeltaIndex, TRANSACTION, TRANSACTION_MEMBER, TRANSACTION_SIZE};
@@ -58,7 +59,7 @@ pub use load::{load_index, AsOf};
 pub use lossless::{Filed, LosslessView};
 pub use lossy::{
     Confidence, ConfidenceSource, Field, LocalOnly, Record, Resolver, SchemaSet, ViewSchema,
-    DEFAULT_MAX_DEPTH,
+    DECIDERS_KEPT, DEFAULT_MAX_DEPTH,
 };
 pub use materialize::{Materializer, QueryResult};
 pub use resolve::{Builtin, FieldValue, Input, Resolution, Resolve, Skipped, TieBreak};

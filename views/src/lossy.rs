@@ -42,16 +42,23 @@ impl ConfidenceSource for LocalOnly {
     }
 }
 
+/// How many deciding deltas a [`Field`] lists: the latest ones.
+pub const DECIDERS_KEPT: usize = 16;
+
 /// One resolved property with its provenance.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Field {
     /// The value; `None` when the property has none.
     pub value: Option<FieldValue>,
-    /// The deltas that decided it.
+    /// The deltas that decided it: the last [`DECIDERS_KEPT`] of them in the resolver's
+    /// order, which for the built-in resolvers is (time, id) order.
     pub decided_by: Vec<DeltaId>,
+    /// How many deltas decided it (an aggregate such as `sum` can have millions; only the
+    /// latest are listed, so records stay small and update in constant time).
+    pub deciders: usize,
     /// The latest time among the deciding deltas.
     pub updated_at: Option<Hlc>,
-    /// The lowest confidence among the deciding deltas.
+    /// The lowest confidence among the deciding deltas listed in `decided_by`.
     pub confidence: Confidence,
     /// Deltas the resolver could not use, with the reason.
     pub skipped: Vec<Skipped>,
@@ -63,11 +70,12 @@ impl Field {
         self.confidence.peers < threshold
     }
 
-    /// JSON: value (null when absent), decided_by, updated_at, confidence, skipped.
+    /// JSON: value (null when absent), decided_by, deciders, updated_at, confidence, skipped.
     pub fn to_json(&self) -> Value {
         json!({
             "value": self.value.as_ref().map_or(Value::Null, FieldValue::to_json),
             "decided_by": self.decided_by.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "deciders": self.deciders,
             "updated_at": self.updated_at.map(|t| t.to_string()),
             "confidence": self.confidence.peers,
             "skipped": self.skipped.iter().map(|s| json!({"id": s.id.to_string(), "reason": s.reason})).collect::<Vec<_>>(),
@@ -331,14 +339,15 @@ impl<'a> Resolver<'a> {
                 Some(v) => Some(self.follow(v, value_type, depth, path)?),
                 None => None,
             };
-            let updated_at = resolution
-                .decided_by
+            let mut decided_by = resolution.decided_by;
+            let updated_at = decided_by
                 .iter()
                 .filter_map(|id| self.index.get(*id))
                 .map(|d| d.time())
                 .max();
-            let confidence = resolution
-                .decided_by
+            let deciders = decided_by.len();
+            decided_by.drain(..deciders.saturating_sub(DECIDERS_KEPT));
+            let confidence = decided_by
                 .iter()
                 .map(|id| self.confidence.confidence(*id))
                 .min()
@@ -347,7 +356,8 @@ impl<'a> Resolver<'a> {
                 property.clone(),
                 Field {
                     value,
-                    decided_by: resolution.decided_by,
+                    decided_by,
+                    deciders,
                     updated_at,
                     confidence,
                     skipped: resolution.skipped,

@@ -4,13 +4,13 @@
 //! Layout (all under the `v1/` prefix of the derived keyspace):
 //! - `v1/cursor` → the arrival position of the last delta applied (u64, big-endian);
 //! - `v1/schema/<type>` → the schema in force for the type and the delta that decided it;
-//! - `v1/rec/<type>\0<entity>` → the record's JSON.
+//! - `v1/rec/<type>\0<entity>` → the record in its stored binary form (`stored.rs`).
 //!
 //! Records and the cursor are written in one atomic batch, so after a crash the store
 //! resumes from the cursor and never double-applies or skips a delta. Records are
 //! materialized flat: references stay `{"entity": id}` and readers nest at read time.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use hypha_delta_store::{Arrival, DerivedWrite, Store, StoredDelta};
 use hypha_primitives::{Delta, DeltaId, EntityId, Filter, Hlc, Schema};
@@ -20,7 +20,8 @@ use crate::accumulate::absorb;
 use crate::index::{is_negation, transactions_touched};
 use crate::load::{load_index, AsOf};
 use crate::lossless::value_filed_under;
-use crate::lossy::{LocalOnly, Resolver, SchemaSet, ViewSchema};
+use crate::lossy::{LocalOnly, Record, Resolver, SchemaSet, ViewSchema};
+use crate::stored::{decode_record, encode_record};
 use crate::{Error, Result};
 
 const CURSOR_KEY: &[u8] = b"v1/cursor";
@@ -28,6 +29,8 @@ const SCHEMA_PREFIX: &[u8] = b"v1/schema/";
 const RECORD_PREFIX: &[u8] = b"v1/rec/";
 /// Deltas applied per atomic write while catching up.
 const APPLY_CHUNK: usize = 4096;
+/// Decoded records kept in memory between chunks (about 1 KB each).
+const CACHE_RECORDS: usize = 65_536;
 
 fn record_key(entity_type: &str, entity: &str) -> Vec<u8> {
     [
@@ -79,6 +82,10 @@ pub struct Materializer {
     store: Store,
     definitions: BTreeMap<String, Definition>,
     schemas: SchemaSet,
+    /// Records exactly as stored, by key, so the fast path need not read and decode them.
+    /// Only this materializer writes records; it updates the cache after each successful
+    /// write and empties it on any failure or rebuild.
+    cache: HashMap<Vec<u8>, Record>,
 }
 
 impl Materializer {
@@ -97,6 +104,7 @@ impl Materializer {
             store,
             definitions,
             schemas: SchemaSet::new(),
+            cache: HashMap::new(),
         };
         materializer.refresh_schema_set()?;
         Ok(materializer)
@@ -154,6 +162,7 @@ impl Materializer {
         let definitions = self.definitions.clone();
         let result = self.apply_chunk_inner(chunk, last);
         if result.is_err() {
+            self.cache.clear();
             self.definitions = definitions;
             self.refresh_schema_set()?;
         }
@@ -165,7 +174,7 @@ impl Materializer {
         let mut changed_types = BTreeSet::new();
         let mut affected = BTreeSet::new();
         // Records updated in place by the fast path in this chunk, by key.
-        let mut folded: BTreeMap<Vec<u8>, (EntityId, Value)> = BTreeMap::new();
+        let mut folded: BTreeMap<Vec<u8>, (EntityId, Record)> = BTreeMap::new();
         // Shared by the whole chunk: a delta already walked has contributed its entities,
         // so a chain of negations is walked once, not once per link.
         let mut visited = BTreeSet::new();
@@ -188,20 +197,36 @@ impl Materializer {
                 affected.insert(EntityId::new(entity?));
             }
         }
+        // What the cache holds once the write has succeeded.
+        let mut fresh = Vec::new();
         for (key, (entity, record)) in folded {
             // Entities re-resolved below are written from the journal instead.
             if !affected.contains(&entity) {
-                writes.push(DerivedWrite::Put(key, record.to_string().into_bytes()));
+                writes.push(DerivedWrite::Put(key.clone(), encode_record(&record)?));
+                fresh.push((key, Some(record)));
             }
         }
         for entity in &affected {
-            self.recompute(entity, last, &mut writes)?;
+            self.recompute(entity, last, &mut writes, &mut fresh)?;
         }
         writes.push(DerivedWrite::Put(
             CURSOR_KEY.to_vec(),
             last.get().to_be_bytes().to_vec(),
         ));
         self.store.derived_write(&writes)?;
+        if !changed_types.is_empty() || self.cache.len() + fresh.len() > CACHE_RECORDS {
+            self.cache.clear();
+        }
+        for (key, record) in fresh {
+            match record {
+                Some(record) if self.cache.len() < CACHE_RECORDS => {
+                    self.cache.insert(key, record);
+                }
+                _ => {
+                    self.cache.remove(&key);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -209,10 +234,10 @@ impl Materializer {
     /// the stored records it touches, if every one of them can absorb it exactly (see
     /// `accumulate`). Returns false, changing nothing, when the delta needs the slow path.
     fn fold(
-        &self,
+        &mut self,
         delta: &Delta,
         affected: &BTreeSet<EntityId>,
-        folded: &mut BTreeMap<Vec<u8>, (EntityId, Value)>,
+        folded: &mut BTreeMap<Vec<u8>, (EntityId, Record)>,
     ) -> Result<bool> {
         if is_negation(delta) || transactions_touched(delta).next().is_some() {
             return Ok(false);
@@ -239,15 +264,17 @@ impl Materializer {
                 };
                 let key = record_key(entity_type, entity.as_str());
                 if !folded.contains_key(&key) {
-                    match self.store.derived_get(&key)? {
-                        Some(bytes) => {
-                            let record = serde_json::from_slice(&bytes)
-                                .map_err(|e| Error::Corrupt(e.to_string()))?;
-                            folded.insert(key.clone(), (entity.clone(), record));
-                        }
-                        // A first value for this entity and type: the slow path makes the record.
-                        None => return Ok(false),
-                    }
+                    // Taken out of the cache: it is put back after the chunk is written.
+                    let record = match self.cache.remove(&key) {
+                        Some(record) => record,
+                        None => match self.store.derived_get(&key)? {
+                            Some(bytes) => decode_record(&bytes)?,
+                            // A first value for this entity and type: the slow path makes
+                            // the record.
+                            None => return Ok(false),
+                        },
+                    };
+                    folded.insert(key.clone(), (entity.clone(), record));
                 }
                 let Some((_, record)) = folded.get_mut(&key) else {
                     return Ok(false);
@@ -332,6 +359,7 @@ impl Materializer {
         entity: &EntityId,
         as_of: Arrival,
         writes: &mut Vec<DerivedWrite>,
+        fresh: &mut Vec<(Vec<u8>, Option<Record>)>,
     ) -> Result<()> {
         if self.definitions.is_empty() {
             return Ok(());
@@ -354,12 +382,11 @@ impl Materializer {
                 .any(|p| lossless.properties.contains_key(p));
             if is_instance {
                 let record = resolver.record(entity, entity_type)?;
-                writes.push(DerivedWrite::Put(
-                    key,
-                    record.to_json().to_string().into_bytes(),
-                ));
+                writes.push(DerivedWrite::Put(key.clone(), encode_record(&record)?));
+                fresh.push((key, Some(record)));
             } else {
-                writes.push(DerivedWrite::Delete(key));
+                writes.push(DerivedWrite::Delete(key.clone()));
+                fresh.push((key, None));
             }
         }
         Ok(())
@@ -368,6 +395,7 @@ impl Materializer {
     /// Throws the materialized views away and recomputes them from the journal, calling
     /// `progress(done, total)` as entities are resolved.
     pub fn rebuild(&mut self, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
+        self.cache.clear();
         self.store
             .derived_write(&[DerivedWrite::DeletePrefix(b"v1/".to_vec())])?;
         self.definitions.clear();
@@ -392,7 +420,8 @@ impl Materializer {
             return Ok(());
         };
         for (done, entity) in entities.iter().enumerate() {
-            self.recompute(entity, last, &mut writes)?;
+            // Rebuilt records are not cached: there can be far more than the cache holds.
+            self.recompute(entity, last, &mut writes, &mut Vec::new())?;
             if writes.len() >= APPLY_CHUNK {
                 self.store.derived_write(&std::mem::take(&mut writes))?;
             }
@@ -408,10 +437,13 @@ impl Materializer {
 
     /// The materialized record of `entity` as an `entity_type`, as JSON.
     pub fn record(&self, entity_type: &str, entity: &str) -> Result<Option<Value>> {
+        Ok(self.typed_record(entity_type, entity)?.map(|r| r.to_json()))
+    }
+
+    /// The materialized record of `entity` as an `entity_type`.
+    pub fn typed_record(&self, entity_type: &str, entity: &str) -> Result<Option<Record>> {
         match self.store.derived_get(&record_key(entity_type, entity))? {
-            Some(bytes) => Ok(Some(
-                serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt(e.to_string()))?,
-            )),
+            Some(bytes) => Ok(Some(decode_record(&bytes)?)),
             None => Ok(None),
         }
     }
@@ -430,7 +462,7 @@ impl Materializer {
             .take(limit)
             .map(|entry| {
                 let (_, bytes) = entry?;
-                serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt(e.to_string()))
+                Ok(decode_record(&bytes)?.to_json())
             })
             .collect()
     }
@@ -446,7 +478,7 @@ impl Materializer {
                 break;
             }
             let (key, bytes) = entry?;
-            match serde_json::from_slice::<Value>(&bytes) {
+            match decode_record(&bytes).map(|r| r.to_json()) {
                 Ok(record) => {
                     if filter.matches(&record) {
                         result.records.push(record);

@@ -50,7 +50,7 @@ impl FieldValue {
         }
     }
 
-    fn as_number(&self) -> Option<f64> {
+    pub(crate) fn as_number(&self) -> Option<f64> {
         match self {
             FieldValue::Primitive(Primitive::Int(i)) => Some(*i as f64),
             FieldValue::Primitive(Primitive::Float(f)) => Some(*f),

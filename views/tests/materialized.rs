@@ -363,3 +363,36 @@ fn folding_a_set_keeps_zero_and_negative_zero_apart_like_a_rebuild() {
     assert_eq!(record_bytes(&store), folded);
     assert_eq!(value_of(&m, "t", "e", "s"), json!([0.0, -0.0]));
 }
+
+#[test]
+fn aggregates_list_their_latest_deciders_and_count_them_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .put(schema_delta(
+            json!({"type": "t", "properties": {"total": {"resolver": "sum"}, "n": {"resolver": "count"}}}),
+            1,
+        ))
+        .unwrap();
+    let mut m = Materializer::open(store.clone()).unwrap();
+    let mut ids = Vec::new();
+    // One delta per round, so every one after the first takes the fast path.
+    for i in 0..40i64 {
+        let total = set("e", "total", i, 100 + i as u64);
+        let n = set("e", "n", "x", 100 + i as u64);
+        ids.push(total.id().to_string());
+        store.put_batch(vec![total.into(), n.into()]).unwrap();
+        m.apply_pending().unwrap();
+    }
+    let record = m.record("t", "e").unwrap().unwrap();
+    let total = &record["fields"]["total"];
+    assert_eq!(total["value"], json!((0..40).sum::<i64>()));
+    assert_eq!(total["deciders"], json!(40));
+    let listed: Vec<String> = serde_json::from_value(total["decided_by"].clone()).unwrap();
+    assert_eq!(listed.len(), hypha_views::DECIDERS_KEPT);
+    assert_eq!(listed, ids[40 - hypha_views::DECIDERS_KEPT..]);
+    assert_eq!(record["fields"]["n"]["deciders"], json!(40));
+    let incremental = record_bytes(&store);
+    m.rebuild(&mut |_, _| {}).unwrap();
+    assert_eq!(record_bytes(&store), incremental);
+}
