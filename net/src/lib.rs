@@ -9,9 +9,9 @@
 //! What is here: propagation with multi-hop relay, coverage vectors ([`Coverage`]),
 //! coverage announcements, catch-up in bounded pages, anti-entropy on ticks, propagation
 //! confidence ([`Peer::holders`]), and the versioned, bounded wire encoding of messages
-//! ([`wire`]). Not yet: the ZeroMQ driver, the signed handshake, membership with
-//! heartbeats, filtered replication and set reconciliation, and encrypted links (see the
-//! peers issue).
+//! ([`wire`]), the signed [`handshake`], and the ZeroMQ driver ([`Network`]) that runs the
+//! state machine over real sockets and a real journal. Not yet: filtered replication, set
+//! reconciliation, learnt-peer exchange and encrypted links (see the peers issue).
 //!
 //! ```
 //! use hypha_net::sim::{run, DeltaPool, SimConfig};
@@ -26,6 +26,8 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod coverage;
+mod driver;
+pub mod handshake;
 mod message;
 mod peer;
 #[cfg(feature = "test-utils")]
@@ -33,5 +35,6 @@ pub mod sim;
 pub mod wire;
 
 pub use coverage::{Coverage, CoverageVector};
+pub use driver::{Endpoints, NetConfig, NetError, Network};
 pub use message::Message;
 pub use peer::{Event, Input, Output, Peer, PeerConfig};

@@ -81,6 +81,12 @@ impl HostId {
     pub const fn as_author(&self) -> AuthorKey {
         AuthorKey(self.0)
     }
+
+    /// True when `signature` is this host's strict ed25519 signature of `message` (used to
+    /// prove a node's identity when peers connect).
+    pub fn verifies(&self, message: &[u8], signature: &Signature) -> bool {
+        crate::keys::verify_one(&self.0, message, signature)
+    }
 }
 
 /// The id of an entity: any non-empty string chosen by the application ("alice", "film:42").

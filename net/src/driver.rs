@@ -1,0 +1,966 @@
+//! The ZeroMQ driver: runs a [`Peer`] over real sockets and a real journal.
+//!
+//! Each node binds a ROUTER socket (handshakes, catch-up requests and their pages) and a
+//! PUB socket (new deltas and coverage announcements). For each peer it holds a *link*: a
+//! DEALER connected to the peer's ROUTER and a SUB connected to the peer's PUB, so every
+//! message read from a link is known to come from that peer. Links are opened to the
+//! configured peers and, after a peer proves its identity on our ROUTER, back to it.
+//!
+//! What the facts about zmq.rs 0.7 shape here (see `markdown/PROTOCOL.md`):
+//! - PUB drops silently when a subscriber's queue is full, and a subscriber misses what was
+//!   published before it connected: catch-up (driven by coverage announcements) repairs
+//!   both, so nothing relies on PUB delivery.
+//! - A DEALER whose peer restarts never gets its reply: a link whose request goes
+//!   unanswered past the request timeout, or whose peer goes silent past the peer timeout,
+//!   is torn down and redialled with backoff, handshake included ("lazy pirate").
+//!
+//! The driver does the IO the state machine asks for and nothing else: every decision
+//! (what to relay, what to request, who has left) is [`Peer::handle`]'s.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hypha_delta_store::{Arrival, StampedDelta, Store, StoredDelta};
+use hypha_primitives::{HostId, KeyPair, Seq};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use zeromq::{
+    DealerSocket, PubSocket, RouterSocket, Socket, SocketRecv, SocketSend, SubSocket, ZmqMessage,
+};
+
+use crate::handshake::{nonce, Hello, Proof, Welcome, NONCE_LEN};
+use crate::{wire, Coverage, Event, Input, Message, Output, Peer, PeerConfig};
+
+/// Frame tags on ROUTER/DEALER links.
+const HELLO: &[u8] = b"h";
+const WELCOME: &[u8] = b"w";
+const PROOF: &[u8] = b"p";
+const MESSAGE: &[u8] = b"m";
+/// Topics on the PUB stream: deltas and coverage announcements.
+const TOPIC_DELTAS: &[u8] = b"d";
+const TOPIC_COVERAGE: &[u8] = b"c";
+
+/// Where a node listens and whom it dials; plain data with defaults for a single node on
+/// loopback.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// The ROUTER address to bind (`tcp://127.0.0.1:0` picks a free port).
+    pub listen: String,
+    /// The PUB address to bind.
+    pub publish: String,
+    /// ROUTER addresses of the peers to dial.
+    pub peers: Vec<String>,
+    /// The protocol's timing and size bounds.
+    pub protocol: PeerConfig,
+    /// How often the state machine ticks (ms).
+    pub tick_ms: u64,
+    /// Largest message accepted from a peer, in bytes.
+    pub max_message_bytes: usize,
+    /// How long a dialled peer has to answer the handshake (ms).
+    pub handshake_timeout_ms: u64,
+    /// Invalid deltas or messages from one peer before it is disconnected.
+    pub max_invalid: u32,
+    /// How long a disconnected misbehaving peer stays banned (ms).
+    pub ban_ms: u64,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        Self {
+            listen: "tcp://127.0.0.1:7400".into(),
+            publish: "tcp://127.0.0.1:7401".into(),
+            peers: Vec::new(),
+            protocol: PeerConfig::default(),
+            tick_ms: 100,
+            max_message_bytes: wire::DEFAULT_MAX_MESSAGE_BYTES,
+            handshake_timeout_ms: 2_000,
+            max_invalid: 3,
+            ban_ms: 60_000,
+        }
+    }
+}
+
+/// What can stop the network from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// An address could not be bound.
+    #[error("cannot bind {address}: {source}")]
+    Bind {
+        /// The address.
+        address: String,
+        /// Why.
+        source: zeromq::ZmqError,
+    },
+    /// The journal could not be read.
+    #[error("journal: {0}")]
+    Store(#[from] hypha_delta_store::Error),
+}
+
+/// The addresses a running network is bound to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoints {
+    /// The ROUTER address.
+    pub router: String,
+    /// The PUB address.
+    pub publish: String,
+}
+
+enum Command {
+    AwaitConfidence {
+        host: HostId,
+        seq: Seq,
+        peers: usize,
+        timeout: Duration,
+        reply: oneshot::Sender<(usize, bool)>,
+    },
+    Peers(oneshot::Sender<Vec<HostId>>),
+    Holders {
+        host: HostId,
+        seq: Seq,
+        reply: oneshot::Sender<usize>,
+    },
+    Stop,
+}
+
+/// A running network: the handle the node keeps.
+#[derive(Debug)]
+pub struct Network {
+    commands: mpsc::UnboundedSender<Command>,
+    events: broadcast::Sender<Event>,
+    endpoints: Endpoints,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Command")
+    }
+}
+
+impl Network {
+    /// Binds the sockets, dials the configured peers and starts relaying `store`'s deltas.
+    pub async fn start(store: Store, key: KeyPair, config: NetConfig) -> Result<Network, NetError> {
+        let mut router = RouterSocket::new();
+        let router_at = router
+            .bind(&config.listen)
+            .await
+            .map_err(|source| NetError::Bind {
+                address: config.listen.clone(),
+                source,
+            })?;
+        let mut publisher = PubSocket::new();
+        let publish_at = publisher
+            .bind(&config.publish)
+            .await
+            .map_err(|source| NetError::Bind {
+                address: config.publish.clone(),
+                source,
+            })?;
+        let endpoints = Endpoints {
+            router: router_at.to_string(),
+            publish: publish_at.to_string(),
+        };
+        let coverage = Coverage::of_store(&store)?;
+        let last_arrival = store.last_arrival()?;
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (events, _) = broadcast::channel(1024);
+        let (inbound_tx, inbound_rx) = mpsc::channel(4096);
+        let (router_tx, router_rx) = mpsc::channel(1024);
+        let (publish_tx, publish_rx) = mpsc::channel(4096);
+        let me = key.host_id();
+        let shared = Arc::new(Shared {
+            key,
+            config,
+            endpoints: endpoints.clone(),
+            inbound: inbound_tx,
+        });
+        let background = vec![
+            tokio::spawn(run_router(router, shared.clone(), router_rx)),
+            tokio::spawn(run_publisher(publisher, me, publish_rx)),
+        ];
+        let mut driver = Driver {
+            peer: Peer::new(me, coverage, shared.config.protocol.clone()),
+            store: store.clone(),
+            shared,
+            start: Instant::now(),
+            links: HashMap::new(),
+            dialing: HashSet::new(),
+            next_link: 0,
+            invalid: HashMap::new(),
+            banned: HashMap::new(),
+            waiters: HashMap::new(),
+            next_token: 0,
+            events: events.clone(),
+            router: router_tx,
+            publish: publish_tx,
+            last_arrival,
+            background,
+        };
+        for address in driver.shared.config.peers.clone() {
+            driver.dial(address);
+        }
+        tracing::info!(router = %endpoints.router, publish = %endpoints.publish, peers = driver.shared.config.peers.len(), "network listening");
+        let feed = store.subscribe();
+        let task = tokio::spawn(driver.run(feed, inbound_rx, command_rx));
+        Ok(Network {
+            commands,
+            events,
+            endpoints,
+            task,
+        })
+    }
+
+    /// The bound addresses.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// Membership and confidence events, as they happen.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Waits until `peers` peers hold the stamp (`host`, `seq`), or `timeout`; returns how
+    /// many hold it and whether that reached `peers`.
+    pub async fn await_confidence(
+        &self,
+        host: HostId,
+        seq: Seq,
+        peers: usize,
+        timeout: Duration,
+    ) -> (usize, bool) {
+        let (reply, answer) = oneshot::channel();
+        let asked = self.commands.send(Command::AwaitConfidence {
+            host,
+            seq,
+            peers,
+            timeout,
+            reply,
+        });
+        match asked {
+            Ok(()) => answer.await.unwrap_or((0, false)),
+            Err(_) => (0, false),
+        }
+    }
+
+    /// How many peers are known to hold the stamp (`host`, `seq`).
+    pub async fn holders(&self, host: HostId, seq: Seq) -> usize {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Holders { host, seq, reply })
+            .is_err()
+        {
+            return 0;
+        }
+        answer.await.unwrap_or(0)
+    }
+
+    /// The peers currently linked (handshake done).
+    pub async fn peers(&self) -> Vec<HostId> {
+        let (reply, answer) = oneshot::channel();
+        if self.commands.send(Command::Peers(reply)).is_err() {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
+    }
+
+    /// Closes every link and socket.
+    pub async fn stop(self) {
+        let _ = self.commands.send(Command::Stop);
+        let _ = self.task.await;
+    }
+}
+
+/// What every task of the driver needs.
+struct Shared {
+    key: KeyPair,
+    config: NetConfig,
+    endpoints: Endpoints,
+    inbound: mpsc::Sender<Inbound>,
+}
+
+/// What tasks tell the driver's loop.
+enum Inbound {
+    /// A link finished its handshake with `host`.
+    LinkUp {
+        link: u64,
+        host: HostId,
+        outbound: mpsc::Sender<Message>,
+    },
+    /// A link to `host` broke (it redials by itself).
+    LinkDown { link: u64, host: HostId },
+    /// A link will not redial (it dialled this node itself).
+    LinkGone { link: u64, address: String },
+    /// A peer proved its identity on our ROUTER; it can be reached at `router`.
+    Authenticated { host: HostId, router: String },
+    /// A message from a peer.
+    Message { from: HostId, message: Message },
+    /// A peer sent something invalid.
+    Invalid { from: HostId, what: String },
+    /// A catch-up page is ready to go to `to`.
+    Page { to: HostId, message: Message },
+}
+
+struct LinkHandle {
+    host: Option<HostId>,
+    address: String,
+    outbound: Option<mpsc::Sender<Message>>,
+    task: JoinHandle<()>,
+}
+
+/// Messages to the ROUTER task: reply to a host, or forget it.
+enum RouterCommand {
+    Send { to: HostId, bytes: Vec<u8> },
+    Forget(HostId),
+}
+
+struct Driver {
+    peer: Peer,
+    store: Store,
+    shared: Arc<Shared>,
+    start: Instant,
+    links: HashMap<u64, LinkHandle>,
+    /// Addresses with a link, so a peer is dialled once.
+    dialing: HashSet<String>,
+    next_link: u64,
+    invalid: HashMap<HostId, u32>,
+    banned: HashMap<HostId, u64>,
+    waiters: HashMap<u64, oneshot::Sender<(usize, bool)>>,
+    next_token: u64,
+    events: broadcast::Sender<Event>,
+    router: mpsc::Sender<RouterCommand>,
+    publish: mpsc::Sender<(Vec<u8>, Vec<u8>)>,
+    last_arrival: Option<Arrival>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Driver {
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    async fn run(
+        mut self,
+        mut feed: broadcast::Receiver<Arc<StoredDelta>>,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_millis(self.shared.config.tick_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let now = self.now();
+                    self.banned.retain(|_, until| *until > now);
+                    self.handle(Input::Tick).await;
+                }
+                stored = feed.recv() => match stored {
+                    Ok(stored) => self.stored(&stored).await,
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up_feed().await,
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                Some(message) = inbound.recv() => self.inbound(message).await,
+                command = commands.recv() => match command {
+                    None | Some(Command::Stop) => break,
+                    Some(command) => self.command(command).await,
+                },
+            }
+        }
+        for (_, link) in self.links.drain() {
+            link.task.abort();
+        }
+        for task in &self.background {
+            task.abort();
+        }
+    }
+
+    async fn stored(&mut self, stored: &StoredDelta) {
+        if self.last_arrival.is_some_and(|a| stored.arrival <= a) {
+            return;
+        }
+        self.last_arrival = Some(stored.arrival);
+        let stamped = StampedDelta {
+            delta: stored.delta.clone(),
+            stamps: stored.stamps.clone(),
+        };
+        self.handle(Input::Stored(stamped)).await;
+    }
+
+    /// The feed dropped notifications: read what was missed from the journal.
+    async fn catch_up_feed(&mut self) {
+        let store = self.store.clone();
+        let after = self.last_arrival;
+        let missed = tokio::task::spawn_blocking(move || {
+            store
+                .scan_arrival(after)
+                .collect::<Result<Vec<StoredDelta>, _>>()
+        })
+        .await;
+        match missed {
+            Ok(Ok(missed)) => {
+                for stored in missed {
+                    self.stored(&stored).await;
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "reading missed deltas"),
+            Err(e) => tracing::error!(error = %e, "reading missed deltas"),
+        }
+    }
+
+    async fn command(&mut self, command: Command) {
+        match command {
+            Command::AwaitConfidence {
+                host,
+                seq,
+                peers,
+                timeout,
+                reply,
+            } => {
+                let token = self.next_token;
+                self.next_token += 1;
+                self.waiters.insert(token, reply);
+                let deadline = self.now() + timeout.as_millis() as u64;
+                self.handle(Input::AwaitConfidence {
+                    token,
+                    host,
+                    seq,
+                    peers,
+                    deadline,
+                })
+                .await;
+            }
+            Command::Holders { host, seq, reply } => {
+                let _ = reply.send(self.peer.holders(host, seq));
+            }
+            Command::Peers(reply) => {
+                let mut peers: Vec<HostId> = self.links.values().filter_map(|l| l.host).collect();
+                peers.sort();
+                peers.dedup();
+                let _ = reply.send(peers);
+            }
+            Command::Stop => {}
+        }
+    }
+
+    async fn inbound(&mut self, message: Inbound) {
+        match message {
+            Inbound::LinkUp {
+                link,
+                host,
+                outbound,
+            } => {
+                if self.banned.contains_key(&host) || host == self.peer.id() {
+                    self.close_link(link);
+                    return;
+                }
+                let duplicate = self
+                    .links
+                    .iter()
+                    .any(|(id, l)| *id != link && l.host == Some(host) && l.outbound.is_some());
+                if duplicate {
+                    // Both sides dialled each other: one link per peer is enough.
+                    self.close_link(link);
+                    return;
+                }
+                if let Some(l) = self.links.get_mut(&link) {
+                    l.host = Some(host);
+                    l.outbound = Some(outbound);
+                }
+                tracing::info!(peer = %host, "peer linked");
+                self.handle(Input::PeerUp(host)).await;
+            }
+            Inbound::LinkDown { link, host } => {
+                if let Some(l) = self.links.get_mut(&link) {
+                    l.outbound = None;
+                }
+                tracing::info!(peer = %host, "peer link down; redialling");
+                self.handle(Input::PeerDown(host)).await;
+            }
+            Inbound::LinkGone { link, address } => {
+                self.links.remove(&link);
+                self.dialing.remove(&address);
+            }
+            Inbound::Authenticated { host, router } => {
+                if self.banned.contains_key(&host) {
+                    let _ = self.router.send(RouterCommand::Forget(host)).await;
+                    return;
+                }
+                let linked = self.links.values().any(|l| l.host == Some(host));
+                if !linked && !self.dialing.contains(&router) {
+                    self.dial(router);
+                }
+            }
+            Inbound::Message { from, message } => {
+                if self.banned.contains_key(&from) {
+                    return;
+                }
+                self.handle(Input::Received { from, message }).await;
+            }
+            Inbound::Invalid { from, what } => self.invalid(from, &what).await,
+            Inbound::Page { to, message } => {
+                let bytes = wire::encode(&message);
+                let _ = self.router.send(RouterCommand::Send { to, bytes }).await;
+            }
+        }
+    }
+
+    /// Counts a peer's invalid input; past the threshold the peer is disconnected and
+    /// banned for a while.
+    async fn invalid(&mut self, from: HostId, what: &str) {
+        let count = self.invalid.entry(from).or_default();
+        *count += 1;
+        tracing::warn!(peer = %from, count = *count, what, "invalid input from peer");
+        if *count < self.shared.config.max_invalid {
+            return;
+        }
+        self.invalid.remove(&from);
+        let until = self.now() + self.shared.config.ban_ms;
+        self.banned.insert(from, until);
+        tracing::warn!(peer = %from, ban_ms = self.shared.config.ban_ms, "disconnecting misbehaving peer");
+        let links: Vec<u64> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.host == Some(from))
+            .map(|(id, _)| *id)
+            .collect();
+        for link in links {
+            self.close_link(link);
+        }
+        let _ = self.router.send(RouterCommand::Forget(from)).await;
+        self.handle(Input::PeerDown(from)).await;
+    }
+
+    fn close_link(&mut self, link: u64) {
+        if let Some(l) = self.links.remove(&link) {
+            l.task.abort();
+            self.dialing.remove(&l.address);
+        }
+    }
+
+    fn dial(&mut self, address: String) {
+        let link = self.next_link;
+        self.next_link += 1;
+        self.dialing.insert(address.clone());
+        let task = tokio::spawn(run_link(link, address.clone(), self.shared.clone()));
+        self.links.insert(
+            link,
+            LinkHandle {
+                host: None,
+                address,
+                outbound: None,
+                task,
+            },
+        );
+    }
+
+    async fn handle(&mut self, input: Input) {
+        let now = self.now();
+        let outputs = self.peer.handle(now, input);
+        for output in outputs {
+            self.carry_out(output).await;
+        }
+    }
+
+    async fn carry_out(&mut self, output: Output) {
+        match output {
+            Output::Publish(message) => {
+                let topic = match message {
+                    Message::Coverage(_) => TOPIC_COVERAGE,
+                    _ => TOPIC_DELTAS,
+                };
+                // A full queue drops the message, as PUB itself would: catch-up repairs it.
+                let _ = self
+                    .publish
+                    .try_send((topic.to_vec(), wire::encode(&message)));
+            }
+            Output::Send { to, message } => match message {
+                Message::CatchUpPage { .. } => {
+                    let bytes = wire::encode(&message);
+                    let _ = self.router.send(RouterCommand::Send { to, bytes }).await;
+                }
+                message => {
+                    let link = self
+                        .links
+                        .values()
+                        .find(|l| l.host == Some(to))
+                        .and_then(|l| l.outbound.clone());
+                    if let Some(link) = link {
+                        let _ = link.try_send(message);
+                    }
+                }
+            },
+            Output::Store { from, deltas } => {
+                let store = self.store.clone();
+                let inbound = self.shared.inbound.clone();
+                tokio::task::spawn_blocking(move || store_from_peer(&store, from, deltas, &inbound));
+            }
+            Output::Event(event) => {
+                if let Event::Confidence {
+                    token,
+                    holders,
+                    reached,
+                } = event
+                {
+                    if let Some(waiter) = self.waiters.remove(&token) {
+                        let _ = waiter.send((holders, reached));
+                    }
+                }
+                let _ = self.events.send(event);
+            }
+            Output::Serve {
+                to,
+                request,
+                ranges,
+                limit,
+            } => {
+                let store = self.store.clone();
+                let inbound = self.shared.inbound.clone();
+                tokio::task::spawn_blocking(move || {
+                    match read_page(&store, request, &ranges, limit) {
+                        Ok(message) => {
+                            let _ = inbound.blocking_send(Inbound::Page { to, message });
+                        }
+                        Err(e) => tracing::error!(error = %e, "reading a catch-up page"),
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Stores deltas from a peer: all at once when all are valid, else one by one, counting
+/// each invalid one against the peer. New deltas reach the state machine through the feed.
+fn store_from_peer(
+    store: &Store,
+    from: HostId,
+    deltas: Vec<StampedDelta>,
+    inbound: &mpsc::Sender<Inbound>,
+) {
+    if store.put_batch(deltas.clone()).is_ok() {
+        return;
+    }
+    for delta in deltas {
+        if let Err(e) = store.put_batch(vec![delta]) {
+            if matches!(e, hypha_delta_store::Error::Invalid { .. }) {
+                let _ = inbound.blocking_send(Inbound::Invalid {
+                    from,
+                    what: e.to_string(),
+                });
+            } else {
+                tracing::error!(error = %e, "storing a delta from a peer");
+            }
+        }
+    }
+}
+
+/// Reads a catch-up page: the deltas stamped in `ranges`, at most `limit`.
+fn read_page(
+    store: &Store,
+    request: u64,
+    ranges: &[(HostId, Seq, Seq)],
+    limit: usize,
+) -> Result<Message, hypha_delta_store::Error> {
+    let mut deltas = Vec::new();
+    let mut more = false;
+    'ranges: for (host, from, to) in ranges {
+        for entry in store.scan_origin(*host, *from, *to) {
+            let (_, stored) = entry?;
+            if deltas.len() >= limit {
+                more = true;
+                break 'ranges;
+            }
+            deltas.push(StampedDelta {
+                delta: stored.delta,
+                stamps: stored.stamps,
+            });
+        }
+    }
+    Ok(Message::CatchUpPage {
+        request,
+        deltas,
+        more,
+    })
+}
+
+fn frames(parts: Vec<Bytes>) -> Option<ZmqMessage> {
+    ZmqMessage::try_from(parts).ok()
+}
+
+/// Publishes messages: `[topic, sender, message]`.
+async fn run_publisher(
+    mut socket: PubSocket,
+    me: HostId,
+    mut queue: mpsc::Receiver<(Vec<u8>, Vec<u8>)>,
+) {
+    let sender = Bytes::copy_from_slice(me.as_bytes());
+    while let Some((topic, bytes)) = queue.recv().await {
+        let Some(message) = frames(vec![topic.into(), sender.clone(), bytes.into()]) else {
+            continue;
+        };
+        if let Err(e) = socket.send(message).await {
+            tracing::warn!(error = %e, "publishing");
+        }
+    }
+}
+
+/// The ROUTER side: answers handshakes, authenticates peers, passes their messages on,
+/// and sends catch-up pages back to them.
+async fn run_router(
+    socket: RouterSocket,
+    shared: Arc<Shared>,
+    mut commands: mpsc::Receiver<RouterCommand>,
+) {
+    let (mut send, mut recv) = socket.split();
+    // Handshakes in progress, by connection identity: the hello and our nonce.
+    let mut pending: HashMap<Bytes, (Hello, [u8; NONCE_LEN])> = HashMap::new();
+    let mut host_of: HashMap<Bytes, HostId> = HashMap::new();
+    let mut identity_of: HashMap<HostId, Bytes> = HashMap::new();
+    let max = shared.config.max_message_bytes;
+    loop {
+        tokio::select! {
+            received = recv.recv() => {
+                let Ok(message) = received else { continue };
+                let parts = message.into_vec();
+                let [identity, tag, payload] = <[Bytes; 3]>::try_from(parts).unwrap_or_else(|_| {
+                    [Bytes::new(), Bytes::new(), Bytes::new()]
+                });
+                match tag.as_ref() {
+                    HELLO => match Hello::decode(&payload) {
+                        Ok(hello) => {
+                            let ours = nonce();
+                            let welcome = hello.welcome(&shared.key, ours, shared.endpoints.publish.clone());
+                            pending.insert(identity.clone(), (hello, ours));
+                            if pending.len() > 1024 {
+                                // Unfinished handshakes are bounded; start over if flooded.
+                                pending.clear();
+                            }
+                            if let Some(reply) = frames(vec![identity, WELCOME.into(), welcome.encode().into()]) {
+                                let _ = send.send(reply).await;
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "refusing a handshake"),
+                    },
+                    PROOF => {
+                        let Some((hello, ours)) = pending.remove(&identity) else { continue };
+                        let checked = Proof::decode(&payload)
+                            .and_then(|proof| hello.check(&proof, &ours, shared.key.host_id()));
+                        match checked {
+                            Ok(()) => {
+                                host_of.insert(identity.clone(), hello.host);
+                                identity_of.insert(hello.host, identity);
+                                let _ = shared.inbound.send(Inbound::Authenticated { host: hello.host, router: hello.router }).await;
+                            }
+                            Err(e) => tracing::warn!(error = %e, claimed = %hello.host, "refusing a peer that cannot prove its identity"),
+                        }
+                    }
+                    MESSAGE => {
+                        // Messages count only from a peer that has proven who it is.
+                        let Some(&from) = host_of.get(&identity) else { continue };
+                        match wire::decode(&payload, max) {
+                            Ok(message) => { let _ = shared.inbound.send(Inbound::Message { from, message }).await; }
+                            Err(e) => { let _ = shared.inbound.send(Inbound::Invalid { from, what: e.to_string() }).await; }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            command = commands.recv() => match command {
+                None => return,
+                Some(RouterCommand::Send { to, bytes }) => {
+                    let Some(identity) = identity_of.get(&to) else { continue };
+                    if let Some(message) = frames(vec![identity.clone(), MESSAGE.into(), bytes.into()]) {
+                        let _ = send.send(message).await;
+                    }
+                }
+                Some(RouterCommand::Forget(host)) => {
+                    if let Some(identity) = identity_of.remove(&host) {
+                        host_of.remove(&identity);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Why a link session ended.
+enum Ended {
+    /// Redial after a pause.
+    Retry(String),
+    /// This node dialled itself: never redial.
+    SelfLink,
+}
+
+/// One outbound link: dials, handshakes, relays, and redials with backoff when it breaks.
+async fn run_link(link: u64, address: String, shared: Arc<Shared>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match session(link, &address, &shared).await {
+            Ended::SelfLink => {
+                let _ = shared
+                    .inbound
+                    .send(Inbound::LinkGone { link, address })
+                    .await;
+                return;
+            }
+            Ended::Retry(why) => {
+                tracing::debug!(%address, why, "link ended");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn session(link: u64, address: &str, shared: &Shared) -> Ended {
+    let config = &shared.config;
+    let handshake_timeout = Duration::from_millis(config.handshake_timeout_ms);
+    let mut dealer = DealerSocket::new();
+    match tokio::time::timeout(handshake_timeout, dealer.connect(address)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Ended::Retry(format!("connect: {e}")),
+        Err(_) => return Ended::Retry("connect timed out".into()),
+    }
+    let hello = Hello {
+        host: shared.key.host_id(),
+        nonce: nonce(),
+        router: shared.endpoints.router.clone(),
+        publish: shared.endpoints.publish.clone(),
+    };
+    let Some(opening) = frames(vec![HELLO.into(), hello.encode().into()]) else {
+        return Ended::Retry("framing".into());
+    };
+    if let Err(e) = dealer.send(opening).await {
+        return Ended::Retry(format!("send hello: {e}"));
+    }
+    let welcome = match tokio::time::timeout(handshake_timeout, dealer.recv()).await {
+        Ok(Ok(reply)) => {
+            let parts = reply.into_vec();
+            match parts.as_slice() {
+                [tag, payload] if tag.as_ref() == WELCOME => match Welcome::decode(payload) {
+                    Ok(w) => w,
+                    Err(e) => return Ended::Retry(e.to_string()),
+                },
+                _ => return Ended::Retry("unexpected handshake reply".into()),
+            }
+        }
+        Ok(Err(e)) => return Ended::Retry(format!("handshake: {e}")),
+        Err(_) => return Ended::Retry("handshake timed out".into()),
+    };
+    if welcome.host == shared.key.host_id() {
+        return Ended::SelfLink;
+    }
+    let proof = match welcome.check(&hello, &shared.key) {
+        Ok(proof) => proof,
+        Err(e) => {
+            tracing::warn!(%address, error = %e, "peer failed to prove its identity");
+            return Ended::Retry(e.to_string());
+        }
+    };
+    let Some(proof) = frames(vec![PROOF.into(), proof.encode().into()]) else {
+        return Ended::Retry("framing".into());
+    };
+    if let Err(e) = dealer.send(proof).await {
+        return Ended::Retry(format!("send proof: {e}"));
+    }
+    let host = welcome.host;
+    let mut sub = SubSocket::new();
+    if let Err(e) = sub.subscribe("").await {
+        return Ended::Retry(format!("subscribe: {e}"));
+    }
+    if let Err(e) = sub.connect(&welcome.publish).await {
+        return Ended::Retry(format!("connect to {}: {e}", welcome.publish));
+    }
+    let (outbound, mut outbound_rx) = mpsc::channel::<Message>(256);
+    let up = Inbound::LinkUp {
+        link,
+        host,
+        outbound,
+    };
+    if shared.inbound.send(up).await.is_err() {
+        return Ended::Retry("driver gone".into());
+    }
+    let ended = relay(host, &mut dealer, &mut sub, &mut outbound_rx, config, shared).await;
+    let _ = shared.inbound.send(Inbound::LinkDown { link, host }).await;
+    Ended::Retry(ended)
+}
+
+/// Passes a linked peer's messages to the driver and the driver's requests to the peer,
+/// until the link breaks or goes quiet.
+async fn relay(
+    host: HostId,
+    dealer: &mut DealerSocket,
+    sub: &mut SubSocket,
+    outbound: &mut mpsc::Receiver<Message>,
+    config: &NetConfig,
+    shared: &Shared,
+) -> String {
+    let request_timeout = Duration::from_millis(config.protocol.request_timeout_ms);
+    let quiet_limit = Duration::from_millis(config.protocol.peer_timeout_ms);
+    let mut awaiting: Option<Instant> = None;
+    let mut last_heard = Instant::now();
+    let mut check = tokio::time::interval(Duration::from_millis(config.tick_ms.max(10)));
+    let max = config.max_message_bytes;
+    loop {
+        tokio::select! {
+            reply = dealer.recv() => {
+                let Ok(reply) = reply else { return "dealer closed".into() };
+                last_heard = Instant::now();
+                awaiting = None;
+                let parts = reply.into_vec();
+                if let [tag, payload] = parts.as_slice() {
+                    if tag.as_ref() == MESSAGE {
+                        forward(host, payload, max, shared).await;
+                    }
+                }
+            }
+            published = sub.recv() => {
+                let Ok(published) = published else { return "subscription closed".into() };
+                let parts = published.into_vec();
+                if let [_topic, sender, payload] = parts.as_slice() {
+                    // The stream is the peer's own PUB socket; anything claiming otherwise
+                    // is ignored.
+                    if sender.as_ref() == host.as_bytes() {
+                        last_heard = Instant::now();
+                        forward(host, payload, max, shared).await;
+                    }
+                }
+            }
+            message = outbound.recv() => {
+                let Some(message) = message else { return "closed by the driver".into() };
+                let is_request = matches!(message, Message::CatchUpRequest { .. });
+                let Some(frame) = frames(vec![MESSAGE.into(), wire::encode(&message).into()]) else { continue };
+                if let Err(e) = dealer.send(frame).await {
+                    return format!("send: {e}");
+                }
+                if is_request && awaiting.is_none() {
+                    awaiting = Some(Instant::now());
+                }
+            }
+            _ = check.tick() => {
+                if awaiting.is_some_and(|since| since.elapsed() > request_timeout) {
+                    return "request unanswered; redialling".into();
+                }
+                if last_heard.elapsed() > quiet_limit {
+                    return "peer quiet; redialling".into();
+                }
+            }
+        }
+    }
+}
+
+async fn forward(host: HostId, payload: &[u8], max: usize, shared: &Shared) {
+    let inbound = match wire::decode(payload, max) {
+        Ok(message) => Inbound::Message {
+            from: host,
+            message,
+        },
+        Err(e) => Inbound::Invalid {
+            from: host,
+            what: e.to_string(),
+        },
+    };
+    let _ = shared.inbound.send(inbound).await;
+}
