@@ -99,6 +99,18 @@ pub(crate) struct NodeArgs {
     /// Largest accepted delta, in encoded bytes.
     #[arg(long, env = "HYPHA_MAX_DELTA_BYTES", default_value_t = 64 * 1024)]
     pub(crate) max_delta_bytes: usize,
+    /// The HTTP API's address (port 0 picks a free port; the log says which).
+    #[arg(long, env = "HYPHA_HTTP", default_value = "127.0.0.1:8080")]
+    pub(crate) http: String,
+    /// The ZeroMQ ROUTER address peers dial (handshakes and catch-up).
+    #[arg(long, env = "HYPHA_LISTEN", default_value = "tcp://127.0.0.1:7400")]
+    pub(crate) listen: String,
+    /// The ZeroMQ PUB address peers subscribe to (new deltas and coverage).
+    #[arg(long, env = "HYPHA_PUBLISH", default_value = "tcp://127.0.0.1:7401")]
+    pub(crate) publish: String,
+    /// A peer's ROUTER address to dial (repeat, or comma-separate in HYPHA_PEERS).
+    #[arg(long = "peer", env = "HYPHA_PEERS", value_delimiter = ',')]
+    pub(crate) peers: Vec<String>,
 }
 
 /// `--durability` values.

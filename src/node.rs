@@ -3,7 +3,12 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use std::sync::Arc;
+
+use hypha_bindings::http::{self, NodeApi};
 use hypha_delta_store::{load_or_create_node_key, Durability, Store};
+use hypha_net::{Event, NetConfig, Network};
+use hypha_primitives::KeyPair;
 use hypha_views::Materializer;
 use tokio::sync::watch;
 
@@ -42,15 +47,34 @@ pub(crate) fn run(data: &Path, args: NodeArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(serve(store.clone(), key.host_id().to_string()))?;
+    runtime.block_on(serve(store.clone(), key, args))?;
     store.flush().context("flushing the journal")?;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn serve(store: Store, host: String) -> Result<()> {
+async fn serve(store: Store, key: KeyPair, args: NodeArgs) -> Result<()> {
     let (stop, shutdown) = Shutdown::new();
-    tracing::info!(%host, data = %store.config().path.display(), last_arrival = ?store.last_arrival()?.map(|a| a.get()), "node running");
+    let host = key.host_id();
+    let config = NetConfig {
+        listen: args.listen,
+        publish: args.publish,
+        peers: args.peers,
+        ..NetConfig::default()
+    };
+    let network = Arc::new(
+        Network::start(store.clone(), key.clone(), config)
+            .await
+            .context("starting the network")?,
+    );
+    let api = Arc::new(NodeApi::new(store.clone(), key, Some(network.clone()))?);
+    let listener = tokio::net::TcpListener::bind(&args.http)
+        .await
+        .with_context(|| format!("binding the HTTP API to {}", args.http))?;
+    let http = listener.local_addr().context("reading the HTTP address")?;
+    let endpoints = network.endpoints().clone();
+    tracing::info!(%host, data = %store.config().path.display(), last_arrival = ?store.last_arrival()?.map(|a| a.get()), http = %format!("http://{http}"), router = %endpoints.router, publish = %endpoints.publish, "node running");
+
     let views = store.clone();
     let views_shutdown = shutdown.clone();
     let feed_task = tokio::spawn(async move {
@@ -61,10 +85,37 @@ async fn serve(store: Store, host: String) -> Result<()> {
             );
         }
     });
+    let mut http_shutdown = shutdown.clone();
+    let http_task = tokio::spawn(http::serve(listener, api, async move {
+        http_shutdown.requested().await;
+    }));
+    let mut events = network.events();
+    let mut events_shutdown = shutdown.clone();
+    let events_task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = events_shutdown.requested() => return,
+                event = events.recv() => match event {
+                    Ok(Event::PeerJoined(peer)) => tracing::info!(%peer, "peer joined"),
+                    Ok(Event::PeerLeft(peer)) => tracing::info!(%peer, "peer left"),
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
+    });
     wait_for_signal().await?;
     tracing::info!("shutting down");
     let _ = stop.send(true);
+    if let Err(e) = http_task.await.context("HTTP task")? {
+        tracing::warn!(error = %e, "HTTP server");
+    }
+    events_task.await.context("events task")?;
     feed_task.await.context("views task")?;
+    if let Ok(network) = Arc::try_unwrap(network) {
+        network.stop().await;
+    }
     Ok(())
 }
 

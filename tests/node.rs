@@ -19,6 +19,7 @@ fn a_running_node_locks_its_folder_and_stops_cleanly_on_sigterm() {
 
     let mut node = hypha(data)
         .arg("node")
+        .args(crate::support::ANY_PORTS)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -22,6 +22,17 @@ impl From<Output> for Run {
     }
 }
 
+/// `hypha node` options that bind every socket to a free port on loopback, so tests can run
+/// side by side; the "node running" log line says which.
+pub(crate) const ANY_PORTS: &[&str] = &[
+    "--http",
+    "127.0.0.1:0",
+    "--listen",
+    "tcp://127.0.0.1:0",
+    "--publish",
+    "tcp://127.0.0.1:0",
+];
+
 pub(crate) fn hypha(data: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hypha"));
     cmd.arg("--data").arg(data).env("RUST_LOG", "warn");
@@ -73,4 +84,151 @@ pub(crate) fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect()
+}
+
+/// A `hypha node` process on free loopback ports, with its log lines collected.
+pub(crate) struct NodeProcess {
+    child: std::process::Child,
+    /// The HTTP API's base URL.
+    pub(crate) http: String,
+    /// The ZeroMQ ROUTER address peers dial.
+    pub(crate) router: String,
+    /// The node's host id.
+    pub(crate) host: String,
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl NodeProcess {
+    /// Starts a node on `data` dialling `peers` (ROUTER addresses), and waits until it runs.
+    pub(crate) fn start(data: &Path, peers: &[&str]) -> NodeProcess {
+        use std::io::BufRead;
+        let mut cmd = hypha(data);
+        cmd.arg("node")
+            .args(ANY_PORTS)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for peer in peers {
+            cmd.args(["--peer", peer]);
+        }
+        let mut child = cmd.spawn().expect("spawn hypha node");
+        let stderr = child.stderr.take().unwrap();
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (running_tx, running_rx) = std::sync::mpsc::channel();
+        let collected = logs.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if line.contains("node running") {
+                    let _ = running_tx.send(line.clone());
+                }
+                collected.lock().unwrap().push(line);
+            }
+        });
+        let line = running_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("node did not start: {:?}", logs.lock().unwrap()));
+        let field = |name: &str| -> String {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("no {name} in {line}"))
+                .to_owned()
+        };
+        NodeProcess {
+            child,
+            http: field("http"),
+            router: field("router"),
+            host: field("host"),
+            logs,
+        }
+    }
+
+    /// GET a path of the HTTP API; the JSON answer, or the status and answer of a failure.
+    pub(crate) fn get(&self, path: &str) -> Result<serde_json::Value, (u16, String)> {
+        answer(ureq::get(&format!("{}{path}", self.http)).call())
+    }
+
+    /// POST a body to a path of the HTTP API.
+    pub(crate) fn post(&self, path: &str, body: &str) -> Result<serde_json::Value, (u16, String)> {
+        answer(
+            ureq::post(&format!("{}{path}", self.http))
+                .set("content-type", "application/json")
+                .send_string(body),
+        )
+    }
+
+    /// Writes pointers through `POST /write` and returns the answer.
+    pub(crate) fn write(
+        &self,
+        pointers: serde_json::Value,
+        min_confidence: u64,
+        timeout_ms: u64,
+    ) -> serde_json::Value {
+        let body = serde_json::json!({"pointers": pointers, "min_confidence": min_confidence, "timeout_ms": timeout_ms});
+        self.post("/write", &body.to_string()).expect("write")
+    }
+
+    /// True when the node holds delta `id`.
+    pub(crate) fn has(&self, id: &str) -> bool {
+        self.get(&format!("/deltas/{id}")).is_ok()
+    }
+
+    /// True when a log line contains every one of `parts`.
+    pub(crate) fn logged(&self, parts: &[&str]) -> bool {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| parts.iter().all(|p| l.contains(p)))
+    }
+
+    /// Stops the node with SIGTERM and waits for it.
+    pub(crate) fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "node exited with {status:?}");
+    }
+
+    /// Kills the node with SIGKILL (no clean shutdown) and waits for it.
+    pub(crate) fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn answer(result: Result<ureq::Response, ureq::Error>) -> Result<serde_json::Value, (u16, String)> {
+    match result {
+        Ok(response) => Ok(
+            serde_json::from_str(&response.into_string().expect("a body")).expect("JSON answer"),
+        ),
+        Err(ureq::Error::Status(code, response)) => {
+            Err((code, response.into_string().unwrap_or_default()))
+        }
+        Err(e) => Err((0, e.to_string())),
+    }
+}
+
+/// Polls `check` every 50 ms until it holds, failing after `timeout`.
+pub(crate) fn eventually(
+    what: &str,
+    timeout: std::time::Duration,
+    mut check: impl FnMut() -> bool,
+) {
+    let start = std::time::Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

@@ -1,6 +1,8 @@
-//! Hypha's bindings (to be built by the GraphQL issue): the GraphQL endpoint and HTTP
-//! extras served by the node.
+//! Hypha's bindings: the HTTP API a running node serves (and, with the GraphQL issue, the
+//! GraphQL endpoint).
 //!
-//! Nothing here yet: the crate exists so the workspace's dependency direction is fixed
-//! (views ← bindings).
+//! [`http::router`] builds the routes over a [`http::NodeApi`]: the node's journal, key and
+//! network. The node binary binds it to its HTTP address.
 #![deny(missing_docs)]
+
+pub mod http;

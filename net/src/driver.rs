@@ -215,7 +215,7 @@ impl Network {
         for address in driver.shared.config.peers.clone() {
             driver.dial(address);
         }
-        tracing::info!(router = %endpoints.router, publish = %endpoints.publish, peers = driver.shared.config.peers.len(), "network listening");
+        tracing::debug!(router = %endpoints.router, publish = %endpoints.publish, peers = driver.shared.config.peers.len(), "network listening");
         let feed = store.subscribe();
         let task = tokio::spawn(
             driver

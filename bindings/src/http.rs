@@ -1,0 +1,254 @@
+//! The node's plain HTTP API: health, writes, signed-delta submission, reads by id, peers.
+//! Every route answers JSON; every failure is `{"error": "…"}` with a 4xx or 5xx status.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /health` | `{"status": "ok", "host", "deltas"}` |
+//! | `POST /write` | `{"pointers": […], "min_confidence"?: k, "timeout_ms"?: t}`: the node signs, stamps and stores the delta, waits until `k` peers hold it or `t` ms pass, and answers `{"id", "seq", "confidence", "reached"}` |
+//! | `POST /deltas` | JSON lines of deltas signed by their authors: verified, stamped by this node and stored, all or nothing; answers `[{"id", "new"}]` |
+//! | `GET /deltas/{id}` | the stored delta with its stamps and arrival |
+//! | `GET /peers` | `{"peers": [host ids]}` |
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hypha_delta_store::{PutOutcome, Store};
+use hypha_net::Network;
+use hypha_primitives::{Delta, DeltaBuilder, DeltaId, HlcClock, KeyPair, Pointer, Seq};
+use serde_json::{json, Value};
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 16 << 20;
+/// Longest a write may wait for confidence.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// What the routes share: the journal, the node key and clock, and the network if any.
+#[derive(Debug)]
+pub struct NodeApi {
+    store: Store,
+    key: KeyPair,
+    clock: Mutex<HlcClock>,
+    network: Option<Arc<Network>>,
+}
+
+impl NodeApi {
+    /// The API of a node with this journal and key; `network` is `None` for a node without
+    /// peers (writes then report confidence 0 at once).
+    pub fn new(
+        store: Store,
+        key: KeyPair,
+        network: Option<Arc<Network>>,
+    ) -> hypha_delta_store::Result<NodeApi> {
+        let last = store
+            .last_by_author(key.author())?
+            .map(|s| s.delta.time())
+            .unwrap_or_default();
+        Ok(NodeApi {
+            store,
+            key,
+            clock: Mutex::new(HlcClock::resume_after(last)),
+            network,
+        })
+    }
+}
+
+/// An error answer.
+#[derive(Debug)]
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+fn bad_request(e: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, e.to_string())
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+/// Maps a store error to 400 (the input was bad) or 500 (the node failed).
+fn store_error(e: hypha_delta_store::Error) -> ApiError {
+    match e {
+        hypha_delta_store::Error::Invalid { .. }
+        | hypha_delta_store::Error::UnknownAuthor { .. } => bad_request(e),
+        e => internal(e),
+    }
+}
+
+/// The routes, ready to serve.
+pub fn router(api: Arc<NodeApi>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/write", post(write))
+        .route("/deltas", post(submit))
+        .route("/deltas/{id}", get(delta))
+        .route("/peers", get(peers))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(api)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    api: Arc<NodeApi>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(api))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(internal)?
+}
+
+async fn health(State(api): State<Arc<NodeApi>>) -> Result<Json<Value>, ApiError> {
+    let store = api.store.clone();
+    let last = blocking(move || store.last_arrival().map_err(internal)).await?;
+    Ok(Json(json!({
+        "status": "ok",
+        "host": api.key.host_id().to_string(),
+        "deltas": last.map_or(0, |a| a.get()),
+    })))
+}
+
+async fn write(
+    State(api): State<Arc<NodeApi>>,
+    Json(body): Json<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let pointers = body
+        .get("pointers")
+        .ok_or_else(|| bad_request("missing \"pointers\""))?;
+    let pointers = Pointer::list_from_json_str(&pointers.to_string()).map_err(bad_request)?;
+    let min_confidence = match body.get("min_confidence") {
+        None | Some(Value::Null) => 0,
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| bad_request("\"min_confidence\" must be a non-negative integer"))?
+            as usize,
+    };
+    let timeout = match body.get("timeout_ms") {
+        None | Some(Value::Null) => Duration::from_secs(5),
+        Some(v) => Duration::from_millis(
+            v.as_u64()
+                .ok_or_else(|| bad_request("\"timeout_ms\" must be a non-negative integer"))?,
+        ),
+    }
+    .min(MAX_WAIT);
+    let time = {
+        let mut clock = api
+            .clock
+            .lock()
+            .map_err(|_| internal("node clock poisoned"))?;
+        clock.tick(wall_ms())
+    };
+    let delta = DeltaBuilder::new(time)
+        .pointers(pointers)
+        .sign(&api.key)
+        .map_err(bad_request)?;
+    let id = delta.id();
+    let (store, key) = (api.store.clone(), api.key.clone());
+    let seq = blocking(move || {
+        store
+            .put_local_batch(vec![delta], &key)
+            .map_err(store_error)?;
+        own_seq(&store, id, &key)
+    })
+    .await?;
+    let (confidence, reached) = match (&api.network, seq) {
+        (Some(network), Some(seq)) if min_confidence > 0 => {
+            network
+                .await_confidence(api.key.host_id(), seq, min_confidence, timeout)
+                .await
+        }
+        (Some(network), Some(seq)) => {
+            let holders = network.holders(api.key.host_id(), seq).await;
+            (holders, true)
+        }
+        _ => (0, min_confidence == 0),
+    };
+    Ok(Json(json!({
+        "id": id.to_string(),
+        "seq": seq.map(Seq::get),
+        "confidence": confidence,
+        "reached": reached,
+    })))
+}
+
+/// The seq of this node's stamp on a stored delta.
+fn own_seq(store: &Store, id: DeltaId, key: &KeyPair) -> Result<Option<Seq>, ApiError> {
+    let stored = store.get(id).map_err(internal)?;
+    Ok(stored.and_then(|s| {
+        s.stamps
+            .iter()
+            .find(|stamp| stamp.host() == key.host_id())
+            .map(|stamp| stamp.seq())
+    }))
+}
+
+async fn submit(State(api): State<Arc<NodeApi>>, body: String) -> Result<Json<Value>, ApiError> {
+    let deltas = body
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| {
+            Delta::from_json_str(line).map_err(|e| bad_request(format!("line {}: {e}", n + 1)))
+        })
+        .collect::<Result<Vec<Delta>, _>>()?;
+    if deltas.is_empty() {
+        return Err(bad_request("no deltas in the body"));
+    }
+    let ids: Vec<DeltaId> = deltas.iter().map(Delta::id).collect();
+    let (store, key) = (api.store.clone(), api.key.clone());
+    let outcomes =
+        blocking(move || store.put_local_batch(deltas, &key).map_err(store_error)).await?;
+    let answer: Vec<Value> = ids
+        .iter()
+        .zip(outcomes)
+        .map(|(id, outcome)| {
+            json!({"id": id.to_string(), "new": matches!(outcome, PutOutcome::Stored(_))})
+        })
+        .collect();
+    Ok(Json(Value::Array(answer)))
+}
+
+async fn delta(
+    State(api): State<Arc<NodeApi>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id: DeltaId = id.parse().map_err(bad_request)?;
+    let store = api.store.clone();
+    match blocking(move || store.get(id).map_err(internal)).await? {
+        Some(stored) => Ok(Json(stored.to_json())),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no delta {id} here"),
+        )),
+    }
+}
+
+async fn peers(State(api): State<Arc<NodeApi>>) -> Json<Value> {
+    let peers = match &api.network {
+        Some(network) => network.peers().await,
+        None => Vec::new(),
+    };
+    let peers: Vec<String> = peers.iter().map(ToString::to_string).collect();
+    Json(json!({ "peers": peers }))
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
