@@ -68,3 +68,37 @@ fn a_chain_replicates_survives_a_restart_and_reports_confidence() {
         node.stop();
     }
 }
+
+#[test]
+fn a_fresh_node_catches_up_a_hundred_thousand_deltas() {
+    use hypha_primitives::{DeltaBuilder, Hlc, KeyPair, Pointer};
+    const COUNT: usize = 100_000;
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = NodeProcess::start(dirs[0].path(), &[]);
+    let client = KeyPair::from_seed([7; 32]);
+    let lines: Vec<String> = (0..COUNT)
+        .map(|n| {
+            DeltaBuilder::new(Hlc::new(1_700_000_000_000 + n as u64, 0))
+                .pointer(Pointer::entity("subject", format!("e{}", n % 1000), "n"))
+                .pointer(Pointer::value("n", n as i64))
+                .sign(&client)
+                .unwrap()
+                .to_json_string()
+        })
+        .collect();
+    for chunk in lines.chunks(10_000) {
+        let answer = a.post("/deltas", &chunk.join("\n")).expect("submit");
+        assert_eq!(answer.as_array().unwrap().len(), chunk.len());
+    }
+    assert_eq!(a.get("/health").unwrap()["deltas"], json!(COUNT));
+
+    let d = NodeProcess::start(dirs[1].path(), &[&a.router]);
+    eventually(
+        "the fresh node to catch up",
+        Duration::from_secs(120),
+        || d.get("/health").unwrap()["deltas"] == json!(COUNT),
+    );
+    for node in [a, d] {
+        node.stop();
+    }
+}

@@ -176,3 +176,91 @@ fn last_seq(node: &Node) -> hypha_primitives::Seq {
     let coverage = hypha_net::Coverage::of_store(&node.store).unwrap();
     coverage.highest(node.key.host_id()).unwrap()
 }
+
+/// A peer that completes the handshake honestly, then sends forged deltas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_sending_forged_deltas_is_disconnected_and_nothing_forged_is_stored() {
+    use hypha_delta_store::StampedDelta;
+    use hypha_net::handshake::{nonce, Hello, Welcome};
+    use hypha_net::{wire, Message};
+    use zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+
+    let victim = node(21, vec![]).await;
+    let mut events = victim.net.events();
+    let mallory = KeyPair::from_seed([22; 32]);
+    let mut dealer = DealerSocket::new();
+    dealer
+        .connect(&victim.net.endpoints().router)
+        .await
+        .unwrap();
+    let frames = |parts: Vec<Vec<u8>>| {
+        ZmqMessage::try_from(
+            parts
+                .into_iter()
+                .map(Into::into)
+                .collect::<Vec<bytes::Bytes>>(),
+        )
+        .unwrap()
+    };
+    let hello = Hello {
+        host: mallory.host_id(),
+        nonce: nonce(),
+        router: "tcp://127.0.0.1:1".into(),
+        publish: "tcp://127.0.0.1:2".into(),
+    };
+    dealer
+        .send(frames(vec![b"h".to_vec(), hello.encode()]))
+        .await
+        .unwrap();
+    let reply = dealer.recv().await.unwrap().into_vec();
+    assert_eq!(reply[0].as_ref(), b"w");
+    let welcome = Welcome::decode(&reply[1]).unwrap();
+    assert_eq!(welcome.host, victim.key.host_id());
+    let proof = welcome.check(&hello, &mallory).unwrap();
+    dealer
+        .send(frames(vec![b"p".to_vec(), proof.encode()]))
+        .await
+        .unwrap();
+
+    // Deltas whose signatures do not verify: each one's last signature byte flipped.
+    let forged: Vec<Delta> = (0..3)
+        .map(|n| {
+            let mut bytes = delta(&mallory, 100 + n).encode();
+            let last = bytes.len() - 1;
+            bytes[last] ^= 1;
+            Delta::decode(&bytes).expect("well-formed, badly signed")
+        })
+        .collect();
+    for delta in &forged {
+        let message = Message::Deltas(vec![StampedDelta::from(delta.clone())]);
+        dealer
+            .send(frames(vec![b"m".to_vec(), wire::encode(&message)]))
+            .await
+            .unwrap();
+    }
+    // Mallory joined, then was disconnected past the threshold of three invalid deltas.
+    let left = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.recv().await {
+                Ok(Event::PeerLeft(host)) if host == mallory.host_id() => return,
+                Ok(_) => continue,
+                Err(e) => panic!("events closed: {e}"),
+            }
+        }
+    })
+    .await;
+    assert!(left.is_ok(), "mallory was never disconnected");
+    // Once banned, even a valid delta from mallory is ignored.
+    let honest = delta(&mallory, 200);
+    let message = Message::Deltas(vec![StampedDelta::from(honest.clone())]);
+    dealer
+        .send(frames(vec![b"m".to_vec(), wire::encode(&message)]))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for delta in forged.iter().chain([&honest]) {
+        assert!(victim.store.get(delta.id()).unwrap().is_none());
+    }
+    assert!(victim.net.peers().await.is_empty());
+    victim.net.stop().await;
+}
