@@ -5,6 +5,8 @@
 //! `{"bench":"ingest","figure":"deltas_per_s","value":…,"unit":"1/s","reference":"ed25519_batch_verify_per_s","reference_value":…,"ratio":…}`.
 //! Figures without a reference omit the last three fields. Progress goes to stderr.
 
+mod net;
+
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -55,6 +57,16 @@ enum Bench {
         #[arg(long, default_value_t = 5)]
         properties: usize,
     },
+    /// Replication between `hypha node` processes on loopback: latency, throughput,
+    /// catch-up, reconciliation bytes, and messages per delta in a full mesh.
+    Net {
+        /// How many pre-signed deltas to replicate (throughput and catch-up).
+        #[arg(long, default_value_t = 1_000_000)]
+        deltas: usize,
+        /// Writes timed for propagation latency.
+        #[arg(long, default_value_t = 500)]
+        samples: usize,
+    },
     /// Compiled filter evaluation against jsonlogic-rs interpreting the same rule.
     Filter {
         /// Evaluations per measurement.
@@ -91,6 +103,7 @@ fn main() -> Result<()> {
             )
         }
         Bench::Filter { evals } => filter(evals.max(1)),
+        Bench::Net { deltas, samples } => net::run(deltas.max(1), samples.max(1)),
         Bench::Views {
             deltas,
             entities,

@@ -123,10 +123,10 @@ async fn health(State(api): State<Arc<NodeApi>>) -> Result<Json<Value>, ApiError
     })))
 }
 
-async fn write(
-    State(api): State<Arc<NodeApi>>,
-    Json(body): Json<Value>,
-) -> Result<Json<Value>, ApiError> {
+async fn write(State(api): State<Arc<NodeApi>>, body: String) -> Result<Json<Value>, ApiError> {
+    // Any content type: `curl -d` sends a form type, and the body is JSON either way.
+    let body: Value =
+        serde_json::from_str(&body).map_err(|e| bad_request(format!("malformed JSON: {e}")))?;
     let pointers = body
         .get("pointers")
         .ok_or_else(|| bad_request("missing \"pointers\""))?;

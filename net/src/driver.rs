@@ -18,6 +18,7 @@
 //! (what to relay, what to request, who has left) is [`Peer::handle`]'s.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -99,6 +100,62 @@ pub enum NetError {
     Store(#[from] hypha_delta_store::Error),
 }
 
+/// Message counts since the network started (for benchmarks and metrics). A message is
+/// one protocol message (a delta batch, a coverage announcement, a request or a page);
+/// bytes are its wire encoding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Messages published on the PUB socket.
+    pub published: u64,
+    /// Bytes published.
+    pub published_bytes: u64,
+    /// Messages sent to one peer (catch-up requests and pages).
+    pub sent: u64,
+    /// Bytes sent to one peer.
+    pub sent_bytes: u64,
+    /// Messages received from peers (published or sent).
+    pub received: u64,
+    /// Bytes received.
+    pub received_bytes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    published: AtomicU64,
+    published_bytes: AtomicU64,
+    sent: AtomicU64,
+    sent_bytes: AtomicU64,
+    received: AtomicU64,
+    received_bytes: AtomicU64,
+}
+
+impl Counters {
+    fn count(count: &AtomicU64, bytes: &AtomicU64, len: usize) {
+        count.fetch_add(1, Ordering::Relaxed);
+        bytes.fetch_add(len as u64, Ordering::Relaxed);
+    }
+    fn published(&self, len: usize) {
+        Self::count(&self.published, &self.published_bytes, len);
+    }
+    fn sent(&self, len: usize) {
+        Self::count(&self.sent, &self.sent_bytes, len);
+    }
+    fn received(&self, len: usize) {
+        Self::count(&self.received, &self.received_bytes, len);
+    }
+    fn snapshot(&self) -> NetStats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        NetStats {
+            published: get(&self.published),
+            published_bytes: get(&self.published_bytes),
+            sent: get(&self.sent),
+            sent_bytes: get(&self.sent_bytes),
+            received: get(&self.received),
+            received_bytes: get(&self.received_bytes),
+        }
+    }
+}
+
 /// The addresses a running network is bound to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoints {
@@ -128,6 +185,7 @@ enum Command {
 /// A running network: the handle the node keeps.
 #[derive(Debug)]
 pub struct Network {
+    counters: Arc<Counters>,
     commands: mpsc::UnboundedSender<Command>,
     events: broadcast::Sender<Event>,
     endpoints: Endpoints,
@@ -173,7 +231,9 @@ impl Network {
         let (publish_tx, publish_rx) = mpsc::channel(4096);
         let (store_tx, store_rx) = mpsc::channel(STORE_QUEUE);
         let me = key.host_id();
+        let counters = Arc::new(Counters::default());
         let shared = Arc::new(Shared {
+            counters: counters.clone(),
             key,
             config,
             endpoints: endpoints.clone(),
@@ -184,14 +244,16 @@ impl Network {
         let span = tracing::info_span!("net", node = %short(me));
         let background = vec![
             tokio::spawn(run_router(router, shared.clone(), router_rx).instrument(span.clone())),
-            tokio::spawn(run_publisher(publisher, me, publish_rx).instrument(span.clone())),
-            run_storer(
-                store.clone(),
-                store_rx,
-                shared.inbound.clone(),
-                span.clone(),
+            tokio::spawn(
+                run_publisher(publisher, me, publish_rx, counters.clone()).instrument(span.clone()),
             ),
         ];
+        let storer = run_storer(
+            store.clone(),
+            store_rx,
+            shared.inbound.clone(),
+            span.clone(),
+        );
         let mut driver = Driver {
             peer: Peer::new(me, coverage, shared.config.protocol.clone()),
             store: store.clone(),
@@ -210,6 +272,7 @@ impl Network {
             to_store: store_tx,
             last_arrival,
             background,
+            storer,
         };
         let _entered = span.enter();
         for address in driver.shared.config.peers.clone() {
@@ -223,11 +286,17 @@ impl Network {
                 .instrument(span.clone()),
         );
         Ok(Network {
+            counters,
             commands,
             events,
             endpoints,
             task,
         })
+    }
+
+    /// Message counts so far.
+    pub fn stats(&self) -> NetStats {
+        self.counters.snapshot()
     }
 
     /// The bound addresses.
@@ -294,6 +363,7 @@ impl Network {
 
 /// What every task of the driver needs.
 struct Shared {
+    counters: Arc<Counters>,
     key: KeyPair,
     config: NetConfig,
     endpoints: Endpoints,
@@ -354,6 +424,8 @@ struct Driver {
     to_store: mpsc::Sender<(HostId, Vec<StampedDelta>)>,
     last_arrival: Option<Arrival>,
     background: Vec<JoinHandle<()>>,
+    /// The storing thread; it ends when `to_store` is dropped.
+    storer: JoinHandle<()>,
 }
 
 impl Driver {
@@ -394,6 +466,13 @@ impl Driver {
         for task in &self.background {
             task.abort();
         }
+        // Let the storing thread finish its queue and release the journal, so the caller
+        // can reopen it once `stop` returns.
+        let Driver {
+            to_store, storer, ..
+        } = self;
+        drop(to_store);
+        let _ = storer.await;
     }
 
     async fn stored(&mut self, stored: &StoredDelta) {
@@ -667,11 +746,35 @@ fn run_storer(
 ) -> JoinHandle<()> {
     tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
-        while let Some((from, deltas)) = queue.blocking_recv() {
-            store_from_peer(&store, from, deltas, &inbound);
+        while let Some(first) = queue.blocking_recv() {
+            // Whatever else is queued goes in the same write: relayed deltas arrive one per
+            // message, and one write per delta would cap ingest far below verification.
+            let mut batches = vec![first];
+            let mut total = batches[0].1.len();
+            while total < STORE_COALESCE {
+                match queue.try_recv() {
+                    Ok(batch) => {
+                        total += batch.1.len();
+                        batches.push(batch);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let all: Vec<StampedDelta> = batches
+                .iter()
+                .flat_map(|(_, deltas)| deltas.iter().cloned())
+                .collect();
+            if store.put_batch(all).is_err() {
+                for (from, deltas) in batches {
+                    store_from_peer(&store, from, deltas, &inbound);
+                }
+            }
         }
     })
 }
+
+/// Most deltas stored in one write by the storing thread.
+const STORE_COALESCE: usize = 4096;
 
 /// Stores deltas from a peer: all at once when all are valid, else one by one, counting
 /// each invalid one against the peer. New deltas reach the state machine through the feed.
@@ -741,9 +844,11 @@ async fn run_publisher(
     mut socket: PubSocket,
     me: HostId,
     mut queue: mpsc::Receiver<(Vec<u8>, Vec<u8>)>,
+    counters: Arc<Counters>,
 ) {
     let sender = Bytes::copy_from_slice(me.as_bytes());
     while let Some((topic, bytes)) = queue.recv().await {
+        counters.published(bytes.len());
         let Some(message) = frames(vec![topic.into(), sender.clone(), bytes.into()]) else {
             continue;
         };
@@ -806,6 +911,7 @@ async fn run_router(
                     MESSAGE => {
                         // Messages count only from a peer that has proven who it is.
                         let Some(&from) = host_of.get(&identity) else { continue };
+                        shared.counters.received(payload.len());
                         match wire::decode(&payload, max) {
                             Ok(message) => { let _ = shared.inbound.send(Inbound::Message { from, message }).await; }
                             Err(e) => { let _ = shared.inbound.send(Inbound::Invalid { from, what: e.to_string() }).await; }
@@ -818,6 +924,7 @@ async fn run_router(
                 None => return,
                 Some(RouterCommand::Send { to, bytes }) => {
                     let Some(identity) = identity_of.get(&to) else { continue };
+                    shared.counters.sent(bytes.len());
                     if let Some(message) = frames(vec![identity.clone(), MESSAGE.into(), bytes.into()]) {
                         let _ = send.send(message).await;
                     }
@@ -988,7 +1095,9 @@ async fn relay(
             message = outbound.recv() => {
                 let Some(message) = message else { return "closed by the driver".into() };
                 let is_request = matches!(message, Message::CatchUpRequest { .. });
-                let Some(frame) = frames(vec![MESSAGE.into(), wire::encode(&message).into()]) else { continue };
+                let bytes = wire::encode(&message);
+                shared.counters.sent(bytes.len());
+                let Some(frame) = frames(vec![MESSAGE.into(), bytes.into()]) else { continue };
                 if let Err(e) = dealer.send(frame).await {
                     return format!("send: {e}");
                 }
@@ -1009,6 +1118,7 @@ async fn relay(
 }
 
 async fn forward(host: HostId, payload: &[u8], max: usize, shared: &Shared) {
+    shared.counters.received(payload.len());
     let inbound = match wire::decode(payload, max) {
         Ok(message) => Inbound::Message {
             from: host,

@@ -35,6 +35,6 @@ pub mod sim;
 pub mod wire;
 
 pub use coverage::{Coverage, CoverageVector};
-pub use driver::{Endpoints, NetConfig, NetError, Network};
+pub use driver::{Endpoints, NetConfig, NetError, NetStats, Network};
 pub use message::Message;
 pub use peer::{Event, Input, Output, Peer, PeerConfig};

@@ -1,0 +1,428 @@
+//! `hypha-bench net`: replication between real `hypha node` processes on loopback.
+//!
+//! Nodes A and B are `hypha node` processes (B dials A). The bench process runs observer
+//! nodes of its own (a real [`Network`] over a real journal, dialling like any peer), so it
+//! can timestamp the moment a delta is stored there:
+//! - O1 dials A (one hop from A), O2 dials B (two hops from A: A→B→O2);
+//! - throughput: pre-signed deltas posted to A's HTTP API until all are stored on O1;
+//! - catch-up: a fresh observer dials A once A holds every delta;
+//! - reconciliation: that observer goes away, A takes one more delta, the observer comes
+//!   back; the bytes and round trips it spends to get in sync;
+//! - a five-node full mesh (in this process), counting messages per delta.
+
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use hypha_delta_store::{Durability, Store};
+use hypha_net::{NetConfig, Network, PeerConfig};
+use hypha_primitives::{verify_batch, Delta, DeltaId, KeyPair, Pointer};
+use rayon::prelude::*;
+use serde_json::json;
+
+use crate::{figure, rate, seed, sign_all};
+
+/// A `hypha node` process.
+struct NodeProcess {
+    child: Child,
+    http: String,
+    router: String,
+    _dir: tempfile::TempDir,
+}
+
+impl NodeProcess {
+    fn start(peers: &[&str]) -> Result<NodeProcess> {
+        let binary = std::env::current_exe()?
+            .parent()
+            .context("bench binary folder")?
+            .join("hypha");
+        let dir = tempfile::tempdir()?;
+        let mut cmd = Command::new(&binary);
+        cmd.arg("--data")
+            .arg(dir.path())
+            .arg("node")
+            .args(["--http", "127.0.0.1:0", "--listen", "tcp://127.0.0.1:0"])
+            .args(["--publish", "tcp://127.0.0.1:0", "--durability", "buffered"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for peer in peers {
+            cmd.args(["--peer", peer]);
+        }
+        let mut child = cmd.spawn().with_context(|| {
+            format!("starting {} (build it with ./dev bench)", binary.display())
+        })?;
+        let stderr = child.stderr.take().context("node stderr")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if line.contains("node running") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .context("node did not start")?;
+        let field = |name: &str| -> Result<String> {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                .map(str::to_owned)
+                .with_context(|| format!("no {name} in {line}"))
+        };
+        Ok(NodeProcess {
+            http: field("http")?,
+            router: field("router")?,
+            child,
+            _dir: dir,
+        })
+    }
+
+    fn post(&self, path: &str, body: &str) -> Result<serde_json::Value> {
+        let text = ureq::post(&format!("{}{path}", self.http))
+            .set("content-type", "application/json")
+            .send_string(body)?
+            .into_string()?;
+        Ok(serde_json::from_str(&text)?)
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A node inside the bench process.
+struct Observer {
+    store: Store,
+    net: Network,
+}
+
+fn fast_protocol() -> PeerConfig {
+    PeerConfig {
+        announce_every_ms: 200,
+        ..PeerConfig::default()
+    }
+}
+
+async fn observer(dir: &std::path::Path, seed_byte: u8, peers: Vec<String>) -> Result<Observer> {
+    let store = Store::builder(dir)
+        .durability(Durability::Buffered)
+        .open()?;
+    let config = NetConfig {
+        listen: "tcp://127.0.0.1:0".into(),
+        publish: "tcp://127.0.0.1:0".into(),
+        peers,
+        protocol: fast_protocol(),
+        tick_ms: 20,
+        ..NetConfig::default()
+    };
+    let net = Network::start(store.clone(), KeyPair::from_seed([seed_byte; 32]), config).await?;
+    Ok(Observer { store, net })
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> Result<()> {
+    let start = Instant::now();
+    while !check() {
+        if start.elapsed() > timeout {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+fn count(store: &Store) -> u64 {
+    store.last_arrival().ok().flatten().map_or(0, |a| a.get())
+}
+
+/// Runs the network bench.
+pub(crate) fn run(deltas: usize, samples: usize) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(bench(deltas, samples))
+}
+
+async fn bench(deltas: usize, samples: usize) -> Result<()> {
+    figure("net", "deltas", deltas as f64, "count", None);
+    eprintln!("generating {deltas} signed deltas…");
+    let signed = sign_all(deltas, (200..208).map(seed), |i| {
+        vec![
+            Pointer::entity("subject", format!("e{}", i % 10_000), "n"),
+            Pointer::value("n", i as i64),
+        ]
+    });
+    eprintln!(
+        "reference: batch ed25519 verification on {} threads…",
+        rayon::current_num_threads()
+    );
+    let start = Instant::now();
+    let ok: usize = signed
+        .par_chunks(1024)
+        .map(|chunk| {
+            let refs: Vec<&Delta> = chunk.iter().collect();
+            verify_batch(&refs).iter().filter(|r| r.is_ok()).count()
+        })
+        .sum();
+    let verify_rate = rate(deltas, start);
+    anyhow::ensure!(ok == deltas, "generated deltas failed to verify");
+    figure(
+        "net",
+        "ed25519_batch_verify_per_s",
+        verify_rate,
+        "1/s",
+        None,
+    );
+
+    let a = NodeProcess::start(&[])?;
+    let b = NodeProcess::start(&[&a.router])?;
+    let dirs: Vec<tempfile::TempDir> = (0..3)
+        .map(|_| tempfile::tempdir())
+        .collect::<Result<_, _>>()?;
+    let o1 = observer(dirs[0].path(), 201, vec![a.router.clone()]).await?;
+    let o2 = observer(dirs[1].path(), 202, vec![b.router.clone()]).await?;
+    while o1.net.peers().await.is_empty() || o2.net.peers().await.is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    eprintln!("propagation latency over {samples} writes…");
+    let (mut one_hop, mut two_hops) = (Vec::new(), Vec::new());
+    let a_http = Arc::new(a.http.clone());
+    for n in 0..samples {
+        let pointers = json!([
+            {"local_context": "subject", "target": {"entity": "latency"}, "target_context": "n"},
+            {"local_context": "n", "target": {"value": n}}
+        ]);
+        let http = a_http.clone();
+        let start = Instant::now();
+        let answer = tokio::task::spawn_blocking(move || -> Result<serde_json::Value> {
+            let text = ureq::post(&format!("{http}/write"))
+                .set("content-type", "application/json")
+                .send_string(&json!({"pointers": pointers}).to_string())?
+                .into_string()?;
+            Ok(serde_json::from_str(&text)?)
+        })
+        .await??;
+        let stored_on_a = start.elapsed();
+        let id: DeltaId = answer["id"].as_str().context("write id")?.parse()?;
+        let (mut t1, mut t2) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while t1.is_none() || t2.is_none() {
+            if t1.is_none() && o1.store.get(id)?.is_some() {
+                t1 = Some(start.elapsed());
+            }
+            if t2.is_none() && o2.store.get(id)?.is_some() {
+                t2 = Some(start.elapsed());
+            }
+            if Instant::now() > deadline {
+                bail!("write {id} did not propagate");
+            }
+            tokio::task::yield_now().await;
+        }
+        // From the moment A acknowledged the write (stored and published).
+        let after = |t: Option<Duration>| {
+            t.unwrap_or_default()
+                .saturating_sub(stored_on_a)
+                .as_secs_f64()
+                * 1e3
+        };
+        one_hop.push(after(t1));
+        two_hops.push(after(t2));
+    }
+    one_hop.sort_by(f64::total_cmp);
+    two_hops.sort_by(f64::total_cmp);
+    figure(
+        "net",
+        "latency_a_b_p50_ms",
+        percentile(&one_hop, 0.5),
+        "ms",
+        None,
+    );
+    figure(
+        "net",
+        "latency_a_b_p99_ms",
+        percentile(&one_hop, 0.99),
+        "ms",
+        None,
+    );
+    figure(
+        "net",
+        "latency_a_b_c_p50_ms",
+        percentile(&two_hops, 0.5),
+        "ms",
+        None,
+    );
+    figure(
+        "net",
+        "latency_a_b_c_p99_ms",
+        percentile(&two_hops, 0.99),
+        "ms",
+        None,
+    );
+
+    eprintln!("throughput: {deltas} pre-signed deltas posted to A until stored on O1…");
+    let lines: Vec<String> = signed.par_iter().map(Delta::to_json_string).collect();
+    let before = count(&o1.store);
+    let start = Instant::now();
+    let poster = {
+        let a_http = a.http.clone();
+        let lines = lines.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            for chunk in lines.chunks(8192) {
+                ureq::post(&format!("{a_http}/deltas"))
+                    .set("content-type", "application/x-ndjson")
+                    .send_string(&chunk.join("\n"))?;
+            }
+            Ok(())
+        })
+    };
+    let target = before + deltas as u64;
+    wait_for("O1 to store every delta", Duration::from_secs(1800), || {
+        count(&o1.store) >= target
+    })
+    .await?;
+    let throughput = rate(deltas, start);
+    poster.await??;
+    figure(
+        "net",
+        "throughput_a_to_b_deltas_per_s",
+        throughput,
+        "1/s",
+        Some(("ed25519_batch_verify_per_s_halved", verify_rate / 2.0)),
+    );
+    drop(lines);
+
+    eprintln!(
+        "catch-up: a fresh node dials A, which holds {} deltas…",
+        count(&o1.store)
+    );
+    let held = count(&o1.store);
+    let start = Instant::now();
+    let o3 = observer(dirs[2].path(), 203, vec![a.router.clone()]).await?;
+    wait_for(
+        "the fresh node to catch up",
+        Duration::from_secs(1800),
+        || count(&o3.store) >= held,
+    )
+    .await?;
+    let caught_up = rate(held as usize, start);
+    figure(
+        "net",
+        "catch_up_deltas_per_s",
+        caught_up,
+        "1/s",
+        Some(("ed25519_batch_verify_per_s", verify_rate)),
+    );
+
+    eprintln!("reconciliation: {held} vs {held} + 1…");
+    let Observer { store, net } = o3;
+    net.stop().await;
+    drop(store);
+    let extra = a.post(
+        "/write",
+        &json!({"pointers": [{"local_context": "n", "target": {"value": -1}}]}).to_string(),
+    )?;
+    let extra: DeltaId = extra["id"].as_str().context("write id")?.parse()?;
+    wait_for(
+        "O1 to hold the extra delta",
+        Duration::from_secs(10),
+        || o1.store.get(extra).ok().flatten().is_some(),
+    )
+    .await?;
+    let o3 = observer(dirs[2].path(), 203, vec![a.router.clone()]).await?;
+    wait_for(
+        "the returning node to get the extra delta",
+        Duration::from_secs(30),
+        || o3.store.get(extra).ok().flatten().is_some(),
+    )
+    .await?;
+    let stats = o3.net.stats();
+    figure(
+        "net",
+        "reconcile_requests_sent",
+        stats.sent as f64,
+        "count",
+        None,
+    );
+    figure(
+        "net",
+        "reconcile_bytes",
+        (stats.sent_bytes + stats.received_bytes) as f64,
+        "B",
+        None,
+    );
+    o3.net.stop().await;
+    o1.net.stop().await;
+    o2.net.stop().await;
+    drop((a, b));
+
+    mesh(&signed[..signed.len().min(2_000)]).await
+}
+
+/// Five in-process nodes, each dialling every other; messages per delta written on one.
+async fn mesh(deltas: &[Delta]) -> Result<()> {
+    eprintln!(
+        "5-node full mesh, {} deltas written on one node…",
+        deltas.len()
+    );
+    let dirs: Vec<tempfile::TempDir> = (0..5)
+        .map(|_| tempfile::tempdir())
+        .collect::<Result<_, _>>()?;
+    let mut nodes: Vec<Observer> = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let peers = nodes
+            .iter()
+            .map(|n| n.net.endpoints().router.clone())
+            .collect();
+        nodes.push(observer(dir.path(), 210 + i as u8, peers).await?);
+    }
+    for node in &nodes {
+        while node.net.peers().await.len() < 4 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let total = |nodes: &[Observer]| -> u64 {
+        nodes
+            .iter()
+            .map(|n| n.net.stats().published + n.net.stats().sent)
+            .sum()
+    };
+    // Let the first coverage announcements settle, then count from here.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = total(&nodes);
+    let start = Instant::now();
+    let writer = KeyPair::from_seed([210; 32]);
+    nodes[0].store.put_local_batch(deltas.to_vec(), &writer)?;
+    let ids: Vec<DeltaId> = deltas.iter().map(Delta::id).collect();
+    wait_for("the mesh to converge", Duration::from_secs(120), || {
+        nodes.iter().all(|n| {
+            ids.iter()
+                .all(|id| n.store.get(*id).ok().flatten().is_some())
+        })
+    })
+    .await?;
+    let elapsed = start.elapsed();
+    let messages = total(&nodes) - before;
+    figure(
+        "net",
+        "mesh5_messages_per_delta",
+        messages as f64 / deltas.len() as f64,
+        "count",
+        None,
+    );
+    figure("net", "mesh5_converge_s", elapsed.as_secs_f64(), "s", None);
+    for node in nodes {
+        node.net.stop().await;
+    }
+    Ok(())
+}
