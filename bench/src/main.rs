@@ -82,6 +82,11 @@ enum DurabilityArg {
 }
 
 fn main() -> Result<()> {
+    // RUST_LOG=hypha_net=debug shows the bench's own nodes at work.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     match Cli::parse().bench {
         Bench::Ingest {
             deltas,

@@ -255,19 +255,29 @@ impl Store {
                     .find_map(|(r, &i)| r.err().map(|e| (i, e)))
             })
             .min_by_key(|(index, _)| *index);
-        let bad_stamp = (0..batch.len())
-            .into_par_iter()
-            .filter_map(|i| {
-                let item = &batch[i];
+        let stamps: Vec<(usize, (Stamp, DeltaId))> = batch
+            .iter()
+            .enumerate()
+            .flat_map(|(i, item)| {
+                let known = &known[i];
                 item.stamps
                     .iter()
-                    .filter(|s| {
-                        known[i]
+                    .filter(move |s| {
+                        known
                             .as_ref()
                             .is_none_or(|hosts| !hosts.contains(&s.host()))
                     })
-                    .find_map(|s| s.verify(item.delta.id()).err())
-                    .map(|e| (i, e))
+                    .map(move |s| (i, (*s, item.delta.id())))
+            })
+            .collect();
+        let bad_stamp = stamps
+            .par_chunks(VERIFY_CHUNK)
+            .filter_map(|chunk| {
+                let pairs: Vec<(Stamp, DeltaId)> = chunk.iter().map(|(_, p)| *p).collect();
+                Stamp::verify_batch(&pairs)
+                    .into_iter()
+                    .zip(chunk)
+                    .find_map(|(r, (i, _))| r.err().map(|e| (*i, e)))
             })
             .min_by_key(|(index, _)| *index);
         // The first bad item wins; for one item, a bad delta before a bad stamp.

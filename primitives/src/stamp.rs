@@ -34,6 +34,36 @@ impl Stamp {
         }
     }
 
+    /// Verifies many stamps at once (batch verification), one result per `(stamp, delta
+    /// id)` pair, in order.
+    pub fn verify_batch(stamps: &[(Stamp, DeltaId)]) -> Vec<Result<()>> {
+        let messages: Vec<Vec<u8>> = stamps
+            .iter()
+            .map(|(s, id)| message(*id, s.host, s.seq))
+            .collect();
+        let items: Vec<(&[u8; 32], &[u8], &Signature)> = stamps
+            .iter()
+            .zip(&messages)
+            .map(|((s, _), m)| (s.host.as_bytes(), m.as_slice(), &s.signature))
+            .collect();
+        crate::delta::verify_signatures(&items)
+            .into_iter()
+            .zip(stamps)
+            .map(|(ok, (s, id))| {
+                if s.seq.get() == 0 {
+                    Err(Error::Decode("origin sequence numbers start at 1".into()))
+                } else if ok {
+                    Ok(())
+                } else {
+                    Err(Error::BadStamp {
+                        host: s.host.to_string(),
+                        id: id.to_string(),
+                    })
+                }
+            })
+            .collect()
+    }
+
     /// A stamp from its parts (decoded or parsed); check it with [`Stamp::verify`].
     pub fn from_parts(host: HostId, seq: Seq, signature: Signature) -> Stamp {
         Stamp {
@@ -134,5 +164,25 @@ mod tests {
         let stamp = Stamp::sign(id, Seq::new(7), &host);
         let forged = Stamp::from_parts(stamp.host(), Seq::new(8), stamp.signature());
         assert!(forged.verify(id).is_err());
+    }
+
+    #[test]
+    fn batch_verification_finds_exactly_the_bad_stamps() {
+        let host = KeyPair::from_seed([3; 32]);
+        let mut pairs: Vec<(Stamp, DeltaId)> = (1..=40u8)
+            .map(|n| {
+                let id = DeltaId::from_bytes([n; 32]);
+                (Stamp::sign(id, Seq::new(u64::from(n)), &host), id)
+            })
+            .collect();
+        // Two forgeries: a stamp moved to another delta, and a changed seq.
+        pairs[5].1 = DeltaId::from_bytes([99; 32]);
+        let s = pairs[30].0;
+        pairs[30].0 = Stamp::from_parts(s.host(), Seq::new(1000), s.signature());
+        let results = Stamp::verify_batch(&pairs);
+        for (i, r) in results.iter().enumerate() {
+            assert_eq!(r.is_err(), i == 5 || i == 30, "stamp {i}: {r:?}");
+            assert_eq!(r.is_ok(), pairs[i].0.verify(pairs[i].1).is_ok());
+        }
     }
 }
