@@ -208,7 +208,9 @@ impl Peer {
                     self.changed_since_announce |= self.coverage.insert(stamp.host(), stamp.seq());
                     self.expected.insert(stamp.host(), stamp.seq());
                 }
-                out.push(Output::Publish(Message::Deltas(vec![stamped])));
+                if self.some_peer_may_lack(&stamped) {
+                    out.push(Output::Publish(Message::Deltas(vec![stamped])));
+                }
             }
             Input::Received { from, message } => self.receive(now, from, message, &mut out),
             Input::Tick => self.tick(now, &mut out),
@@ -311,6 +313,21 @@ impl Peer {
                 }
             }
         }
+    }
+
+    /// False only when every known peer has announced one of the delta's stamps: then
+    /// publishing it would only make each of them discard a duplicate. This is what keeps a
+    /// node that catches up from re-publishing the whole history to the peers it came from.
+    fn some_peer_may_lack(&self, stamped: &StampedDelta) -> bool {
+        stamped.stamps.is_empty()
+            || self.peers.is_empty()
+            || self.peers.values().any(|peer| {
+                !stamped.stamps.iter().any(|s| {
+                    peer.coverage
+                        .get(&s.host())
+                        .is_some_and(|top| *top >= s.seq())
+                })
+            })
     }
 
     /// Notes the stamps of deltas handed to the driver to store.
@@ -718,5 +735,34 @@ mod tests {
                 reached: true
             }]
         );
+    }
+
+    #[test]
+    fn a_delta_every_peer_holds_is_not_published_again() {
+        let me = KeyPair::from_seed([1; 32]);
+        let other = KeyPair::from_seed([2; 32]);
+        let mut peer = Peer::new(me.host_id(), Coverage::new(), PeerConfig::default());
+        // The other peer announces that it holds the first of its own deltas.
+        let theirs: CoverageVector = [(other.host_id(), Seq::new(1))].into_iter().collect();
+        peer.handle(
+            0,
+            Input::Received {
+                from: other.host_id(),
+                message: Message::Coverage(theirs),
+            },
+        );
+        let published = |out: &[Output]| {
+            out.iter()
+                .any(|o| matches!(o, Output::Publish(Message::Deltas(_))))
+        };
+        // Caught up from it: nobody needs it from us.
+        assert!(!published(
+            &peer.handle(1, Input::Stored(stamped(&other, 1)))
+        ));
+        // Its second delta it has not announced yet, and our own write it lacks: published.
+        assert!(published(
+            &peer.handle(2, Input::Stored(stamped(&other, 2)))
+        ));
+        assert!(published(&peer.handle(3, Input::Stored(stamped(&me, 1)))));
     }
 }
