@@ -8,6 +8,7 @@
 //! | `POST /deltas` | JSON lines of deltas signed by their authors: verified, stamped by this node and stored, all or nothing; answers `[{"id", "new"}]` |
 //! | `GET /deltas/{id}` | the stored delta with its stamps and arrival |
 //! | `GET /peers` | `{"peers": [host ids]}` |
+//! | `POST /graphql` | GraphQL (see [`crate::graphql`]) |
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,10 +23,14 @@ use hypha_net::Network;
 use hypha_primitives::{Delta, DeltaBuilder, DeltaId, HlcClock, KeyPair, Pointer, Seq};
 use serde_json::{json, Value};
 
+use crate::graphql::GraphQl;
+
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 16 << 20;
 /// Longest a write may wait for confidence.
 const MAX_WAIT: Duration = Duration::from_secs(60);
+/// How long a write waits for confidence when the request does not say.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
 
 /// What the routes share: the journal, the node key and clock, and the network if any.
 #[derive(Debug)]
@@ -57,9 +62,9 @@ impl NodeApi {
     }
 }
 
-/// An error answer.
+/// A failed request: the HTTP status and a message for the client.
 #[derive(Debug)]
-struct ApiError(StatusCode, String);
+pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -67,11 +72,11 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn bad_request(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn bad_request(e: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, e.to_string())
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
@@ -84,16 +89,35 @@ fn store_error(e: hypha_delta_store::Error) -> ApiError {
     }
 }
 
-/// The routes, ready to serve.
-pub fn router(api: Arc<NodeApi>) -> Router {
-    Router::new()
+/// The routes, ready to serve: the plain HTTP API and `POST /graphql`.
+pub fn router(api: Arc<NodeApi>) -> Result<Router, ApiError> {
+    let graphql = Arc::new(GraphQl::new(api.clone())?);
+    let plain = Router::new()
         .route("/health", get(health))
         .route("/write", post(write))
         .route("/deltas", post(submit))
         .route("/deltas/{id}", get(delta))
         .route("/peers", get(peers))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(api)
+        .with_state(api);
+    let graphql = Router::new()
+        .route("/graphql", post(graphql_request))
+        .with_state(graphql);
+    Ok(plain
+        .merge(graphql)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
+}
+
+/// `POST /graphql`: `{"query", "variables"?, "operationName"?}`, answered as GraphQL does
+/// (errors in the body's `errors`, status 200), except a body that is not a GraphQL
+/// request at all (400).
+async fn graphql_request(
+    State(graphql): State<Arc<GraphQl>>,
+    body: String,
+) -> Result<Json<Value>, ApiError> {
+    let request: async_graphql::Request = serde_json::from_str(&body)
+        .map_err(|e| bad_request(format!("not a GraphQL request: {e}")))?;
+    let response = graphql.execute(request).await;
+    Ok(Json(serde_json::to_value(&response).map_err(internal)?))
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.
@@ -102,12 +126,13 @@ pub async fn serve(
     api: Arc<NodeApi>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(api))
+    let router = router(api).map_err(|e| std::io::Error::other(e.1))?;
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(internal)?
@@ -139,51 +164,146 @@ async fn write(State(api): State<Arc<NodeApi>>, body: String) -> Result<Json<Val
             as usize,
     };
     let timeout = match body.get("timeout_ms") {
-        None | Some(Value::Null) => Duration::from_secs(5),
+        None | Some(Value::Null) => DEFAULT_WAIT,
         Some(v) => Duration::from_millis(
             v.as_u64()
                 .ok_or_else(|| bad_request("\"timeout_ms\" must be a non-negative integer"))?,
         ),
+    };
+    let answer = api.write(pointers, min_confidence, timeout).await?;
+    Ok(Json(answer.to_json()))
+}
+
+/// What a write reached: its id, this node's origin seq for it, and how many peers hold it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteAnswer {
+    /// The delta written.
+    pub id: DeltaId,
+    /// This node's origin stamp seq on it.
+    pub seq: Option<Seq>,
+    /// Peers known to hold it when the answer was given.
+    pub confidence: usize,
+    /// Whether that met the confidence asked for.
+    pub reached: bool,
+}
+
+impl WriteAnswer {
+    /// `{"id", "seq", "confidence", "reached"}`.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id.to_string(),
+            "seq": self.seq.map(Seq::get),
+            "confidence": self.confidence,
+            "reached": self.reached,
+        })
     }
-    .min(MAX_WAIT);
-    let time = {
-        let mut clock = api
-            .clock
-            .lock()
-            .map_err(|_| internal("node clock poisoned"))?;
-        clock.tick(wall_ms())
-    };
-    let delta = DeltaBuilder::new(time)
-        .pointers(pointers)
-        .sign(&api.key)
-        .map_err(bad_request)?;
-    let id = delta.id();
-    let (store, key) = (api.store.clone(), api.key.clone());
-    let seq = blocking(move || {
-        store
-            .put_local_batch(vec![delta], &key)
-            .map_err(store_error)?;
-        own_seq(&store, id, &key)
-    })
-    .await?;
-    let (confidence, reached) = match (&api.network, seq) {
-        (Some(network), Some(seq)) if min_confidence > 0 => {
-            network
-                .await_confidence(api.key.host_id(), seq, min_confidence, timeout)
-                .await
+}
+
+impl NodeApi {
+    /// The journal.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The node's key.
+    pub fn key(&self) -> &KeyPair {
+        &self.key
+    }
+
+    /// The network, if the node has one.
+    pub fn network(&self) -> Option<&Network> {
+        self.network.as_deref()
+    }
+
+    /// Signs `pointers` with the node key at the node's next clock reading, stores the
+    /// delta with this node's origin stamp, and waits (up to `timeout`, capped at a minute)
+    /// until `min_confidence` peers hold it.
+    pub async fn write(
+        &self,
+        pointers: Vec<Pointer>,
+        min_confidence: usize,
+        timeout: Duration,
+    ) -> Result<WriteAnswer, ApiError> {
+        let time = {
+            let mut clock = self
+                .clock
+                .lock()
+                .map_err(|_| internal("node clock poisoned"))?;
+            clock.tick(wall_ms())
+        };
+        let delta = DeltaBuilder::new(time)
+            .pointers(pointers)
+            .sign(&self.key)
+            .map_err(bad_request)?;
+        let id = delta.id();
+        self.submit(vec![delta]).await?;
+        self.wait_for(id, min_confidence, timeout).await
+    }
+
+    /// Verifies deltas signed by their authors, stamps them with this node's origin seqs
+    /// and stores them, all or nothing; answers each id and whether it was new.
+    pub async fn submit(&self, deltas: Vec<Delta>) -> Result<Vec<(DeltaId, bool)>, ApiError> {
+        let ids: Vec<DeltaId> = deltas.iter().map(Delta::id).collect();
+        let (store, key) = (self.store.clone(), self.key.clone());
+        let outcomes =
+            blocking(move || store.put_local_batch(deltas, &key).map_err(store_error)).await?;
+        Ok(ids
+            .into_iter()
+            .zip(outcomes)
+            .map(|(id, outcome)| (id, matches!(outcome, PutOutcome::Stored(_))))
+            .collect())
+    }
+
+    /// Waits until `min_confidence` peers hold stored delta `id`, or `timeout` (capped at a
+    /// minute); with 0, answers at once with the confidence known now.
+    pub async fn wait_for(
+        &self,
+        id: DeltaId,
+        min_confidence: usize,
+        timeout: Duration,
+    ) -> Result<WriteAnswer, ApiError> {
+        let (store, key) = (self.store.clone(), self.key.clone());
+        let seq = blocking(move || own_seq(&store, id, &key)).await?;
+        let (confidence, reached) = match (&self.network, seq) {
+            (Some(network), Some(seq)) if min_confidence > 0 => {
+                network
+                    .await_confidence(
+                        self.key.host_id(),
+                        seq,
+                        min_confidence,
+                        timeout.min(MAX_WAIT),
+                    )
+                    .await
+            }
+            (Some(network), Some(seq)) => (network.holders(self.key.host_id(), seq).await, true),
+            _ => (0, min_confidence == 0),
+        };
+        Ok(WriteAnswer {
+            id,
+            seq,
+            confidence,
+            reached,
+        })
+    }
+
+    /// How many peers are known to hold delta `id`: the most over its origin stamps.
+    pub async fn confidence(&self, id: DeltaId) -> usize {
+        let Some(network) = &self.network else {
+            return 0;
+        };
+        let store = self.store.clone();
+        let stamps = blocking(move || store.get(id).map_err(internal))
+            .await
+            .ok()
+            .flatten()
+            .map(|s| s.stamps)
+            .unwrap_or_default();
+        let mut best = 0;
+        for stamp in stamps {
+            best = best.max(network.holders(stamp.host(), stamp.seq()).await);
         }
-        (Some(network), Some(seq)) => {
-            let holders = network.holders(api.key.host_id(), seq).await;
-            (holders, true)
-        }
-        _ => (0, min_confidence == 0),
-    };
-    Ok(Json(json!({
-        "id": id.to_string(),
-        "seq": seq.map(Seq::get),
-        "confidence": confidence,
-        "reached": reached,
-    })))
+        best
+    }
 }
 
 /// The seq of this node's stamp on a stored delta.
@@ -209,16 +329,11 @@ async fn submit(State(api): State<Arc<NodeApi>>, body: String) -> Result<Json<Va
     if deltas.is_empty() {
         return Err(bad_request("no deltas in the body"));
     }
-    let ids: Vec<DeltaId> = deltas.iter().map(Delta::id).collect();
-    let (store, key) = (api.store.clone(), api.key.clone());
-    let outcomes =
-        blocking(move || store.put_local_batch(deltas, &key).map_err(store_error)).await?;
-    let answer: Vec<Value> = ids
-        .iter()
-        .zip(outcomes)
-        .map(|(id, outcome)| {
-            json!({"id": id.to_string(), "new": matches!(outcome, PutOutcome::Stored(_))})
-        })
+    let answer: Vec<Value> = api
+        .submit(deltas)
+        .await?
+        .into_iter()
+        .map(|(id, new)| json!({"id": id.to_string(), "new": new}))
         .collect();
     Ok(Json(Value::Array(answer)))
 }

@@ -5,4 +5,5 @@
 //! network. The node binary binds it to its HTTP address.
 #![deny(missing_docs)]
 
+pub mod graphql;
 pub mod http;

@@ -484,6 +484,25 @@ impl Store {
         Ok(())
     }
 
+    /// Bytes the journal takes: table files plus memtables, over every column family
+    /// (RocksDB's own accounting; the write-ahead log is not counted).
+    pub fn disk_bytes(&self) -> Result<u64> {
+        let mut total = 0;
+        for name in ALL_CFS {
+            for property in [
+                "rocksdb.total-sst-files-size",
+                "rocksdb.cur-size-all-mem-tables",
+            ] {
+                total += self
+                    .inner
+                    .db
+                    .property_int_value_cf(self.cf(name), property)?
+                    .unwrap_or(0);
+            }
+        }
+        Ok(total)
+    }
+
     pub(crate) fn cf_handle(&self, name: &str) -> &ColumnFamily {
         self.cf(name)
     }

@@ -76,6 +76,39 @@ impl Definition {
     }
 }
 
+/// Read access to materialized records, for readers other than the materializer (the
+/// GraphQL layer): it never writes, so any number can read beside the one materializer.
+#[derive(Clone, Debug)]
+pub struct RecordReader {
+    store: Store,
+}
+
+impl RecordReader {
+    /// The materialized record of `entity` as an `entity_type`.
+    pub fn typed_record(&self, entity_type: &str, entity: &str) -> Result<Option<Record>> {
+        match self.store.derived_get(&record_key(entity_type, entity))? {
+            Some(bytes) => Ok(Some(decode_record(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `limit` typed records of a type, in entity order, after entity `after`.
+    pub fn typed_records(
+        &self,
+        entity_type: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Record>> {
+        let prefix = type_prefix(entity_type);
+        let after_key = after.map(|a| record_key(entity_type, a));
+        self.store
+            .derived_scan(&prefix, after_key.as_deref())
+            .take(limit)
+            .map(|entry| decode_record(&entry?.1))
+            .collect()
+    }
+}
+
 /// Materialized records for every registered schema, kept up to date from the journal.
 #[derive(Debug)]
 pub struct Materializer {
@@ -442,10 +475,7 @@ impl Materializer {
 
     /// The materialized record of `entity` as an `entity_type`.
     pub fn typed_record(&self, entity_type: &str, entity: &str) -> Result<Option<Record>> {
-        match self.store.derived_get(&record_key(entity_type, entity))? {
-            Some(bytes) => Ok(Some(decode_record(&bytes)?)),
-            None => Ok(None),
-        }
+        Materializer::reader(self.store.clone()).typed_record(entity_type, entity)
     }
 
     /// Up to `limit` records of a type, in entity order, after entity `after`.
@@ -463,6 +493,36 @@ impl Materializer {
             .map(|entry| {
                 let (_, bytes) = entry?;
                 Ok(decode_record(&bytes)?.to_json())
+            })
+            .collect()
+    }
+
+    /// Up to `limit` typed records of a type, in entity order, after entity `after`.
+    pub fn typed_records(
+        &self,
+        entity_type: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Record>> {
+        Materializer::reader(self.store.clone()).typed_records(entity_type, after, limit)
+    }
+
+    /// A reader of `store`'s materialized records, for anyone but the materializer.
+    pub fn reader(store: Store) -> RecordReader {
+        RecordReader { store }
+    }
+
+    /// The schemas in force in `store`'s materialized views, with the delta that decided
+    /// each: what a reader generates types from (the id changes exactly when the schema does).
+    pub fn definitions(store: &Store) -> Result<Vec<(Schema, DeltaId)>> {
+        store
+            .derived_scan(SCHEMA_PREFIX, None)
+            .map(|entry| {
+                let (_, value) = entry?;
+                let value: Value =
+                    serde_json::from_slice(&value).map_err(|e| Error::Corrupt(e.to_string()))?;
+                let definition = Definition::from_json(&value)?;
+                Ok((definition.schema, definition.id))
             })
             .collect()
     }

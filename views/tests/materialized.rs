@@ -195,6 +195,9 @@ fn records_page_by_type_and_queries_filter_with_a_limit() {
     );
     let next = m.records("user", Some("u3"), 4).unwrap();
     assert_eq!(next[0]["id"], "u4");
+    // The typed page is the same page.
+    let typed = m.typed_records("user", Some("u3"), 4).unwrap();
+    assert_eq!(typed.iter().map(|r| r.to_json()).collect::<Vec<_>>(), next);
     assert!(m.records("nobody", None, 4).unwrap().is_empty());
 
     let filter = Filter::from_json_str(r#"{">=": [{"var": "fields.age.value"}, 50]}"#).unwrap();
