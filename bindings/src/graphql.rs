@@ -26,9 +26,11 @@ use std::time::Duration;
 
 use async_graphql::dynamic::{
     Field, FieldFuture, FieldValue, InputObject, InputValue, Object, ResolverContext, Scalar,
-    Schema, SchemaError, TypeRef,
+    Schema, SchemaError, Subscription, SubscriptionField, SubscriptionFieldFuture, TypeRef,
 };
+use async_graphql::futures_util::stream::{self, Stream};
 use async_graphql::{Error as GqlError, Value as GqlValue};
+use hypha_delta_store::{Arrival, Store, StoredDelta};
 use hypha_primitives::{
     Delta, DeltaId, EntityId, Filter, Hlc, Pointer, Primitive, ResolverName, Schema as HyphaSchema,
     Target, ValueType,
@@ -716,7 +718,8 @@ fn build(api: Arc<NodeApi>, types: BTreeMap<String, HyphaSchema>) -> Result<Sche
             "targetContext",
             TypeRef::named(TypeRef::STRING),
         ));
-    let mut builder = Schema::build("Query", Some("Mutation"), None)
+    let mut builder = Schema::build("Query", Some("Mutation"), Some("Subscription"))
+        .register(subscriptions())
         .register(Scalar::new("JSON").description("Any JSON value."))
         .register(query)
         .register(mutations())
@@ -801,7 +804,8 @@ fn generic_queries(query: Object) -> Object {
                         for stored in store.scan_arrival(after) {
                             let stored = stored.map_err(internal)?;
                             let json = stored.to_json();
-                            if filter.as_ref().is_some_and(|f| !f.matches(&json)) {
+                            let document = stored.delta.filter_document(&stored.stamps);
+                            if filter.as_ref().is_some_and(|f| !f.matches(&document)) {
                                 cursor = Some(stored.arrival.get());
                                 continue;
                             }
@@ -940,4 +944,133 @@ fn mutations() -> Object {
             .argument(InputValue::new("schema", TypeRef::named_nn("JSON")))
             .description("Registers or replaces an entity type's schema (stored as a delta, so it replicates)."),
         ))
+}
+
+/// Deltas read per journal scan by a subscription.
+const SUBSCRIPTION_CHUNK: usize = 256;
+
+/// Where a `deltas` subscription stands.
+struct DeltaFeed {
+    store: Store,
+    feed: tokio::sync::broadcast::Receiver<Arc<StoredDelta>>,
+    filter: Option<Filter>,
+    /// The last arrival delivered (or skipped by the filter).
+    cursor: Option<Arrival>,
+    ready: std::collections::VecDeque<StoredDelta>,
+}
+
+/// Every delta after `after` (replayed from the journal), then every new one, matching
+/// `filter`. The journal is the buffer: the live feed only wakes the stream, which reads
+/// what arrived after its cursor, so replay and live meet without a gap or a duplicate,
+/// and a subscriber too slow for the feed loses nothing (it reads from the journal at its
+/// own pace, and the node never waits for it).
+fn delta_stream(
+    store: Store,
+    filter: Option<Filter>,
+    after: Option<Arrival>,
+) -> impl Stream<Item = Result<GqlValue, GqlError>> {
+    // Subscribed before the first scan, so nothing stored in between goes unnoticed.
+    let feed = store.subscribe();
+    let state = DeltaFeed {
+        store,
+        feed,
+        filter,
+        cursor: after,
+        ready: Default::default(),
+    };
+    stream::unfold(state, |mut state| async move {
+        loop {
+            if let Some(stored) = state.ready.pop_front() {
+                return Some((Ok(to_gql(stored.to_json())), state));
+            }
+            let (store, cursor, filter) = (state.store.clone(), state.cursor, state.filter.clone());
+            let scanned = blocking(move || {
+                let mut last = cursor;
+                let mut matching = Vec::new();
+                for stored in store.scan_arrival(cursor).take(SUBSCRIPTION_CHUNK) {
+                    let stored = stored.map_err(internal)?;
+                    last = Some(stored.arrival);
+                    let document = stored.delta.filter_document(&stored.stamps);
+                    if filter.as_ref().is_none_or(|f| f.matches(&document)) {
+                        matching.push(stored);
+                    }
+                }
+                Ok((last, matching))
+            })
+            .await;
+            match scanned {
+                Ok((last, matching)) => {
+                    let moved = last != state.cursor;
+                    state.cursor = last;
+                    state.ready.extend(matching);
+                    if moved {
+                        continue;
+                    }
+                }
+                Err(e) => return Some((Err(api_error(e)), state)),
+            }
+            // Caught up: wait for the journal to grow (a lagged feed is a wake-up too).
+            match state.feed.recv().await {
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}
+
+fn subscriptions() -> Subscription {
+    Subscription::new("Subscription")
+        .field(
+            SubscriptionField::new("deltas", TypeRef::named_nn("JSON"), |ctx| {
+                SubscriptionFieldFuture::new(async move {
+                    let shared = shared(&ctx)?;
+                    let filter = filter_arg(&ctx)?;
+                    let after = match ctx.args.get("after") {
+                        Some(v) if !v.is_null() => Some(Arrival::new(
+                            v.string()?
+                                .parse::<u64>()
+                                .map_err(|e| gql_error(format!("after: {e}")))?,
+                        )),
+                        _ => None,
+                    };
+                    Ok(delta_stream(shared.api.store().clone(), filter, after))
+                })
+            })
+            .argument(InputValue::new("filter", TypeRef::named("JSON")))
+            .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING)))
+            .description("Every delta matching a JSON-Logic filter: those after the arrival cursor `after` first, then new ones as they are stored. Each carries its `arrival`, the cursor to resume from."),
+        )
+        .field(
+            SubscriptionField::new("peerEvents", TypeRef::named_nn("JSON"), |ctx| {
+                SubscriptionFieldFuture::new(async move {
+                    let shared = shared(&ctx)?;
+                    let events = shared
+                        .api
+                        .network()
+                        .map(|n| n.events())
+                        .ok_or_else(|| gql_error("this node has no network"))?;
+                    Ok(stream::unfold(events, |mut events| async move {
+                        loop {
+                            let event = match events.recv().await {
+                                Ok(hypha_net::Event::PeerJoined(peer)) => {
+                                    json!({"event": "joined", "peer": peer.to_string()})
+                                }
+                                Ok(hypha_net::Event::PeerLeft(peer)) => {
+                                    json!({"event": "left", "peer": peer.to_string()})
+                                }
+                                Ok(_) => continue,
+                                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                                    json!({"event": "missed", "count": n})
+                                }
+                                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                    return None
+                                }
+                            };
+                            return Some((Ok::<_, GqlError>(to_gql(event)), events));
+                        }
+                    }))
+                })
+            })
+            .description("Peers joining and leaving: {\"event\": \"joined\"|\"left\", \"peer\"}; {\"event\": \"missed\", \"count\"} if this subscriber fell behind."),
+        )
 }

@@ -9,10 +9,15 @@
 //! | `GET /deltas/{id}` | the stored delta with its stamps and arrival |
 //! | `GET /peers` | `{"peers": [host ids]}` |
 //! | `POST /graphql` | GraphQL (see [`crate::graphql`]) |
+//! | `GET /graphql/ws` | GraphQL subscriptions over a websocket |
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_graphql::dynamic::Schema;
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -101,10 +106,27 @@ pub fn router(api: Arc<NodeApi>) -> Result<Router, ApiError> {
         .with_state(api);
     let graphql = Router::new()
         .route("/graphql", post(graphql_request))
+        .route("/graphql/ws", get(graphql_websocket))
         .with_state(graphql);
     Ok(plain
         .merge(graphql)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
+}
+
+/// `GET /graphql/ws`: subscriptions over a websocket, in the graphql-transport-ws protocol
+/// or the older graphql-ws. A connection keeps the generated types it opened with.
+async fn graphql_websocket(
+    State(graphql): State<Arc<GraphQl>>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let schema = match graphql.schema() {
+        Ok(schema) => Schema::clone(&schema),
+        Err(e) => return e.into_response(),
+    };
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| GraphQLWebSocket::new(socket, schema, protocol).serve())
 }
 
 /// `POST /graphql`: `{"query", "variables"?, "operationName"?}`, answered as GraphQL does
