@@ -10,6 +10,7 @@
 //! | `GET /peers` | `{"peers": [host ids]}` |
 //! | `POST /graphql` | GraphQL (see [`crate::graphql`]) |
 //! | `GET /graphql/ws` | GraphQL subscriptions over a websocket |
+//! | `GET /` | the GraphiQL page (assets served by the node) |
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -110,6 +111,7 @@ pub fn router(api: Arc<NodeApi>) -> Result<Router, ApiError> {
         .with_state(graphql);
     Ok(plain
         .merge(graphql)
+        .merge(crate::graphiql::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
 }
 

@@ -5,5 +5,6 @@
 //! network. The node binary binds it to its HTTP address.
 #![deny(missing_docs)]
 
+mod graphiql;
 pub mod graphql;
 pub mod http;
