@@ -111,6 +111,10 @@ pub(crate) struct NodeArgs {
     /// A peer's ROUTER address to dial (repeat, or comma-separate in HYPHA_PEERS).
     #[arg(long = "peer", env = "HYPHA_PEERS", value_delimiter = ',')]
     pub(crate) peers: Vec<String>,
+    /// Require `Authorization: Bearer TOKEN` for writes (GraphQL mutations, POST /write and
+    /// POST /deltas); reads stay open.
+    #[arg(long, env = "HYPHA_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
 }
 
 /// `--durability` values.

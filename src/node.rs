@@ -67,7 +67,8 @@ async fn serve(store: Store, key: KeyPair, args: NodeArgs) -> Result<()> {
             .await
             .context("starting the network")?,
     );
-    let api = Arc::new(NodeApi::new(store.clone(), key, Some(network.clone()))?);
+    let api =
+        Arc::new(NodeApi::new(store.clone(), key, Some(network.clone()))?.with_token(args.token));
     let listener = tokio::net::TcpListener::bind(&args.http)
         .await
         .with_context(|| format!("binding the HTTP API to {}", args.http))?;

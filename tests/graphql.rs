@@ -416,3 +416,115 @@ fn the_graphiql_page_runs_a_query_offline_in_headless_chromium() {
     );
     node.stop();
 }
+
+#[test]
+fn a_transaction_is_stored_whole_and_becomes_visible_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(dir.path(), &[]);
+    data(
+        &node,
+        PUT_SCHEMA,
+        json!({"s": {"type": "account", "properties": {"balance": {"resolver": "sum", "type": "number"}}}}),
+    );
+    let answer = data(
+        &node,
+        "mutation($w: [[PointerInput!]!]!) { transaction(writes: $w) { transaction writes { id reached } } }",
+        json!({"w": [set("a", "balance", json!(-10)), set("b", "balance", json!(10))]}),
+    );
+    let writes = answer["transaction"]["writes"].as_array().unwrap();
+    assert_eq!(writes.len(), 2);
+    let tx = answer["transaction"]["transaction"].as_str().unwrap();
+    assert!(tx.starts_with("tx:"), "{tx}");
+    eventually(
+        "both sides of the transfer",
+        Duration::from_secs(20),
+        || {
+            let d = gql(
+                &node,
+                r#"{ a: account(id: "a") { balance } b: account(id: "b") { balance } }"#,
+                json!({}),
+            );
+            d["data"]["a"]["balance"] == json!(-10) && d["data"]["b"]["balance"] == json!(10)
+        },
+    );
+    // The members point at the transaction, which the lossless view of it shows.
+    let tx_view = data(
+        &node,
+        "query($id: ID!) { entity(id: $id) }",
+        json!({"id": tx}),
+    );
+    assert_eq!(
+        tx_view["entity"]["properties"]["member"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // An empty transaction is refused.
+    let e = error(
+        &node,
+        "mutation($w: [[PointerInput!]!]!) { transaction(writes: $w) { transaction } }",
+        json!({"w": []}),
+    );
+    assert!(e.contains("at least one"), "{e}");
+    node.stop();
+}
+
+#[test]
+fn with_a_token_writes_need_it_and_reads_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start_with(dir.path(), &[], &["--token", "s3cret"]);
+    let write = json!({"query": WRITE, "variables": {"p": set("x", "n", json!(1))}}).to_string();
+    let refused = node.post("/graphql", &write).unwrap();
+    assert!(
+        refused["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Bearer"),
+        "{refused}"
+    );
+    let (status, _) = node
+        .post(
+            "/write",
+            r#"{"pointers": [{"local_context": "n", "target": {"value": 1}}]}"#,
+        )
+        .unwrap_err();
+    assert_eq!(status, 401);
+    let (status, _) = node
+        .post_with_token("/graphql", &write, "wrong")
+        .map(|_| (200, String::new()))
+        .unwrap_or_else(|e| e);
+    assert_eq!(status, 200, "GraphQL answers errors in the body");
+    assert_eq!(node.get("/health").unwrap()["deltas"], json!(0));
+    let ok = node.post_with_token("/graphql", &write, "s3cret").unwrap();
+    assert!(ok.get("errors").is_none(), "{ok}");
+    // Reads stay open.
+    assert_eq!(
+        data(&node, "{ node { deltas } }", json!({}))["node"]["deltas"],
+        json!(1)
+    );
+    node.stop();
+}
+
+#[test]
+fn metrics_are_prometheus_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(dir.path(), &[]);
+    data(&node, WRITE, json!({"p": set("x", "n", json!(1))}));
+    eventually(
+        "the views to apply the write",
+        Duration::from_secs(20),
+        || node.get_text("/metrics").contains("hypha_views_applied 1"),
+    );
+    let text = node.get_text("/metrics");
+    for line in [
+        "# TYPE hypha_deltas_stored counter",
+        "hypha_deltas_stored 1",
+        "hypha_views_lag 0",
+        "hypha_peers 0",
+        "hypha_subscriptions 0",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+    node.stop();
+}

@@ -101,10 +101,16 @@ pub(crate) struct NodeProcess {
 impl NodeProcess {
     /// Starts a node on `data` dialling `peers` (ROUTER addresses), and waits until it runs.
     pub(crate) fn start(data: &Path, peers: &[&str]) -> NodeProcess {
+        Self::start_with(data, peers, &[])
+    }
+
+    /// [`NodeProcess::start`] with more `hypha node` options.
+    pub(crate) fn start_with(data: &Path, peers: &[&str], options: &[&str]) -> NodeProcess {
         use std::io::BufRead;
         let mut cmd = hypha(data);
         cmd.arg("node")
             .args(ANY_PORTS)
+            .args(options)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -155,6 +161,30 @@ impl NodeProcess {
                 .set("content-type", "application/json")
                 .send_string(body),
         )
+    }
+
+    /// POST with `Authorization: Bearer <token>`.
+    pub(crate) fn post_with_token(
+        &self,
+        path: &str,
+        body: &str,
+        token: &str,
+    ) -> Result<serde_json::Value, (u16, String)> {
+        answer(
+            ureq::post(&format!("{}{path}", self.http))
+                .set("content-type", "application/json")
+                .set("authorization", &format!("Bearer {token}"))
+                .send_string(body),
+        )
+    }
+
+    /// GET a path as text.
+    pub(crate) fn get_text(&self, path: &str) -> String {
+        ureq::get(&format!("{}{path}", self.http))
+            .call()
+            .expect("GET")
+            .into_string()
+            .expect("text")
     }
 
     /// Writes pointers through `POST /write` and returns the answer.

@@ -68,6 +68,26 @@ impl std::fmt::Debug for GraphQl {
     }
 }
 
+/// Request data: whether the request may write (see [`NodeApi::may_write`]).
+#[derive(Clone, Copy, Debug)]
+pub struct MayWrite(pub bool);
+
+/// Refuses a mutation unless the request may write.
+fn check_write(ctx: &ResolverContext<'_>) -> Result<(), GqlError> {
+    let allowed = match ctx.data_opt::<MayWrite>() {
+        Some(MayWrite(allowed)) => *allowed,
+        // No HTTP headers (a websocket, or in process): allowed only without a token.
+        None => shared(ctx)?.api.may_write(&axum::http::HeaderMap::new()),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(gql_error(
+            "this node requires \"Authorization: Bearer <token>\" for mutations",
+        ))
+    }
+}
+
 /// What resolvers reach through the schema's data.
 struct Shared {
     api: Arc<NodeApi>,
@@ -103,6 +123,11 @@ impl GraphQl {
         let mut current = self.current.write().map_err(|_| internal("schema lock"))?;
         *current = (fingerprint, schema.clone());
         Ok(schema)
+    }
+
+    /// The node API it serves.
+    pub fn api(&self) -> &NodeApi {
+        &self.api
     }
 
     /// Runs one request.
@@ -688,6 +713,30 @@ fn build(api: Arc<NodeApi>, types: BTreeMap<String, HyphaSchema>) -> Result<Sche
         );
     }
     query = generic_queries(query);
+    let transaction_result = Object::new("TransactionResult")
+        .field(Field::new(
+            "transaction",
+            TypeRef::named_nn(TypeRef::ID),
+            |ctx| {
+                FieldFuture::new(async move {
+                    let v = ctx.parent_value.try_downcast_ref::<Value>()?;
+                    Ok(Some(FieldValue::value(to_gql(v["transaction"].clone()))))
+                })
+            },
+        ))
+        .field(Field::new(
+            "writes",
+            TypeRef::named_nn_list_nn("WriteResult"),
+            |ctx| {
+                FieldFuture::new(async move {
+                    let v = ctx.parent_value.try_downcast_ref::<Value>()?;
+                    let writes = v["writes"].as_array().cloned().unwrap_or_default();
+                    Ok(Some(FieldValue::list(
+                        writes.into_iter().map(FieldValue::owned_any),
+                    )))
+                })
+            },
+        ));
     let delta_page = json_object(
         "DeltaPage",
         &[
@@ -726,6 +775,7 @@ fn build(api: Arc<NodeApi>, types: BTreeMap<String, HyphaSchema>) -> Result<Sche
         .register(delta_page)
         .register(node_info)
         .register(pointer_input)
+        .register(transaction_result)
         .data(Shared {
             api,
             types,
@@ -875,8 +925,46 @@ fn mutations() -> Object {
     let answer = |a: crate::http::WriteAnswer| Some(FieldValue::owned_any(a.to_json()));
     Object::new("Mutation")
         .field(with_wait_args(
+            Field::new("transaction", TypeRef::named_nn("TransactionResult"), move |ctx| {
+                FieldFuture::new(async move {
+                    check_write(&ctx)?;
+                    let shared = shared(&ctx)?;
+                    let writes = ctx
+                        .args
+                        .try_get("writes")?
+                        .list()?
+                        .iter()
+                        .map(|w| {
+                            w.list()?
+                                .iter()
+                                .map(|p| pointer_from_input(p.object()?))
+                                .collect::<Result<Vec<Pointer>, GqlError>>()
+                        })
+                        .collect::<Result<Vec<_>, GqlError>>()?;
+                    let (min, timeout) = wait_args(&ctx)?;
+                    let (transaction, answers) = shared
+                        .api
+                        .transaction(writes, min, timeout)
+                        .await
+                        .map_err(api_error)?;
+                    Ok(Some(FieldValue::owned_any(json!({
+                        "transaction": transaction,
+                        "writes": answers.iter().map(|a| a.to_json()).collect::<Vec<_>>(),
+                    }))))
+                })
+            })
+            .argument(InputValue::new(
+                "writes",
+                TypeRef::NonNull(Box::new(TypeRef::List(Box::new(TypeRef::named_nn_list_nn(
+                    "PointerInput",
+                ))))),
+            ))
+            .description("Writes several deltas as one transaction: stored together or not at all, and invisible in views until every member is held."),
+        ))
+        .field(with_wait_args(
             Field::new("write", TypeRef::named_nn("WriteResult"), move |ctx| {
                 FieldFuture::new(async move {
+                    check_write(&ctx)?;
                     let shared = shared(&ctx)?;
                     let pointers = ctx
                         .args
@@ -896,6 +984,7 @@ fn mutations() -> Object {
         .field(with_wait_args(
             Field::new("submit", TypeRef::named_nn("WriteResult"), move |ctx| {
                 FieldFuture::new(async move {
+                    check_write(&ctx)?;
                     let shared = shared(&ctx)?;
                     let json = json_arg(&ctx, "delta")?.ok_or_else(|| gql_error("delta is required"))?;
                     let delta = Delta::from_json(&json).map_err(gql_error)?;
@@ -912,6 +1001,7 @@ fn mutations() -> Object {
         .field(with_wait_args(
             Field::new("negate", TypeRef::named_nn("WriteResult"), move |ctx| {
                 FieldFuture::new(async move {
+                    check_write(&ctx)?;
                     let shared = shared(&ctx)?;
                     let id = id_arg(&ctx)?;
                     let (min, timeout) = wait_args(&ctx)?;
@@ -929,6 +1019,7 @@ fn mutations() -> Object {
         .field(with_wait_args(
             Field::new("putSchema", TypeRef::named_nn("WriteResult"), move |ctx| {
                 FieldFuture::new(async move {
+                    check_write(&ctx)?;
                     let shared = shared(&ctx)?;
                     let json = json_arg(&ctx, "schema")?.ok_or_else(|| gql_error("schema is required"))?;
                     let schema = HyphaSchema::from_json(&json).map_err(gql_error)?;
@@ -946,6 +1037,30 @@ fn mutations() -> Object {
         ))
 }
 
+/// Delta subscriptions open now (for `/metrics`).
+static OPEN_SUBSCRIPTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many delta subscriptions are open.
+pub fn open_subscriptions() -> u64 {
+    OPEN_SUBSCRIPTIONS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Counts one open subscription for as long as it lives.
+struct Open;
+
+impl Open {
+    fn new() -> Open {
+        OPEN_SUBSCRIPTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Open
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        OPEN_SUBSCRIPTIONS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Deltas read per journal scan by a subscription.
 const SUBSCRIPTION_CHUNK: usize = 256;
 
@@ -957,6 +1072,7 @@ struct DeltaFeed {
     /// The last arrival delivered (or skipped by the filter).
     cursor: Option<Arrival>,
     ready: std::collections::VecDeque<StoredDelta>,
+    _open: Open,
 }
 
 /// Every delta after `after` (replayed from the journal), then every new one, matching
@@ -977,6 +1093,7 @@ fn delta_stream(
         filter,
         cursor: after,
         ready: Default::default(),
+        _open: Open::new(),
     };
     stream::unfold(state, |mut state| async move {
         loop {

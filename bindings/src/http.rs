@@ -8,6 +8,7 @@
 //! | `POST /deltas` | JSON lines of deltas signed by their authors: verified, stamped by this node and stored, all or nothing; answers `[{"id", "new"}]` |
 //! | `GET /deltas/{id}` | the stored delta with its stamps and arrival |
 //! | `GET /peers` | `{"peers": [host ids]}` |
+//! | `GET /metrics` | Prometheus text: deltas, bytes, views lag, subscriptions, peers, messages |
 //! | `POST /graphql` | GraphQL (see [`crate::graphql`]) |
 //! | `GET /graphql/ws` | GraphQL subscriptions over a websocket |
 //! | `GET /` | the GraphiQL page (assets served by the node) |
@@ -20,7 +21,7 @@ use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -45,9 +46,30 @@ pub struct NodeApi {
     key: KeyPair,
     clock: Mutex<HlcClock>,
     network: Option<Arc<Network>>,
+    /// When set, writes (mutations, `POST /write`, `POST /deltas`) need
+    /// `Authorization: Bearer <token>`.
+    token: Option<String>,
 }
 
 impl NodeApi {
+    /// Requires `Authorization: Bearer <token>` for every write from now on.
+    pub fn with_token(mut self, token: Option<String>) -> NodeApi {
+        self.token = token.filter(|t| !t.is_empty());
+        self
+    }
+
+    /// Whether a request with these headers may write.
+    pub fn may_write(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
+    }
+
     /// The API of a node with this journal and key; `network` is `None` for a node without
     /// peers (writes then report confidence 0 at once).
     pub fn new(
@@ -64,8 +86,26 @@ impl NodeApi {
             key,
             clock: Mutex::new(HlcClock::resume_after(last)),
             network,
+            token: None,
         })
     }
+}
+
+/// A 401 unless the request may write.
+fn authorize(api: &NodeApi, headers: &HeaderMap) -> Result<(), ApiError> {
+    if api.may_write(headers) {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "this node requires \"Authorization: Bearer <token>\" for writes".into(),
+        ))
+    }
+}
+
+/// Compares secrets without an early exit that would leak how much matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A failed request: the HTTP status and a message for the client.
@@ -104,6 +144,7 @@ pub fn router(api: Arc<NodeApi>) -> Result<Router, ApiError> {
         .route("/deltas", post(submit))
         .route("/deltas/{id}", get(delta))
         .route("/peers", get(peers))
+        .route("/metrics", get(metrics))
         .with_state(api);
     let graphql = Router::new()
         .route("/graphql", post(graphql_request))
@@ -122,6 +163,7 @@ async fn graphql_websocket(
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    // Mutations sent over the socket carry no headers: refused when a token is set.
     let schema = match graphql.schema() {
         Ok(schema) => Schema::clone(&schema),
         Err(e) => return e.into_response(),
@@ -136,10 +178,12 @@ async fn graphql_websocket(
 /// request at all (400).
 async fn graphql_request(
     State(graphql): State<Arc<GraphQl>>,
+    headers: HeaderMap,
     body: String,
 ) -> Result<Json<Value>, ApiError> {
     let request: async_graphql::Request = serde_json::from_str(&body)
         .map_err(|e| bad_request(format!("not a GraphQL request: {e}")))?;
+    let request = request.data(crate::graphql::MayWrite(graphql.api().may_write(&headers)));
     let response = graphql.execute(request).await;
     Ok(Json(serde_json::to_value(&response).map_err(internal)?))
 }
@@ -172,7 +216,12 @@ async fn health(State(api): State<Arc<NodeApi>>) -> Result<Json<Value>, ApiError
     })))
 }
 
-async fn write(State(api): State<Arc<NodeApi>>, body: String) -> Result<Json<Value>, ApiError> {
+async fn write(
+    State(api): State<Arc<NodeApi>>,
+    headers: HeaderMap,
+    body: String,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&api, &headers)?;
     // Any content type: `curl -d` sends a form type, and the body is JSON either way.
     let body: Value =
         serde_json::from_str(&body).map_err(|e| bad_request(format!("malformed JSON: {e}")))?;
@@ -264,6 +313,61 @@ impl NodeApi {
         self.wait_for(id, min_confidence, timeout).await
     }
 
+    /// Writes a complete transaction atomically: one delta per entry of `writes`, each
+    /// joining a fresh transaction entity, the first also declaring its size; all stored in
+    /// one write or none. Answers the transaction's id and each member's answer.
+    pub async fn transaction(
+        &self,
+        writes: Vec<Vec<Pointer>>,
+        min_confidence: usize,
+        timeout: Duration,
+    ) -> Result<(String, Vec<WriteAnswer>), ApiError> {
+        use hypha_views::{TRANSACTION, TRANSACTION_MEMBER, TRANSACTION_SIZE};
+        if writes.is_empty() {
+            return Err(bad_request("a transaction needs at least one write"));
+        }
+        let size = writes.len() as i64;
+        let mut deltas = Vec::with_capacity(writes.len());
+        let mut transaction = String::new();
+        for (n, pointers) in writes.into_iter().enumerate() {
+            let time = {
+                let mut clock = self
+                    .clock
+                    .lock()
+                    .map_err(|_| internal("node clock poisoned"))?;
+                clock.tick(wall_ms())
+            };
+            if n == 0 {
+                // Unique per node and clock reading.
+                transaction = format!("tx:{}:{time}", self.key.host_id());
+            }
+            let mut builder = DeltaBuilder::new(time)
+                .pointers(pointers)
+                .pointer(Pointer::entity(
+                    TRANSACTION,
+                    transaction.clone(),
+                    TRANSACTION_MEMBER,
+                ));
+            if n == 0 {
+                builder = builder
+                    .pointer(Pointer::entity(
+                        TRANSACTION,
+                        transaction.clone(),
+                        TRANSACTION_SIZE,
+                    ))
+                    .pointer(Pointer::value(TRANSACTION_SIZE, size));
+            }
+            deltas.push(builder.sign(&self.key).map_err(bad_request)?);
+        }
+        let ids: Vec<DeltaId> = deltas.iter().map(Delta::id).collect();
+        self.submit(deltas).await?;
+        let mut answers = Vec::with_capacity(ids.len());
+        for id in ids {
+            answers.push(self.wait_for(id, min_confidence, timeout).await?);
+        }
+        Ok((transaction, answers))
+    }
+
     /// Verifies deltas signed by their authors, stamps them with this node's origin seqs
     /// and stores them, all or nothing; answers each id and whether it was new.
     pub async fn submit(&self, deltas: Vec<Delta>) -> Result<Vec<(DeltaId, bool)>, ApiError> {
@@ -341,7 +445,12 @@ fn own_seq(store: &Store, id: DeltaId, key: &KeyPair) -> Result<Option<Seq>, Api
     }))
 }
 
-async fn submit(State(api): State<Arc<NodeApi>>, body: String) -> Result<Json<Value>, ApiError> {
+async fn submit(
+    State(api): State<Arc<NodeApi>>,
+    headers: HeaderMap,
+    body: String,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&api, &headers)?;
     let deltas = body
         .lines()
         .enumerate()
@@ -375,6 +484,107 @@ async fn delta(
             format!("no delta {id} here"),
         )),
     }
+}
+
+/// `GET /metrics`: Prometheus text. Rates (ingest, messages) are for Prometheus to derive
+/// from the counters.
+async fn metrics(State(api): State<Arc<NodeApi>>) -> Result<Response, ApiError> {
+    let store = api.store.clone();
+    let (deltas, bytes, views_cursor) = blocking(move || {
+        let deltas = store
+            .last_arrival()
+            .map_err(internal)?
+            .map_or(0, |a| a.get());
+        let bytes = store.disk_bytes().map_err(internal)?;
+        let cursor = hypha_views::Materializer::reader(store)
+            .cursor()
+            .map_err(internal)?
+            .map_or(0, |a| a.get());
+        Ok((deltas, bytes, cursor))
+    })
+    .await?;
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    };
+    metric(
+        "hypha_deltas_stored",
+        "counter",
+        "Deltas in the journal (its last arrival position).",
+        deltas,
+    );
+    metric(
+        "hypha_stored_bytes",
+        "gauge",
+        "Bytes the journal takes (table files and memtables).",
+        bytes,
+    );
+    metric(
+        "hypha_views_applied",
+        "counter",
+        "Arrival position the materialized views have applied.",
+        views_cursor,
+    );
+    metric(
+        "hypha_views_lag",
+        "gauge",
+        "Deltas stored but not yet applied to the views.",
+        deltas.saturating_sub(views_cursor),
+    );
+    metric(
+        "hypha_subscriptions",
+        "gauge",
+        "Open GraphQL delta subscriptions.",
+        crate::graphql::open_subscriptions(),
+    );
+    if let Some(network) = &api.network {
+        let stats = network.stats();
+        metric(
+            "hypha_peers",
+            "gauge",
+            "Linked peers.",
+            network.peers().await.len() as u64,
+        );
+        metric(
+            "hypha_messages_published_total",
+            "counter",
+            "Messages published to subscribers.",
+            stats.published,
+        );
+        metric(
+            "hypha_messages_sent_total",
+            "counter",
+            "Messages sent to one peer (catch-up).",
+            stats.sent,
+        );
+        metric(
+            "hypha_messages_received_total",
+            "counter",
+            "Messages received from peers.",
+            stats.received,
+        );
+        metric(
+            "hypha_bytes_published_total",
+            "counter",
+            "Bytes published.",
+            stats.published_bytes,
+        );
+        metric(
+            "hypha_bytes_sent_total",
+            "counter",
+            "Bytes sent to one peer.",
+            stats.sent_bytes,
+        );
+        metric(
+            "hypha_bytes_received_total",
+            "counter",
+            "Bytes received from peers.",
+            stats.received_bytes,
+        );
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 
 async fn peers(State(api): State<Arc<NodeApi>>) -> Json<Value> {

@@ -76,6 +76,19 @@ impl Definition {
     }
 }
 
+fn read_cursor(store: &Store) -> Result<Option<Arrival>> {
+    match store.derived_get(CURSOR_KEY)? {
+        None => Ok(None),
+        Some(bytes) => {
+            let raw: [u8; 8] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::Corrupt(format!("cursor of {} bytes", bytes.len())))?;
+            Ok(Some(Arrival::new(u64::from_be_bytes(raw))))
+        }
+    }
+}
+
 /// Read access to materialized records, for readers other than the materializer (the
 /// GraphQL layer): it never writes, so any number can read beside the one materializer.
 #[derive(Clone, Debug)]
@@ -84,6 +97,11 @@ pub struct RecordReader {
 }
 
 impl RecordReader {
+    /// The arrival position the materialized views have applied.
+    pub fn cursor(&self) -> Result<Option<Arrival>> {
+        read_cursor(&self.store)
+    }
+
     /// The materialized record of `entity` as an `entity_type`.
     pub fn typed_record(&self, entity_type: &str, entity: &str) -> Result<Option<Record>> {
         match self.store.derived_get(&record_key(entity_type, entity))? {
@@ -159,16 +177,7 @@ impl Materializer {
 
     /// The arrival position of the last delta applied.
     pub fn cursor(&self) -> Result<Option<Arrival>> {
-        match self.store.derived_get(CURSOR_KEY)? {
-            None => Ok(None),
-            Some(bytes) => {
-                let raw: [u8; 8] = bytes
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| Error::Corrupt(format!("cursor of {} bytes", bytes.len())))?;
-                Ok(Some(Arrival::new(u64::from_be_bytes(raw))))
-            }
-        }
+        read_cursor(&self.store)
     }
 
     /// Applies every delta stored after the cursor; returns how many were applied.
