@@ -25,6 +25,14 @@ pub(crate) struct Global {
         default_value = "./hypha-data"
     )]
     pub(crate) data: PathBuf,
+    /// A running node's HTTP address, for `query`, `subscribe` and `peers`.
+    #[arg(
+        long,
+        global = true,
+        env = "HYPHA_NODE",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub(crate) node: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,6 +78,26 @@ pub(crate) enum Command {
     Rebuild,
     /// Print the node's identity, journal position, coverage and views state as JSON.
     Status,
+    /// Run a GraphQL document against a running node (`--node`) and print its data.
+    Query {
+        /// The GraphQL document, e.g. '{ node { id deltas } }'.
+        document: String,
+        /// Variables, as a JSON object.
+        #[arg(long)]
+        variables: Option<String>,
+    },
+    /// Print, as JSON lines, every delta a running node (`--node`) holds or receives that
+    /// matches a filter, until Ctrl-C.
+    Subscribe {
+        /// A JSON-Logic filter over each delta's filter document.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Start after this arrival position (every delta's `arrival` is a cursor).
+        #[arg(long)]
+        after: Option<u64>,
+    },
+    /// Print the peers a running node (`--node`) is linked to.
+    Peers,
 }
 
 /// `hypha view` options.

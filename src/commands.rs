@@ -1,7 +1,7 @@
-//! The one-shot commands: keygen, write, import, get, scan.
-//!
-//! For now they open the journal directly, which RocksDB locks against a running node;
-//! the store's error says so.
+//! The one-shot commands: keygen, write, import, get, scan, schema, entity, view,
+//! rebuild, status open the data folder directly, which RocksDB locks against a running
+//! node (the store's error says so); query, subscribe and peers talk to a running node
+//! (`client.rs`).
 
 use std::io::{BufRead, Read, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -22,6 +22,14 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
     let data = &cli.global.data;
     match cli.command {
         Command::Node(args) => crate::node::run(data, args),
+        Command::Query {
+            document,
+            variables,
+        } => crate::client::query(&cli.global.node, &document, variables.as_deref()),
+        Command::Subscribe { filter, after } => {
+            crate::client::subscribe(&cli.global.node, filter.as_deref(), after)
+        }
+        Command::Peers => crate::client::peers(&cli.global.node),
         Command::Keygen { out } => {
             let path = out.unwrap_or_else(|| node_key_path(data));
             let key = KeyPair::generate();

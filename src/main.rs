@@ -1,6 +1,7 @@
 //! The `hypha` binary: the node daemon and the command-line tools.
 
 mod cli;
+mod client;
 mod commands;
 mod node;
 

@@ -528,3 +528,59 @@ fn metrics_are_prometheus_text() {
     }
     node.stop();
 }
+
+#[test]
+fn the_cli_queries_subscribes_and_lists_peers_on_a_running_node() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(dir.path(), &[]);
+    let http = node.http.clone();
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--node", http.as_str()];
+        all.extend_from_slice(args);
+        crate::support::run(dir.path(), &all, "")
+    };
+    let out = cli(&["query", "{ node { deltas } }"]);
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out.stdout).unwrap(),
+        json!({"node": {"deltas": 0}})
+    );
+    let out = cli(&["query", "{ nonsense }"]);
+    assert!(!out.ok);
+    assert!(out.stderr.contains("nonsense"), "{}", out.stderr);
+    let out = cli(&["peers"]);
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out.stdout).unwrap(),
+        json!({"peers": []})
+    );
+
+    // A subscription prints matching deltas as JSON lines.
+    let mut sub = crate::support::hypha(dir.path())
+        .args(["--node", &node.http, "subscribe", "--filter"])
+        .arg(r#"{"in": ["watched", {"var": "targets"}]}"#)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(sub.stdout.take().unwrap()).lines();
+    data(&node, WRITE, json!({"p": set("other", "n", json!(1))}));
+    let watched =
+        data(&node, WRITE, json!({"p": set("watched", "n", json!(2))}))["write"]["id"].clone();
+    let line = lines.next().expect("a line").unwrap();
+    let delta: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(delta["id"], watched);
+    sub.kill().unwrap();
+    let _ = sub.wait();
+
+    // Without a node to talk to, the error says what to check.
+    node.stop();
+    let out = cli(&["peers"]);
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains("is `hypha node` running"),
+        "{}",
+        out.stderr
+    );
+}
