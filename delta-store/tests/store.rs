@@ -493,3 +493,37 @@ fn a_stored_delta_is_not_verified_again_but_its_new_stamps_are() {
     assert!(err.is_rejected_input(), "{err}");
     assert!(store.get(d.id()).unwrap().unwrap().stamps.is_empty());
 }
+
+#[test]
+fn a_large_local_batch_with_duplicates_gets_one_valid_stamp_per_delta_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let host = key(9);
+    store
+        .put_local_batch(vec![set(&key(1), 0, "e", "p", 0)], &host)
+        .unwrap();
+    // 300 new deltas, a repeat of one of them, and one already held: stamps are signed in
+    // parallel ahead of staging, and must come out exactly as one-by-one signing would.
+    let mut batch: Vec<_> = (1..=300)
+        .map(|n| set(&key(1), n, "e", "p", n as i64))
+        .collect();
+    batch.push(batch[7].clone());
+    batch.push(set(&key(1), 0, "e", "p", 0));
+    store.put_local_batch(batch.clone(), &host).unwrap();
+    let placed: Vec<(u64, hypha_primitives::DeltaId)> = store
+        .scan_origin(host.host_id(), Seq::FIRST, Seq::new(u64::MAX))
+        .map(|r| {
+            let (seq, stored) = r.unwrap();
+            (seq.get(), stored.delta.id())
+        })
+        .collect();
+    assert_eq!(placed.len(), 301);
+    for (i, (seq, id)) in placed.iter().enumerate() {
+        assert_eq!(*seq, i as u64 + 1, "seqs are gap-free");
+        let stored = store.get(*id).unwrap().unwrap();
+        assert_eq!(stored.stamps.len(), 1);
+        assert_eq!(stored.stamps[0].seq().get(), *seq);
+        stored.stamps[0].verify(*id).unwrap();
+    }
+    assert_eq!(placed[1].1, batch[0].id(), "batch order is seq order");
+}
