@@ -6,6 +6,9 @@ use anyhow::{Context, Result};
 use std::sync::Arc;
 
 use hypha_bindings::http::{self, NodeApi};
+
+/// Announces the materialized records each views update wrote, as (type, entity).
+type RecordChanges = tokio::sync::broadcast::Sender<(String, String)>;
 use hypha_delta_store::{load_or_create_node_key, Durability, Store};
 use hypha_net::{Event, NetConfig, Network};
 use hypha_primitives::KeyPair;
@@ -67,8 +70,12 @@ async fn serve(store: Store, key: KeyPair, args: NodeArgs) -> Result<()> {
             .await
             .context("starting the network")?,
     );
-    let api =
-        Arc::new(NodeApi::new(store.clone(), key, Some(network.clone()))?.with_token(args.token));
+    let changes: RecordChanges = tokio::sync::broadcast::channel(4096).0;
+    let api = Arc::new(
+        NodeApi::new(store.clone(), key, Some(network.clone()))?
+            .with_token(args.token)
+            .with_changes(changes.clone()),
+    );
     let listener = tokio::net::TcpListener::bind(&args.http)
         .await
         .with_context(|| format!("binding the HTTP API to {}", args.http))?;
@@ -79,7 +86,7 @@ async fn serve(store: Store, key: KeyPair, args: NodeArgs) -> Result<()> {
     let views = store.clone();
     let views_shutdown = shutdown.clone();
     let feed_task = tokio::spawn(async move {
-        if let Err(e) = keep_views_current(views, views_shutdown).await {
+        if let Err(e) = keep_views_current(views, changes, views_shutdown).await {
             tracing::error!(
                 error = format!("{e:#}"),
                 "views stopped; reads show the last materialized state"
@@ -123,12 +130,18 @@ async fn serve(store: Store, key: KeyPair, args: NodeArgs) -> Result<()> {
 /// Keeps the materialized views current: catches up at start, then applies what each
 /// wake-up of the live feed announces (everything after the views' cursor, so a lagged
 /// feed loses nothing).
-async fn keep_views_current(store: Store, mut shutdown: Shutdown) -> Result<()> {
+async fn keep_views_current(
+    store: Store,
+    changes: RecordChanges,
+    mut shutdown: Shutdown,
+) -> Result<()> {
     let mut feed = store.subscribe();
     let mut views = Materializer::open(store.clone()).context("opening the views")?;
     let applied =
         tokio::task::block_in_place(|| views.apply_pending()).context("catching the views up")?;
     tracing::info!(applied, "views up to date");
+    // Only what changes from here on is announced to `changed` subscribers.
+    views.track_changes();
     loop {
         tokio::select! {
             _ = shutdown.requested() => return Ok(()),
@@ -140,6 +153,10 @@ async fn keep_views_current(store: Store, mut shutdown: Shutdown) -> Result<()> 
                 }
                 if let Err(e) = tokio::task::block_in_place(|| views.apply_pending()) {
                     tracing::error!(error = %e, "updating the views failed; they catch up on the next delta or restart");
+                }
+                for change in views.take_changes() {
+                    // No subscriber is not an error.
+                    let _ = changes.send(change);
                 }
             }
         }

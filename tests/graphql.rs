@@ -584,3 +584,46 @@ fn the_cli_queries_subscribes_and_lists_peers_on_a_running_node() {
         out.stderr
     );
 }
+
+#[test]
+fn a_changed_subscription_sends_records_whose_values_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(dir.path(), &[]);
+    data(
+        &node,
+        PUT_SCHEMA,
+        json!({"s": {"type": "user", "properties": {"name": {"resolver": "lww", "type": "string"}, "age": {"resolver": "max", "type": "number"}}}}),
+    );
+    eventually("the user type", Duration::from_secs(20), || {
+        gql(&node, r#"{ users { hasNextPage } }"#, json!({}))
+            .get("errors")
+            .is_none()
+    });
+    let mut sub = Subscriber::open(
+        &node,
+        "subscription($f: JSON) { changed(type: \"user\", filter: $f) }",
+        json!({"f": {">=": [{"var": "fields.age.value"}, 18]}}),
+    );
+    // Give the subscription a moment to be registered before writing.
+    std::thread::sleep(Duration::from_millis(300));
+    data(&node, WRITE, json!({"p": set("kid", "age", json!(9))}));
+    data(&node, WRITE, json!({"p": set("alice", "age", json!(30))}));
+    let first = sub.next("changed");
+    assert_eq!(
+        first["id"],
+        json!("alice"),
+        "the kid does not match the filter"
+    );
+    assert_eq!(first["record"]["fields"]["age"]["value"], json!(30));
+    // A lower age does not change max(age): no event; a name does.
+    data(&node, WRITE, json!({"p": set("alice", "age", json!(20))}));
+    data(
+        &node,
+        WRITE,
+        json!({"p": set("alice", "name", json!("Alice"))}),
+    );
+    let second = sub.next("changed");
+    assert_eq!(second["record"]["fields"]["name"]["value"], json!("Alice"));
+    assert_eq!(second["record"]["fields"]["age"]["value"], json!(30));
+    node.stop();
+}

@@ -20,7 +20,7 @@
 //! `_meta` without an argument describes the whole record (provisional if any field is);
 //! `_meta(field: "name")` describes one field. See `markdown/GRAPHQL.md`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -1158,6 +1158,36 @@ fn subscriptions() -> Subscription {
             .description("Every delta matching a JSON-Logic filter: those after the arrival cursor `after` first, then new ones as they are stored. Each carries its `arrival`, the cursor to resume from."),
         )
         .field(
+            SubscriptionField::new("changed", TypeRef::named_nn("JSON"), |ctx| {
+                SubscriptionFieldFuture::new(async move {
+                    let shared = shared(&ctx)?;
+                    let entity_type = ctx.args.try_get("type")?.string()?.to_owned();
+                    if !shared.types.contains_key(&entity_type) {
+                        return Err(gql_error(format!("no schema for type {entity_type:?}")));
+                    }
+                    let filter = filter_arg(&ctx)?;
+                    let changes = shared
+                        .api
+                        .changes()
+                        .ok_or_else(|| gql_error("this node does not announce record changes"))?;
+                    let state = ChangeFeed {
+                        api: shared.api.clone(),
+                        changes,
+                        entity_type,
+                        filter,
+                        last_sent: HashMap::new(),
+                    };
+                    Ok(stream::unfold(state, |mut state| async move {
+                        let item = state.next().await?;
+                        Some((item, state))
+                    }))
+                })
+            })
+            .argument(InputValue::new("type", TypeRef::named_nn(TypeRef::STRING)))
+            .argument(InputValue::new("filter", TypeRef::named("JSON")))
+            .description("Records of a type as their resolved values change: {\"id\", \"record\"} (record null when the entity stopped being one), filtered by JSON-Logic over the record; {\"missed\": n} if this subscriber fell behind by n changes."),
+        )
+        .field(
             SubscriptionField::new("peerEvents", TypeRef::named_nn("JSON"), |ctx| {
                 SubscriptionFieldFuture::new(async move {
                     let shared = shared(&ctx)?;
@@ -1190,4 +1220,54 @@ fn subscriptions() -> Subscription {
             })
             .description("Peers joining and leaving: {\"event\": \"joined\"|\"left\", \"peer\"}; {\"event\": \"missed\", \"count\"} if this subscriber fell behind."),
         )
+}
+
+/// Most entities a `changed` subscription remembers the last sent record of.
+const CHANGED_MEMORY: usize = 65_536;
+
+/// Where a `changed` subscription stands.
+struct ChangeFeed {
+    api: Arc<NodeApi>,
+    changes: tokio::sync::broadcast::Receiver<(String, String)>,
+    entity_type: String,
+    filter: Option<Filter>,
+    /// The last record sent per entity, so a rewrite with the same value is not sent again.
+    last_sent: HashMap<String, Value>,
+}
+
+impl ChangeFeed {
+    async fn next(&mut self) -> Option<Result<GqlValue, GqlError>> {
+        loop {
+            let (entity_type, entity) = match self.changes.recv().await {
+                Ok(change) => change,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    // Changes are not journaled: say how many were missed.
+                    self.last_sent.clear();
+                    return Some(Ok(to_gql(json!({"missed": n}))));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            };
+            if entity_type != self.entity_type {
+                continue;
+            }
+            let record = match read_record(&self.api, &entity_type, &entity).await {
+                Ok(record) => record.map(|r| r.to_json()),
+                Err(e) => return Some(Err(e)),
+            };
+            if let (Some(filter), Some(json)) = (&self.filter, &record) {
+                if !filter.matches(json) {
+                    continue;
+                }
+            }
+            let sent = record.clone().unwrap_or(Value::Null);
+            if self.last_sent.get(&entity) == Some(&sent) {
+                continue;
+            }
+            if self.last_sent.len() >= CHANGED_MEMORY {
+                self.last_sent.clear();
+            }
+            self.last_sent.insert(entity.clone(), sent);
+            return Some(Ok(to_gql(json!({"id": entity, "record": record}))));
+        }
+    }
 }

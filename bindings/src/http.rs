@@ -49,9 +49,25 @@ pub struct NodeApi {
     /// When set, writes (mutations, `POST /write`, `POST /deltas`) need
     /// `Authorization: Bearer <token>`.
     token: Option<String>,
+    /// Records the views wrote, as (type, entity), for `changed` subscriptions.
+    changes: Option<tokio::sync::broadcast::Sender<(String, String)>>,
 }
 
 impl NodeApi {
+    /// Where the node announces the records its views write (see `Materializer::take_changes`).
+    pub fn with_changes(
+        mut self,
+        changes: tokio::sync::broadcast::Sender<(String, String)>,
+    ) -> NodeApi {
+        self.changes = Some(changes);
+        self
+    }
+
+    /// Record changes as they are announced, if the node announces them.
+    pub fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<(String, String)>> {
+        self.changes.as_ref().map(|c| c.subscribe())
+    }
+
     /// Requires `Authorization: Bearer <token>` for every write from now on.
     pub fn with_token(mut self, token: Option<String>) -> NodeApi {
         self.token = token.filter(|t| !t.is_empty());
@@ -87,6 +103,7 @@ impl NodeApi {
             clock: Mutex::new(HlcClock::resume_after(last)),
             network,
             token: None,
+            changes: None,
         })
     }
 }

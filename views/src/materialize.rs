@@ -42,6 +42,16 @@ fn record_key(entity_type: &str, entity: &str) -> Vec<u8> {
     .concat()
 }
 
+/// The (type, entity) of a record key.
+fn split_record_key(key: &[u8]) -> Option<(String, String)> {
+    let rest = key.strip_prefix(RECORD_PREFIX)?;
+    let split = rest.iter().position(|b| *b == 0)?;
+    Some((
+        String::from_utf8_lossy(&rest[..split]).into_owned(),
+        String::from_utf8_lossy(&rest[split + 1..]).into_owned(),
+    ))
+}
+
 fn type_prefix(entity_type: &str) -> Vec<u8> {
     [RECORD_PREFIX, entity_type.as_bytes(), b"\0"].concat()
 }
@@ -137,9 +147,27 @@ pub struct Materializer {
     /// Only this materializer writes records; it updates the cache after each successful
     /// write and empties it on any failure or rebuild.
     cache: HashMap<Vec<u8>, Record>,
+    /// Records written since the last [`Materializer::take_changes`], as (type, entity),
+    /// when tracking is on.
+    changes: Option<Vec<(String, String)>>,
 }
 
 impl Materializer {
+    /// Starts recording which records each apply writes, for [`Materializer::take_changes`]
+    /// (off by default, so a materializer nobody asks does not accumulate them).
+    pub fn track_changes(&mut self) {
+        self.changes.get_or_insert_with(Vec::new);
+    }
+
+    /// The records written (updated, created or removed) since the last call, as
+    /// (type, entity), in write order; a record may appear although its value did not change.
+    pub fn take_changes(&mut self) -> Vec<(String, String)> {
+        self.changes
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
     /// Opens the materialized views of `store` as they were last written (no rebuild);
     /// call [`Materializer::apply_pending`] to bring them up to date.
     pub fn open(store: Store) -> Result<Materializer> {
@@ -156,6 +184,7 @@ impl Materializer {
             definitions,
             schemas: SchemaSet::new(),
             cache: HashMap::new(),
+            changes: None,
         };
         materializer.refresh_schema_set()?;
         Ok(materializer)
@@ -258,6 +287,9 @@ impl Materializer {
         self.store.derived_write(&writes)?;
         if !changed_types.is_empty() || self.cache.len() + fresh.len() > CACHE_RECORDS {
             self.cache.clear();
+        }
+        if let Some(changes) = &mut self.changes {
+            changes.extend(fresh.iter().filter_map(|(key, _)| split_record_key(key)));
         }
         for (key, record) in fresh {
             match record {

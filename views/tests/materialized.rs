@@ -399,3 +399,55 @@ fn aggregates_list_their_latest_deciders_and_count_them_all() {
     m.rebuild(&mut |_, _| {}).unwrap();
     assert_eq!(record_bytes(&store), incremental);
 }
+
+#[test]
+fn tracked_changes_name_the_records_each_apply_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .put(schema_delta(
+            json!({"type": "user", "properties": {"name": {"resolver": "lww"}}}),
+            1,
+        ))
+        .unwrap();
+    let mut m = Materializer::open(store.clone()).unwrap();
+    m.apply_pending().unwrap();
+    // Untracked, nothing accumulates.
+    assert!(m.take_changes().is_empty());
+    m.track_changes();
+    store.put(set("alice", "name", "Alice", 10)).unwrap();
+    store.put(set("bob", "name", "Bob", 11)).unwrap();
+    m.apply_pending().unwrap();
+    let mut changes = m.take_changes();
+    changes.sort();
+    assert_eq!(
+        changes,
+        vec![
+            ("user".to_owned(), "alice".to_owned()),
+            ("user".to_owned(), "bob".to_owned())
+        ]
+    );
+    assert!(m.take_changes().is_empty(), "taken once");
+    // A negation removes bob's record: a change too.
+    let bob = store
+        .scan_entity("bob", None)
+        .next()
+        .unwrap()
+        .unwrap()
+        .delta
+        .id();
+    store
+        .put(
+            DeltaBuilder::new(Hlc::new(12, 0))
+                .pointer(Pointer::negates(bob))
+                .sign(&key())
+                .unwrap(),
+        )
+        .unwrap();
+    m.apply_pending().unwrap();
+    assert_eq!(
+        m.take_changes(),
+        vec![("user".to_owned(), "bob".to_owned())]
+    );
+    assert!(m.record("user", "bob").unwrap().is_none());
+}
