@@ -5,6 +5,7 @@
 //! `{"bench":"ingest","figure":"deltas_per_s","value":…,"unit":"1/s","reference":"ed25519_batch_verify_per_s","reference_value":…,"ratio":…}`.
 //! Figures without a reference omit the last three fields. Progress goes to stderr.
 
+mod graphql;
 mod net;
 
 use std::time::Instant;
@@ -67,6 +68,16 @@ enum Bench {
         #[arg(long, default_value_t = 500)]
         samples: usize,
     },
+    /// Reads by id through the GraphQL endpoint of a node process, beside its plain HTTP
+    /// round trip.
+    Graphql {
+        /// How many entities (users) the node holds.
+        #[arg(long, default_value_t = 1_000_000)]
+        entities: usize,
+        /// Requests per measurement.
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+    },
     /// Compiled filter evaluation against jsonlogic-rs interpreting the same rule.
     Filter {
         /// Evaluations per measurement.
@@ -109,6 +120,7 @@ fn main() -> Result<()> {
         }
         Bench::Filter { evals } => filter(evals.max(1)),
         Bench::Net { deltas, samples } => net::run(deltas.max(1), samples.max(1)),
+        Bench::Graphql { entities, requests } => graphql::run(entities.max(1), requests.max(4)),
         Bench::Views {
             deltas,
             entities,

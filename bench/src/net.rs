@@ -25,15 +25,15 @@ use serde_json::json;
 use crate::{figure, rate, seed, sign_all};
 
 /// A `hypha node` process.
-struct NodeProcess {
+pub(crate) struct NodeProcess {
     child: Child,
-    http: String,
-    router: String,
+    pub(crate) http: String,
+    pub(crate) router: String,
     _dir: tempfile::TempDir,
 }
 
 impl NodeProcess {
-    fn start(peers: &[&str]) -> Result<NodeProcess> {
+    pub(crate) fn start(peers: &[&str]) -> Result<NodeProcess> {
         let binary = std::env::current_exe()?
             .parent()
             .context("bench binary folder")?
@@ -81,7 +81,7 @@ impl NodeProcess {
         })
     }
 
-    fn post(&self, path: &str, body: &str) -> Result<serde_json::Value> {
+    pub(crate) fn post(&self, path: &str, body: &str) -> Result<serde_json::Value> {
         let text = ureq::post(&format!("{}{path}", self.http))
             .set("content-type", "application/json")
             .send_string(body)?

@@ -1,0 +1,152 @@
+//! `hypha-bench graphql`: reading records by id through the GraphQL endpoint of a
+//! `hypha node` process on loopback, beside the same node's plain HTTP round trip.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use hypha_primitives::{Delta, Pointer};
+use rayon::prelude::*;
+use serde_json::json;
+
+use crate::net::NodeProcess;
+use crate::{figure, rate, seed, sign_all};
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+/// Sequential latencies of `requests` calls of `call`, in µs, sorted.
+fn latencies(requests: usize, mut call: impl FnMut(usize) -> Result<()>) -> Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(requests);
+    for i in 0..requests {
+        let start = Instant::now();
+        call(i)?;
+        out.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    out.sort_by(f64::total_cmp);
+    Ok(out)
+}
+
+/// Requests per second with `clients` threads, each with its own keep-alive connection.
+fn throughput(
+    clients: usize,
+    per_client: usize,
+    call: impl Fn(&ureq::Agent, usize) -> Result<()> + Sync,
+) -> Result<f64> {
+    let start = Instant::now();
+    (0..clients)
+        .into_par_iter()
+        .map(|c| {
+            let agent = ureq::AgentBuilder::new().build();
+            for i in 0..per_client {
+                call(&agent, c * per_client + i)?;
+            }
+            Ok(())
+        })
+        .collect::<Result<Vec<()>>>()?;
+    Ok(rate(clients * per_client, start))
+}
+
+/// Runs the GraphQL bench over `entities` users.
+pub(crate) fn run(entities: usize, requests: usize) -> Result<()> {
+    figure("graphql", "entities", entities as f64, "count", None);
+    let node = NodeProcess::start(&[])?;
+    let schema = json!({"type": "user", "properties": {
+        "name": {"resolver": "lww", "type": "string"},
+        "age": {"resolver": "max", "type": "number"}}});
+    node.post(
+        "/graphql",
+        &json!({"query": "mutation($s: JSON!) { putSchema(schema: $s) { id } }", "variables": {"s": schema}})
+            .to_string(),
+    )?;
+    eprintln!("loading {entities} users (2 deltas each)…");
+    let deltas: Vec<Delta> = sign_all(entities * 2, (300..308).map(seed), |i| {
+        let (entity, property) = (
+            format!("u{}", i / 2),
+            if i % 2 == 0 { "name" } else { "age" },
+        );
+        let value: hypha_primitives::Primitive = if i % 2 == 0 {
+            format!("user {}", i / 2).into()
+        } else {
+            ((i / 2 % 90) as i64).into()
+        };
+        vec![
+            Pointer::entity("subject", entity, property),
+            Pointer::value(property, value),
+        ]
+    });
+    let lines: Vec<String> = deltas.par_iter().map(Delta::to_json_string).collect();
+    for chunk in lines.chunks(8192) {
+        node.post("/deltas", &chunk.join("\n"))?;
+    }
+    drop(lines);
+    let last = format!("u{}", entities - 1);
+    let query = |id: &str| {
+        json!({"query": "query($id: ID!) { user(id: $id) { name age } }", "variables": {"id": id}})
+            .to_string()
+    };
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    loop {
+        let answer = node.post("/graphql", &query(&last))?;
+        if !answer["data"]["user"].is_null() && answer["data"]["user"]["age"].is_number() {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "views never caught up");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    eprintln!("{requests} sequential reads by id…");
+    let agent = ureq::AgentBuilder::new().build();
+    let graphql_url = format!("{}/graphql", node.http);
+    let health_url = format!("{}/health", node.http);
+    let read = |agent: &ureq::Agent, i: usize| -> Result<()> {
+        let id = format!("u{}", (i * 7919) % entities);
+        let text = agent
+            .post(&graphql_url)
+            .set("content-type", "application/json")
+            .send_string(&query(&id))?
+            .into_string()?;
+        anyhow::ensure!(text.contains("\"age\""), "unexpected answer {text}");
+        Ok(())
+    };
+    let health = |agent: &ureq::Agent, _: usize| -> Result<()> {
+        agent.get(&health_url).call()?.into_string()?;
+        Ok(())
+    };
+    let plain = latencies(requests, |i| health(&agent, i))?;
+    let reads = latencies(requests, |i| read(&agent, i)).context("GraphQL reads")?;
+    figure(
+        "graphql",
+        "http_health_p50_us",
+        percentile(&plain, 0.5),
+        "us",
+        None,
+    );
+    figure(
+        "graphql",
+        "read_by_id_p50_us",
+        percentile(&reads, 0.5),
+        "us",
+        Some(("http_health_p50_us", percentile(&plain, 0.5))),
+    );
+    figure(
+        "graphql",
+        "read_by_id_p99_us",
+        percentile(&reads, 0.99),
+        "us",
+        Some(("http_health_p99_us", percentile(&plain, 0.99))),
+    );
+
+    eprintln!("throughput with 4 clients…");
+    let per_client = requests / 4;
+    let plain_rate = throughput(4, per_client, health)?;
+    let read_rate = throughput(4, per_client, read)?;
+    figure(
+        "graphql",
+        "reads_per_s",
+        read_rate,
+        "1/s",
+        Some(("http_health_per_s", plain_rate)),
+    );
+    Ok(())
+}
