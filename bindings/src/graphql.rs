@@ -58,9 +58,8 @@ pub struct GraphQl {
     current: RwLock<(Fingerprint, Arc<Schema>)>,
 }
 
-/// Each registered type with the delta that decided its schema: changes exactly when a
-/// schema does.
-type Fingerprint = Vec<(String, DeltaId)>;
+/// A hash of the stored schema definitions (`Materializer::definitions_fingerprint`).
+type Fingerprint = u64;
 
 impl std::fmt::Debug for GraphQl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -101,7 +100,8 @@ impl GraphQl {
     /// The service over a node's API; the schema is generated now and again whenever the
     /// registered schemas change.
     pub fn new(api: Arc<NodeApi>) -> Result<GraphQl, ApiError> {
-        let (fingerprint, types) = registered(&api)?;
+        let fingerprint = Materializer::definitions_fingerprint(api.store()).map_err(internal)?;
+        let types = registered(&api)?;
         let schema = build(api.clone(), types).map_err(internal)?;
         Ok(GraphQl {
             api,
@@ -110,15 +110,18 @@ impl GraphQl {
     }
 
     /// The schema to run a request with, regenerated first if a schema delta changed the
-    /// registered types since the last request.
+    /// registered types since the last request (checked by a hash of the stored definitions,
+    /// so the usual request parses nothing).
     pub fn schema(&self) -> Result<Arc<Schema>, ApiError> {
-        let (fingerprint, types) = registered(&self.api)?;
+        let fingerprint =
+            Materializer::definitions_fingerprint(self.api.store()).map_err(internal)?;
         {
             let current = self.current.read().map_err(|_| internal("schema lock"))?;
             if current.0 == fingerprint {
                 return Ok(current.1.clone());
             }
         }
+        let types = registered(&self.api)?;
         let schema = Arc::new(build(self.api.clone(), types).map_err(internal)?);
         let mut current = self.current.write().map_err(|_| internal("schema lock"))?;
         *current = (fingerprint, schema.clone());
@@ -141,19 +144,13 @@ impl GraphQl {
     }
 }
 
-/// The registered schemas as the materialized views hold them, and their fingerprint
-/// (type and deciding delta of each), which changes exactly when a schema does.
-fn registered(api: &NodeApi) -> Result<(Fingerprint, BTreeMap<String, HyphaSchema>), ApiError> {
+/// The registered schemas as the materialized views hold them, by entity type.
+fn registered(api: &NodeApi) -> Result<BTreeMap<String, HyphaSchema>, ApiError> {
     let definitions = Materializer::definitions(api.store()).map_err(internal)?;
-    let fingerprint = definitions
-        .iter()
-        .map(|(schema, id)| (schema.entity_type().to_owned(), *id))
-        .collect();
-    let types = definitions
+    Ok(definitions
         .into_iter()
         .map(|(schema, _)| (schema.entity_type().to_owned(), schema))
-        .collect();
-    Ok((fingerprint, types))
+        .collect())
 }
 
 /// A GraphQL name from any text: letters, digits and underscores, not starting with a

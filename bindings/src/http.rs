@@ -290,6 +290,15 @@ impl WriteAnswer {
 }
 
 impl NodeApi {
+    /// The node clock's next reading.
+    fn tick(&self) -> Result<hypha_primitives::Hlc, ApiError> {
+        let mut clock = self
+            .clock
+            .lock()
+            .map_err(|_| internal("node clock poisoned"))?;
+        Ok(clock.tick(wall_ms()))
+    }
+
     /// The journal.
     pub fn store(&self) -> &Store {
         &self.store
@@ -314,14 +323,7 @@ impl NodeApi {
         min_confidence: usize,
         timeout: Duration,
     ) -> Result<WriteAnswer, ApiError> {
-        let time = {
-            let mut clock = self
-                .clock
-                .lock()
-                .map_err(|_| internal("node clock poisoned"))?;
-            clock.tick(wall_ms())
-        };
-        let delta = DeltaBuilder::new(time)
+        let delta = DeltaBuilder::new(self.tick()?)
             .pointers(pointers)
             .sign(&self.key)
             .map_err(bad_request)?;
@@ -347,13 +349,7 @@ impl NodeApi {
         let mut deltas = Vec::with_capacity(writes.len());
         let mut transaction = String::new();
         for (n, pointers) in writes.into_iter().enumerate() {
-            let time = {
-                let mut clock = self
-                    .clock
-                    .lock()
-                    .map_err(|_| internal("node clock poisoned"))?;
-                clock.tick(wall_ms())
-            };
+            let time = self.tick()?;
             if n == 0 {
                 // Unique per node and clock reading.
                 transaction = format!("tx:{}:{time}", self.key.host_id());

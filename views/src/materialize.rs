@@ -519,23 +519,18 @@ impl Materializer {
         Materializer::reader(self.store.clone()).typed_record(entity_type, entity)
     }
 
-    /// Up to `limit` records of a type, in entity order, after entity `after`.
+    /// Up to `limit` records of a type, in entity order, after entity `after`, as JSON.
     pub fn records(
         &self,
         entity_type: &str,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Value>> {
-        let prefix = type_prefix(entity_type);
-        let after_key = after.map(|a| record_key(entity_type, a));
-        self.store
-            .derived_scan(&prefix, after_key.as_deref())
-            .take(limit)
-            .map(|entry| {
-                let (_, bytes) = entry?;
-                Ok(decode_record(&bytes)?.to_json())
-            })
-            .collect()
+        Ok(self
+            .typed_records(entity_type, after, limit)?
+            .iter()
+            .map(Record::to_json)
+            .collect())
     }
 
     /// Up to `limit` typed records of a type, in entity order, after entity `after`.
@@ -551,6 +546,19 @@ impl Materializer {
     /// A reader of `store`'s materialized records, for anyone but the materializer.
     pub fn reader(store: Store) -> RecordReader {
         RecordReader { store }
+    }
+
+    /// A number that changes whenever the schemas in force change, computed from the stored
+    /// definitions' bytes without parsing them: cheap enough to check on every request.
+    pub fn definitions_fingerprint(store: &Store) -> Result<u64> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        for entry in store.derived_scan(SCHEMA_PREFIX, None) {
+            let (key, value) = entry?;
+            key.hash(&mut hasher);
+            value.hash(&mut hasher);
+        }
+        Ok(hasher.finish())
     }
 
     /// The schemas in force in `store`'s materialized views, with the delta that decided
