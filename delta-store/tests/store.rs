@@ -471,16 +471,32 @@ fn a_slow_feed_subscriber_is_told_it_lagged_and_can_resume_from_the_journal() {
 }
 
 #[test]
-fn a_stored_delta_is_not_verified_again_but_its_new_stamps_are() {
+fn a_relayed_delta_already_stored_is_not_verified_again_but_its_new_stamps_are() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let d = set(&key(1), 1, "e", "p", 1);
-    store.put(d.clone()).unwrap();
-    // The same body with a broken signature: the stored copy is kept, so this is a plain
-    // duplicate, not an error (and costs no signature check).
-    let out = store.put_batch(vec![forged(&d).into()]).unwrap();
+    let s7 = Stamp::sign(d.id(), Seq::new(1), &key(7));
+    store
+        .put_batch(vec![StampedDelta {
+            delta: d.clone(),
+            stamps: vec![s7],
+        }])
+        .unwrap();
+    // Relayed again (it carries its stamp) with a broken signature: the stored copy is
+    // kept, so this is a plain duplicate, not an error, and costs no signature check.
+    let out = store
+        .put_batch(vec![StampedDelta {
+            delta: forged(&d),
+            stamps: vec![s7],
+        }])
+        .unwrap();
     assert!(!out[0].is_new());
     assert_eq!(store.get(d.id()).unwrap().unwrap().delta, d);
+    // Without stamps it is checked like any client write, and refused.
+    let err = store
+        .put_batch(vec![forged(&d).into()])
+        .expect_err("an unstamped forgery is verified");
+    assert!(err.is_rejected_input(), "{err}");
     // A stamp from a host it has none from yet is still checked.
     let wrong = Stamp::sign(d.id(), Seq::new(1), &key(7));
     let claimed = Stamp::from_parts(key(8).host_id(), Seq::new(1), wrong.signature());
@@ -491,7 +507,7 @@ fn a_stored_delta_is_not_verified_again_but_its_new_stamps_are() {
         }])
         .expect_err("a forged stamp must be rejected");
     assert!(err.is_rejected_input(), "{err}");
-    assert!(store.get(d.id()).unwrap().unwrap().stamps.is_empty());
+    assert_eq!(store.get(d.id()).unwrap().unwrap().stamps, vec![s7]);
 }
 
 #[test]
