@@ -188,6 +188,8 @@ pub struct Network {
     counters: Arc<Counters>,
     commands: mpsc::UnboundedSender<Command>,
     events: broadcast::Sender<Event>,
+    /// A receiver made before any peer was dialled, for the first `events()` caller.
+    first_events: std::sync::Mutex<Option<broadcast::Receiver<Event>>>,
     endpoints: Endpoints,
     task: JoinHandle<()>,
 }
@@ -225,7 +227,9 @@ impl Network {
         let coverage = Coverage::of_store(&store)?;
         let last_arrival = store.last_arrival()?;
         let (commands, command_rx) = mpsc::unbounded_channel();
-        let (events, _) = broadcast::channel(1024);
+        // Subscribed before any peer is dialled, so the first `events()` caller sees every
+        // join, even of a link that completes before `start` returns.
+        let (events, first_events) = broadcast::channel(1024);
         let (inbound_tx, inbound_rx) = mpsc::channel(4096);
         let (router_tx, router_rx) = mpsc::channel(1024);
         let (publish_tx, publish_rx) = mpsc::channel(4096);
@@ -289,6 +293,7 @@ impl Network {
             counters,
             commands,
             events,
+            first_events: std::sync::Mutex::new(Some(first_events)),
             endpoints,
             task,
         })
@@ -304,9 +309,12 @@ impl Network {
         &self.endpoints
     }
 
-    /// Membership and confidence events, as they happen.
+    /// Membership and confidence events. The first call gets every event since the network
+    /// started (none is lost to the race between dialling and subscribing); later calls get
+    /// those from the call on.
     pub fn events(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
+        let first = self.first_events.lock().ok().and_then(|mut f| f.take());
+        first.unwrap_or_else(|| self.events.subscribe())
     }
 
     /// Waits until `peers` peers hold the stamp (`host`, `seq`), or `timeout`; returns how

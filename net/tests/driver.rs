@@ -264,3 +264,29 @@ async fn a_peer_sending_forged_deltas_is_disconnected_and_nothing_forged_is_stor
     assert!(victim.net.peers().await.is_empty());
     victim.net.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_events_subscriber_sees_joins_that_happened_before_it_subscribed() {
+    let a = node(31, vec![]).await;
+    let b = node(32, vec![a.net.endpoints().router.clone()]).await;
+    // Let the link complete before anyone listens on B.
+    let start = Instant::now();
+    while b.net.peers().await.is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(10), "never linked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut events = b.net.events();
+    let joined = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match events.recv().await {
+                Ok(Event::PeerJoined(host)) if host == a.key.host_id() => return,
+                Ok(_) => continue,
+                Err(e) => panic!("events: {e}"),
+            }
+        }
+    })
+    .await;
+    assert!(joined.is_ok(), "the join before subscribing was lost");
+    a.net.stop().await;
+    b.net.stop().await;
+}
