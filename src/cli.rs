@@ -25,15 +25,19 @@ pub(crate) struct Global {
         default_value = "./hypha-data"
     )]
     pub(crate) data: PathBuf,
-    /// A running node's HTTP address, for `query`, `subscribe` and `peers`.
-    #[arg(
-        long,
-        global = true,
-        env = "HYPHA_NODE",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    pub(crate) node: String,
+    /// A running node's HTTP address. `query`, `subscribe` and `peers` always talk to a
+    /// node (http://127.0.0.1:8080 unless given); `write`, `schema`, `import`, `export` and
+    /// `status` go through the node when given, and otherwise work on the data folder
+    /// (or, if a node holds the folder and answers at the default address, through it).
+    #[arg(long, global = true, env = "HYPHA_NODE")]
+    pub(crate) node: Option<String>,
+    /// Bearer token: `hypha node` requires it for writes; the other commands send it.
+    #[arg(long, global = true, env = "HYPHA_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
 }
+
+/// Where a node answers when `--node` is not given.
+pub(crate) const DEFAULT_NODE: &str = "http://127.0.0.1:8080";
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
@@ -50,8 +54,12 @@ pub(crate) enum Command {
         /// The delta's pointers as a JSON array; read from stdin when absent.
         pointers: Option<String>,
     },
-    /// Store signed deltas (JSON, one per line on stdin) and print each id.
-    Import,
+    /// Store deltas from JSON lines (a file, or stdin): Hypha's signed deltas, or rhizome's
+    /// deltas re-signed by an import key.
+    Import(ImportArgs),
+    /// Print stored deltas as JSON lines with their origin stamps, in arrival order: what
+    /// `import` reads back.
+    Export(ExportArgs),
     /// Print a stored delta as JSON.
     Get {
         /// The delta id (hex).
@@ -59,11 +67,9 @@ pub(crate) enum Command {
     },
     /// Print stored deltas as JSON lines, in arrival order.
     Scan(ScanArgs),
-    /// Register a schema (JSON, argument or stdin) as a delta signed by the node key.
-    Schema {
-        /// The schema, e.g. {"type":"user","properties":{"name":{"resolver":"lww"}}}.
-        definition: Option<String>,
-    },
+    /// Register or list schemas.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
     /// Print the lossless view of an entity: every live delta under each property.
     Entity {
         /// The entity id.
@@ -98,6 +104,59 @@ pub(crate) enum Command {
     },
     /// Print the peers a running node (`--node`) is linked to.
     Peers,
+}
+
+/// `hypha schema` commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum SchemaCommand {
+    /// Register a schema (or replace the type's schema) as a delta signed by the node key.
+    Put {
+        /// A file holding the schema's JSON, `-` for stdin, or the JSON itself, e.g.
+        /// '{"type":"user","properties":{"name":{"resolver":"lww"}}}'.
+        schema: String,
+    },
+    /// Print the registered schemas as JSON lines.
+    List,
+}
+
+/// `hypha import` options.
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// The JSON lines file; stdin when absent.
+    pub(crate) file: Option<PathBuf>,
+    /// What the lines hold.
+    #[arg(long, value_enum, default_value_t = ImportFormat::Hypha)]
+    pub(crate) format: ImportFormat,
+    /// With `--format rhizome`: the key that signs the imported deltas (a `hypha keygen`
+    /// file); the data folder's node key when absent.
+    #[arg(long)]
+    pub(crate) key: Option<PathBuf>,
+    /// With `--format rhizome`: a JSON lines file mapping each rhizome id to the new
+    /// delta's id. Read first if it exists (so a later import can refer to deltas an
+    /// earlier one brought in), and appended to.
+    #[arg(long)]
+    pub(crate) map: Option<PathBuf>,
+}
+
+/// `hypha import --format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ImportFormat {
+    /// Signed Hypha deltas as `get`, `scan` and `export` print them (stamps included).
+    Hypha,
+    /// rhizome's delta JSON: `{id, timeCreated, host, creator, pointers: [{localContext,
+    /// target, targetContext}]}`.
+    Rhizome,
+}
+
+/// `hypha export` options.
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// Only deltas after this arrival position.
+    #[arg(long)]
+    pub(crate) after: Option<u64>,
+    /// A JSON-Logic filter over each delta's filter document.
+    #[arg(long)]
+    pub(crate) filter: Option<String>,
 }
 
 /// `hypha view` options.
@@ -139,10 +198,6 @@ pub(crate) struct NodeArgs {
     /// A peer's ROUTER address to dial (repeat, or comma-separate in HYPHA_PEERS).
     #[arg(long = "peer", env = "HYPHA_PEERS", value_delimiter = ',')]
     pub(crate) peers: Vec<String>,
-    /// Require `Authorization: Bearer TOKEN` for writes (GraphQL mutations, POST /write and
-    /// POST /deltas); reads stay open.
-    #[arg(long, env = "HYPHA_TOKEN", hide_env_values = true)]
-    pub(crate) token: Option<String>,
 }
 
 /// `--durability` values.

@@ -1,4 +1,5 @@
-//! Commands that talk to a running node over its HTTP API: `query`, `subscribe`, `peers`.
+//! The client of a running node's HTTP API ([`NodeClient`]), and the commands that only
+//! make sense against a node: `query`, `subscribe`, `peers`.
 
 use std::io::Write;
 
@@ -9,7 +10,12 @@ fn http_error(node: &str, e: ureq::Error) -> anyhow::Error {
     match e {
         ureq::Error::Status(code, response) => {
             let body = response.into_string().unwrap_or_default();
-            anyhow::anyhow!("{node} answered {code}: {body}")
+            // The API answers {"error": "…"}: show the message alone.
+            let message = serde_json::from_str::<Value>(&body)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_owned))
+                .unwrap_or(body);
+            anyhow::anyhow!("{node} answered {code}: {message}")
         }
         e => anyhow::anyhow!(
             "cannot reach the node at {node} (is `hypha node` running? see --node): {e}"
@@ -17,50 +23,105 @@ fn http_error(node: &str, e: ureq::Error) -> anyhow::Error {
     }
 }
 
+/// A running node's HTTP API.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeClient {
+    url: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl NodeClient {
+    /// A client of the node at `url` (e.g. http://127.0.0.1:8080), sending `token` as a
+    /// bearer token when given.
+    pub(crate) fn new(url: &str, token: Option<String>) -> NodeClient {
+        NodeClient {
+            url: url.trim_end_matches('/').to_owned(),
+            token,
+            agent: ureq::AgentBuilder::new().build(),
+        }
+    }
+
+    /// The node's address.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn request(&self, method: &str, path: &str) -> ureq::Request {
+        let request = self.agent.request(method, &format!("{}{path}", self.url));
+        match &self.token {
+            Some(token) => request.set("authorization", &format!("Bearer {token}")),
+            None => request,
+        }
+    }
+
+    /// `GET path`, as text.
+    pub(crate) fn get_text(&self, path: &str) -> Result<String> {
+        Ok(self
+            .request("GET", path)
+            .call()
+            .map_err(|e| http_error(&self.url, e))?
+            .into_string()?)
+    }
+
+    /// `GET path`, as JSON.
+    pub(crate) fn get(&self, path: &str) -> Result<Value> {
+        serde_json::from_str(&self.get_text(path)?).context("the node's answer")
+    }
+
+    /// `POST path` with a body, answered with JSON.
+    pub(crate) fn post(&self, path: &str, content_type: &str, body: &str) -> Result<Value> {
+        let text = self
+            .request("POST", path)
+            .set("content-type", content_type)
+            .send_string(body)
+            .map_err(|e| http_error(&self.url, e))?
+            .into_string()?;
+        serde_json::from_str(&text).context("the node's answer")
+    }
+
+    /// Runs a GraphQL request; its errors fail the call.
+    pub(crate) fn graphql(&self, document: &str, variables: Value) -> Result<Value> {
+        let body = json!({"query": document, "variables": variables});
+        let answer = self.post("/graphql", "application/json", &body.to_string())?;
+        if let Some(errors) = answer.get("errors").and_then(Value::as_array) {
+            let messages: Vec<&str> = errors
+                .iter()
+                .filter_map(|e| e["message"].as_str())
+                .collect();
+            bail!("{}", messages.join("; "));
+        }
+        Ok(answer["data"].clone())
+    }
+}
+
 /// `hypha query`: prints the data of a GraphQL request; GraphQL errors fail the command.
-pub(crate) fn query(node: &str, document: &str, variables: Option<&str>) -> Result<()> {
+pub(crate) fn query(node: &NodeClient, document: &str, variables: Option<&str>) -> Result<()> {
     let variables: Value = match variables {
         Some(text) => serde_json::from_str(text).context("--variables must be a JSON object")?,
         None => json!({}),
     };
-    let body = json!({"query": document, "variables": variables});
-    let text = ureq::post(&format!("{node}/graphql"))
-        .set("content-type", "application/json")
-        .send_string(&body.to_string())
-        .map_err(|e| http_error(node, e))?
-        .into_string()?;
-    let answer: Value = serde_json::from_str(&text).context("the node's answer")?;
-    if let Some(errors) = answer.get("errors").and_then(Value::as_array) {
-        let messages: Vec<&str> = errors
-            .iter()
-            .filter_map(|e| e["message"].as_str())
-            .collect();
-        bail!("{}", messages.join("; "));
-    }
-    println!("{}", serde_json::to_string_pretty(&answer["data"])?);
+    let data = node.graphql(document, variables)?;
+    println!("{}", serde_json::to_string_pretty(&data)?);
     Ok(())
 }
 
 /// `hypha peers`.
-pub(crate) fn peers(node: &str) -> Result<()> {
-    let text = ureq::get(&format!("{node}/peers"))
-        .call()
-        .map_err(|e| http_error(node, e))?
-        .into_string()?;
-    let answer: Value = serde_json::from_str(&text)?;
+pub(crate) fn peers(node: &NodeClient) -> Result<()> {
+    let answer = node.get("/peers")?;
     println!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(())
 }
 
 /// `hypha subscribe`: a graphql-transport-ws subscription to `deltas`, one JSON line per
 /// delta, until the node goes away or the process is stopped.
-pub(crate) fn subscribe(node: &str, filter: Option<&str>, after: Option<u64>) -> Result<()> {
+pub(crate) fn subscribe(node: &NodeClient, filter: Option<&str>, after: Option<u64>) -> Result<()> {
     use tungstenite::client::IntoClientRequest;
     let filter: Option<Value> = filter
         .map(serde_json::from_str)
         .transpose()
         .context("--filter must be JSON")?;
-    let url = format!("{}/graphql/ws", node.replacen("http", "ws", 1));
+    let url = format!("{}/graphql/ws", node.url().replacen("http", "ws", 1));
     let mut request = url.as_str().into_client_request()?;
     request
         .headers_mut()

@@ -1,35 +1,78 @@
-//! The one-shot commands: keygen, write, import, get, scan, schema, entity, view,
-//! rebuild, status open the data folder directly, which RocksDB locks against a running
-//! node (the store's error says so); query, subscribe and peers talk to a running node
-//! (`client.rs`).
+//! The one-shot commands. `get`, `scan`, `entity`, `view` and `rebuild` open the data
+//! folder directly, which RocksDB locks against a running node (the store's error says
+//! so); `query`, `subscribe` and `peers` talk to a running node (`client.rs`); `write`,
+//! `schema`, `import`, `export` and `status` do either ([`Target`]).
 
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use hypha_delta_store::{
-    load_or_create_node_key, node_key_path, write_key_file, Arrival, StampedDelta, Store,
+    load_or_create_node_key, node_key_path, read_key_file, write_key_file, Arrival, Store,
     StoredDelta,
 };
 use hypha_primitives::{
-    Delta, DeltaBuilder, DeltaId, EntityId, Filter, Hlc, HlcClock, KeyPair, Pointer, Schema, Stamp,
+    DeltaBuilder, DeltaId, EntityId, Filter, Hlc, HlcClock, KeyPair, Pointer, Schema,
 };
 use hypha_views::{load_index, AsOf, LocalOnly, Materializer, Resolver, SchemaSet};
+use serde_json::{json, Value};
 
-use crate::cli::{Cli, Command, ScanArgs, ViewArgs};
+use crate::cli::{Cli, Command, Global, ScanArgs, SchemaCommand, ViewArgs, DEFAULT_NODE};
+use crate::client::NodeClient;
+
+/// Where a command that works either way runs: on the data folder, or through a node.
+#[derive(Debug)]
+pub(crate) enum Target {
+    /// The data folder, opened by this process.
+    Folder(Store),
+    /// A running node's HTTP API.
+    Node(NodeClient),
+}
+
+/// The node given with `--node`; else the data folder; else, when a node holds the folder
+/// and the node answering at the default address has the folder's key, that node.
+fn target(global: &Global) -> Result<Target> {
+    if let Some(url) = &global.node {
+        return Ok(Target::Node(NodeClient::new(url, global.token.clone())));
+    }
+    match Store::open(&global.data) {
+        Ok(store) => Ok(Target::Folder(store)),
+        Err(e @ hypha_delta_store::Error::Locked { .. }) => {
+            let client = NodeClient::new(DEFAULT_NODE, global.token.clone());
+            let host = read_key_file(&node_key_path(&global.data))
+                .ok()
+                .map(|k| k.host_id().to_string());
+            match (host, client.get("/health")) {
+                (Some(host), Ok(health)) if health["host"] == host.as_str() => {
+                    Ok(Target::Node(client))
+                }
+                _ => Err(anyhow::Error::from(e)
+                    .context("pass --node with the HTTP address of the node using this folder")),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
 
 pub(crate) fn run(cli: Cli) -> Result<()> {
-    let data = &cli.global.data;
+    let global = &cli.global;
+    let data = &global.data;
+    let node = || {
+        NodeClient::new(
+            global.node.as_deref().unwrap_or(DEFAULT_NODE),
+            global.token.clone(),
+        )
+    };
     match cli.command {
-        Command::Node(args) => crate::node::run(data, args),
+        Command::Node(args) => crate::node::run(data, global.token.clone(), args),
         Command::Query {
             document,
             variables,
-        } => crate::client::query(&cli.global.node, &document, variables.as_deref()),
+        } => crate::client::query(&node(), &document, variables.as_deref()),
         Command::Subscribe { filter, after } => {
-            crate::client::subscribe(&cli.global.node, filter.as_deref(), after)
+            crate::client::subscribe(&node(), filter.as_deref(), after)
         }
-        Command::Peers => crate::client::peers(&cli.global.node),
+        Command::Peers => crate::client::peers(&node()),
         Command::Keygen { out } => {
             let path = out.unwrap_or_else(|| node_key_path(data));
             let key = KeyPair::generate();
@@ -44,23 +87,64 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
                 None => read_stdin()?,
             };
             let pointers = Pointer::list_from_json_str(&text).context("reading the pointers")?;
-            println!("{}", sign_and_store(data, pointers)?);
+            let id = match target(global)? {
+                Target::Folder(store) => sign_and_store(&store, data, pointers)?.to_string(),
+                Target::Node(node) => {
+                    let body = json!({"pointers": serde_json::from_str::<Value>(&text)?});
+                    let answer = node.post("/write", "application/json", &body.to_string())?;
+                    answer["id"]
+                        .as_str()
+                        .context("the node's answer has no id")?
+                        .to_owned()
+                }
+            };
+            println!("{id}");
             Ok(())
         }
-        Command::Import => {
-            let store = Store::open(data)?;
-            let stdin = std::io::stdin();
-            for (n, line) in stdin.lock().lines().enumerate() {
-                let line = line.context("reading stdin")?;
-                if line.trim().is_empty() {
-                    continue;
+        Command::Import(args) => crate::transfer::import(target(global)?, data, args),
+        Command::Export(args) => crate::transfer::export(target(global)?, args),
+        Command::Schema(SchemaCommand::Put { schema }) => {
+            let text = if schema == "-" {
+                read_stdin()?
+            } else if schema.trim_start().starts_with('{') {
+                schema
+            } else {
+                std::fs::read_to_string(&schema).with_context(|| format!("reading {schema}"))?
+            };
+            let value: Value = serde_json::from_str(&text)
+                .map_err(|e| hypha_primitives::Error::Json(e.to_string()))?;
+            let parsed = Schema::from_json(&value)?;
+            let id = match target(global)? {
+                Target::Folder(store) => {
+                    sign_and_store(&store, data, parsed.to_pointers())?.to_string()
                 }
-                let item = parse_import_line(&line).with_context(|| format!("line {}", n + 1))?;
-                let id = item.delta.id();
-                store
-                    .put_batch(vec![item])
-                    .with_context(|| format!("line {}", n + 1))?;
-                println!("{id}");
+                Target::Node(node) => {
+                    let answer = node.graphql(
+                        "mutation($s: JSON!) { putSchema(schema: $s) { id } }",
+                        json!({"s": value}),
+                    )?;
+                    answer["putSchema"]["id"]
+                        .as_str()
+                        .context("the node's answer has no id")?
+                        .to_owned()
+                }
+            };
+            println!("{id}");
+            Ok(())
+        }
+        Command::Schema(SchemaCommand::List) => {
+            let schemas: Vec<Value> = match target(global)? {
+                Target::Folder(store) => Materializer::definitions(&store)?
+                    .into_iter()
+                    .map(|(schema, _)| schema.to_json())
+                    .collect(),
+                Target::Node(node) => node.graphql("{ schemas }", json!({}))?["schemas"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            };
+            for schema in schemas {
+                println!("{schema}");
             }
             Ok(())
         }
@@ -73,18 +157,6 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Scan(args) => scan(data, args),
-        Command::Schema { definition } => {
-            let text = match definition {
-                Some(text) => text,
-                None => read_stdin()?,
-            };
-            let value: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| hypha_primitives::Error::Json(e.to_string()))?;
-            let schema = Schema::from_json(&value)?;
-            let id = sign_and_store(data, schema.to_pointers())?;
-            println!("{id}");
-            Ok(())
-        }
         Command::Entity { id, at } => {
             let as_of = match at {
                 Some(t) => AsOf::Time(t.parse::<Hlc>()?),
@@ -100,25 +172,23 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         }
         Command::View(args) => view(data, args),
         Command::Status => {
-            let key = load_or_create_node_key(data)?;
-            let store = Store::open(data)?;
-            let coverage = hypha_net::Coverage::of_store(&store)?;
-            let coverage: serde_json::Map<String, serde_json::Value> = coverage
-                .vector()
-                .iter()
-                .map(|(host, seq)| (host.to_string(), seq.get().into()))
-                .collect();
-            let views = Materializer::open(store.clone())?;
-            let status = serde_json::json!({
-                "host": key.host_id().to_string(),
-                "data": data.display().to_string(),
-                "last_arrival": store.last_arrival()?.map(|a| a.get()),
-                "coverage": coverage,
-                "views": {
-                    "cursor": views.cursor()?.map(|a| a.get()),
-                    "types": views.schemas().map(|s| s.entity_type().to_owned()).collect::<Vec<_>>(),
-                },
-            });
+            let status = match target(global)? {
+                Target::Folder(store) => folder_status(data, store)?,
+                Target::Node(node) => {
+                    let answer = node.graphql(
+                        "{ node { id version deltas storedBytes } peers }",
+                        json!({}),
+                    )?;
+                    json!({
+                        "host": answer["node"]["id"],
+                        "node": node.url(),
+                        "version": answer["node"]["version"],
+                        "last_arrival": answer["node"]["deltas"],
+                        "stored_bytes": answer["node"]["storedBytes"],
+                        "peers": answer["peers"],
+                    })
+                }
+            };
             println!("{status}");
             Ok(())
         }
@@ -142,11 +212,36 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// `hypha status` of a data folder.
+fn folder_status(data: &std::path::Path, store: Store) -> Result<Value> {
+    let key = load_or_create_node_key(data)?;
+    let coverage = hypha_net::Coverage::of_store(&store)?;
+    let coverage: serde_json::Map<String, Value> = coverage
+        .vector()
+        .iter()
+        .map(|(host, seq)| (host.to_string(), seq.get().into()))
+        .collect();
+    let views = Materializer::open(store.clone())?;
+    Ok(json!({
+        "host": key.host_id().to_string(),
+        "data": data.display().to_string(),
+        "last_arrival": store.last_arrival()?.map(|a| a.get()),
+        "coverage": coverage,
+        "views": {
+            "cursor": views.cursor()?.map(|a| a.get()),
+            "types": views.schemas().map(|s| s.entity_type().to_owned()).collect::<Vec<_>>(),
+        },
+    }))
+}
+
 /// Signs pointers with the node key at the node's next clock reading and stores the delta
 /// with the node's origin stamp.
-fn sign_and_store(data: &std::path::Path, pointers: Vec<Pointer>) -> Result<DeltaId> {
+fn sign_and_store(
+    store: &Store,
+    data: &std::path::Path,
+    pointers: Vec<Pointer>,
+) -> Result<DeltaId> {
     let key = load_or_create_node_key(data)?;
-    let store = Store::open(data)?;
     let mut clock = HlcClock::resume_after(
         store
             .last_by_author(key.author())?
@@ -227,28 +322,6 @@ fn scan(data: &std::path::Path, args: ScanArgs) -> Result<()> {
         printed += 1;
     }
     Ok(())
-}
-
-/// A signed delta in its JSON form, or a stored delta as `get` and `scan` print it (whose
-/// origin stamps are imported too, and whose local arrival position is not).
-fn parse_import_line(line: &str) -> Result<StampedDelta> {
-    let mut value: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| hypha_primitives::Error::Json(e.to_string()))?;
-    let mut stamps = Vec::new();
-    if let Some(map) = value.as_object_mut() {
-        map.remove("arrival");
-        if let Some(list) = map.remove("stamps") {
-            let list = list.as_array().context("\"stamps\" must be an array")?;
-            stamps = list
-                .iter()
-                .map(Stamp::from_json)
-                .collect::<Result<_, _>>()?;
-        }
-    }
-    Ok(StampedDelta {
-        delta: Delta::from_json(&value)?,
-        stamps,
-    })
 }
 
 /// The `--filter` option, compiled.

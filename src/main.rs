@@ -4,6 +4,7 @@ mod cli;
 mod client;
 mod commands;
 mod node;
+mod transfer;
 
 use std::process::ExitCode;
 

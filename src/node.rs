@@ -36,7 +36,7 @@ impl Shutdown {
     }
 }
 
-pub(crate) fn run(data: &Path, args: NodeArgs) -> Result<()> {
+pub(crate) fn run(data: &Path, token: Option<String>, args: NodeArgs) -> Result<()> {
     let key = load_or_create_node_key(data)?;
     let durability = match args.durability {
         DurabilityArg::Fsync => Durability::Fsync,
@@ -50,13 +50,13 @@ pub(crate) fn run(data: &Path, args: NodeArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(serve(store.clone(), key, args))?;
+    runtime.block_on(serve(store.clone(), key, token, args))?;
     store.flush().context("flushing the journal")?;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn serve(store: Store, key: KeyPair, args: NodeArgs) -> Result<()> {
+async fn serve(store: Store, key: KeyPair, token: Option<String>, args: NodeArgs) -> Result<()> {
     let (stop, shutdown) = Shutdown::new();
     let host = key.host_id();
     let config = NetConfig {
@@ -73,7 +73,7 @@ async fn serve(store: Store, key: KeyPair, args: NodeArgs) -> Result<()> {
     let changes: RecordChanges = tokio::sync::broadcast::channel(4096).0;
     let api = Arc::new(
         NodeApi::new(store.clone(), key, Some(network.clone()))?
-            .with_token(args.token)
+            .with_token(token)
             .with_changes(changes.clone()),
     );
     let listener = tokio::net::TcpListener::bind(&args.http)

@@ -69,6 +69,7 @@ fn status_reports_identity_position_coverage_and_views() {
         data,
         &[
             "schema",
+            "put",
             r#"{"type":"user","properties":{"name":{"resolver":"lww"}}}"#,
         ],
     );
@@ -219,6 +220,7 @@ fn schemas_views_and_lossless_entities_from_the_command_line() {
         data,
         &[
             "schema",
+            "put",
             r#"{"type":"user","properties":{"name":{"resolver":"lww"},"age":{"resolver":"max"}}}"#,
         ],
     );
@@ -284,6 +286,7 @@ fn schemas_views_and_lossless_entities_from_the_command_line() {
         data,
         &[
             "schema",
+            "put",
             r#"{"type":"user","properties":{"name":{"resolver":"newest"}}}"#,
         ],
         "",
@@ -295,4 +298,115 @@ fn schemas_views_and_lossless_entities_from_the_command_line() {
         "",
         "invalid hlc time",
     );
+}
+
+#[test]
+fn export_and_import_carry_a_journal_to_another_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    ok(data, &["write", ALICE_NAME]);
+    ok(data, &["write", BOB_AGE]);
+    let exported = ok(data, &["export"]);
+    let lines = json_lines(&exported);
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["arrival"], 2);
+    assert_eq!(
+        json_lines(&ok(data, &["export", "--after", "1"])),
+        lines[1..].to_vec()
+    );
+    let only_bob = ok(
+        data,
+        &[
+            "export",
+            "--filter",
+            r#"{"in": ["bob", {"var": "targets"}]}"#,
+        ],
+    );
+    assert_eq!(json_lines(&only_bob), lines[1..].to_vec());
+
+    // From a file, into a fresh folder: the same deltas with the same origin stamps.
+    let file = data.join("export.jsonl");
+    std::fs::write(&file, &exported).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let r = run(other.path(), &["import", file.to_str().unwrap()], "");
+    assert!(r.ok, "{}", r.stderr);
+    assert!(r.stderr.contains("imported 2 deltas"), "{}", r.stderr);
+    assert_eq!(json_lines(&ok(other.path(), &["export"])), lines);
+}
+
+#[test]
+fn rhizome_deltas_import_re_signed_with_a_map_of_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let importer = ok(
+        data,
+        &["keygen", "--out", data.join("import.key").to_str().unwrap()],
+    );
+    let map = data.join("ids.jsonl");
+    let (key, map_arg) = (
+        data.join("import.key").to_str().unwrap().to_owned(),
+        map.to_str().unwrap().to_owned(),
+    );
+    let rhizome = |args: &[&str], stdin: &str| {
+        let mut all = vec![
+            "import", "--format", "rhizome", "--key", &key, "--map", &map_arg,
+        ];
+        all.extend_from_slice(args);
+        run(data, &all, stdin)
+    };
+    let first = concat!(
+        r#"{"id":"r-1","timeCreated":1700000000000,"host":"h1","creator":"alice","pointers":[{"localContext":"user","target":"u1","targetContext":"name"},{"localContext":"name","target":"Alice"}]}"#,
+        "\n",
+        r#"{"id":"r-2","timeCreated":1700000000500,"host":"h1","creator":"alice","pointers":[{"localContext":"user","target":"u1","targetContext":"age"},{"localContext":"age","target":41},{"localContext":"verified","target":true}]}"#,
+        "\n"
+    );
+    let r = rhizome(&[], first);
+    assert!(r.ok, "{}", r.stderr);
+    let ids: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(ids.len(), 2);
+    let name: serde_json::Value = serde_json::from_str(&ok(data, &["get", ids[0]])).unwrap();
+    assert_eq!(name["author"], importer.trim(), "the import key signs");
+    assert_eq!(name["time"]["ms"], 1_700_000_000_000u64);
+    assert_eq!(
+        name["pointers"],
+        serde_json::json!([
+            {"local_context": "user", "target": {"entity": "u1"}, "target_context": "name"},
+            {"local_context": "name", "target": {"value": "Alice"}}
+        ])
+    );
+    let age: serde_json::Value = serde_json::from_str(&ok(data, &["get", ids[1]])).unwrap();
+    assert_eq!(age["pointers"][1]["target"]["value"], 41);
+    assert_eq!(age["pointers"][2]["target"]["value"], true);
+    let mapped = json_lines(&std::fs::read_to_string(&map).unwrap());
+    assert_eq!(mapped.len(), 2);
+    assert_eq!(mapped[0]["rhizome"], "r-1");
+    assert_eq!(mapped[0]["id"], ids[0]);
+    assert_eq!(mapped[0]["creator"], "alice");
+    assert_eq!(mapped[0]["host"], "h1");
+
+    // A later import negates a delta of the first: the map resolves the old id.
+    let negation = r#"{"id":"r-3","timeCreated":1700000001000,"host":"h2","creator":"bob","pointers":[{"localContext":"negates","target":"r-1","targetContext":"negated_by"}]}"#;
+    let r = rhizome(&[], negation);
+    assert!(r.ok, "{}", r.stderr);
+    let negating: serde_json::Value =
+        serde_json::from_str(&ok(data, &["get", r.stdout.trim()])).unwrap();
+    assert_eq!(negating["pointers"][0]["target"]["delta"], ids[0]);
+    assert_eq!(json_lines(&std::fs::read_to_string(&map).unwrap()).len(), 3);
+
+    // Bad lines name themselves and store nothing of their batch.
+    let stderr = rhizome(&[], "\n{\"id\":\"r-4\",\"pointers\":[]}\n").stderr;
+    assert!(
+        stderr.contains("line 2") && stderr.contains("timeCreated"),
+        "{stderr}"
+    );
+    let r = rhizome(
+        &[],
+        r#"{"id":"r-5","timeCreated":1,"pointers":[{"localContext":"x","target":null}]}"#,
+    );
+    assert!(
+        !r.ok && r.stderr.contains("unsupported target"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(json_lines(&ok(data, &["export"])).len(), 3);
 }

@@ -612,6 +612,95 @@ fn the_cli_queries_subscribes_and_lists_peers_on_a_running_node() {
 }
 
 #[test]
+fn the_cli_writes_imports_and_exports_through_a_running_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start_with(dir.path(), &[], &["--token", "s3cret"]);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let http = node.http.clone();
+    let cli = |args: &[&str], stdin: &str| {
+        let mut all = vec!["--node", http.as_str(), "--token", "s3cret"];
+        all.extend_from_slice(args);
+        crate::support::run(elsewhere.path(), &all, stdin)
+    };
+    let schema = elsewhere.path().join("user.json");
+    std::fs::write(
+        &schema,
+        r#"{"type":"user","properties":{"name":{"resolver":"lww","type":"string"}}}"#,
+    )
+    .unwrap();
+    let out = cli(&["schema", "put", schema.to_str().unwrap()], "");
+    assert!(out.ok, "{}", out.stderr);
+    let out = cli(&["schema", "list"], "");
+    assert!(out.ok, "{}", out.stderr);
+    assert!(out.stdout.contains("\"user\""), "{}", out.stdout);
+    let pointers = r#"[{"local_context":"user","target":{"entity":"ann"},"target_context":"name"},{"local_context":"name","target":{"value":"Ann"}}]"#;
+    let out = cli(&["write", pointers], "");
+    assert!(out.ok, "{}", out.stderr);
+    let written = out.stdout.trim().to_owned();
+    assert_eq!(
+        node.get(&format!("/deltas/{written}")).unwrap()["id"],
+        written.as_str()
+    );
+
+    // Export from the node, import into a second node: the same journal, stamps and all.
+    let out = cli(&["export"], "");
+    assert!(out.ok, "{}", out.stderr);
+    let exported = out.stdout;
+    assert_eq!(exported.lines().count(), 2);
+    let second_dir = tempfile::tempdir().unwrap();
+    let second = NodeProcess::start(second_dir.path(), &[]);
+    let out = crate::support::run(
+        elsewhere.path(),
+        &["--node", &second.http, "import"],
+        &exported,
+    );
+    assert!(out.ok, "{}", out.stderr);
+    let copied = crate::support::run(elsewhere.path(), &["--node", &second.http, "export"], "");
+    assert_eq!(
+        crate::support::json_lines(&copied.stdout),
+        crate::support::json_lines(&exported)
+    );
+    // The second node's views pick the imported schema and record up.
+    crate::support::eventually("the imported record", Duration::from_secs(30), || {
+        second
+            .post(
+                "/graphql",
+                &json!({"query": "{ user(id: \"ann\") { name } }"}).to_string(),
+            )
+            .is_ok_and(|a| a["data"]["user"]["name"] == "Ann")
+    });
+
+    // A refused line is named, and nothing of its batch is stored.
+    let mut forged: Value = serde_json::from_str(exported.lines().nth(1).unwrap()).unwrap();
+    forged["pointers"][1]["target"]["value"] = json!("Forged");
+    let out = cli(&["import"], &format!("\n{forged}\n"));
+    assert!(!out.ok);
+    assert!(out.stderr.contains("line 2"), "{}", out.stderr);
+
+    let out = cli(&["status"], "");
+    assert!(out.ok, "{}", out.stderr);
+    let status: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(status["host"], node.host.as_str());
+    assert_eq!(status["last_arrival"], 2);
+
+    // Writes without the token are refused, with the node's reason.
+    let out = crate::support::run(elsewhere.path(), &["--node", &http, "write", pointers], "");
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains("401") && out.stderr.contains("Bearer"),
+        "{}",
+        out.stderr
+    );
+
+    // The node's own folder is locked; without --node the command says what to do.
+    let out = crate::support::run(dir.path(), &["write", pointers], "");
+    assert!(!out.ok);
+    assert!(out.stderr.contains("--node"), "{}", out.stderr);
+    node.stop();
+    second.stop();
+}
+
+#[test]
 fn a_changed_subscription_sends_records_whose_values_change() {
     let dir = tempfile::tempdir().unwrap();
     let node = NodeProcess::start(dir.path(), &[]);

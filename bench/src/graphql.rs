@@ -48,7 +48,12 @@ fn throughput(
 }
 
 /// Runs the GraphQL bench over `entities` users.
-pub(crate) fn run(entities: usize, requests: usize) -> Result<()> {
+pub(crate) fn run(
+    entities: usize,
+    requests: usize,
+    subscriptions: usize,
+    writes: usize,
+) -> Result<()> {
     figure("graphql", "entities", entities as f64, "count", None);
     let node = NodeProcess::start(&[])?;
     let schema = json!({"type": "user", "properties": {
@@ -148,5 +153,5 @@ pub(crate) fn run(entities: usize, requests: usize) -> Result<()> {
         "1/s",
         Some(("http_health_per_s", plain_rate)),
     );
-    Ok(())
+    crate::subscriptions::run(&node, subscriptions, writes)
 }

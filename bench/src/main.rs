@@ -7,6 +7,7 @@
 
 mod graphql;
 mod net;
+mod subscriptions;
 
 use std::time::Instant;
 
@@ -69,7 +70,8 @@ enum Bench {
         samples: usize,
     },
     /// Reads by id through the GraphQL endpoint of a node process, beside its plain HTTP
-    /// round trip.
+    /// round trip; then write→notify latency with many filtered subscriptions open, beside
+    /// the same with one.
     Graphql {
         /// How many entities (users) the node holds.
         #[arg(long, default_value_t = 1_000_000)]
@@ -77,6 +79,12 @@ enum Bench {
         /// Requests per measurement.
         #[arg(long, default_value_t = 20_000)]
         requests: usize,
+        /// Filtered `deltas` subscriptions open for the write→notify measurement.
+        #[arg(long, default_value_t = 10_000)]
+        subscriptions: usize,
+        /// Writes timed for write→notify latency.
+        #[arg(long, default_value_t = 2_000)]
+        writes: usize,
     },
     /// Compiled filter evaluation against jsonlogic-rs interpreting the same rule.
     Filter {
@@ -120,7 +128,17 @@ fn main() -> Result<()> {
         }
         Bench::Filter { evals } => filter(evals.max(1)),
         Bench::Net { deltas, samples } => net::run(deltas.max(1), samples.max(1)),
-        Bench::Graphql { entities, requests } => graphql::run(entities.max(1), requests.max(4)),
+        Bench::Graphql {
+            entities,
+            requests,
+            subscriptions,
+            writes,
+        } => graphql::run(
+            entities.max(1),
+            requests.max(4),
+            subscriptions.max(1),
+            writes.max(1),
+        ),
         Bench::Views {
             deltas,
             entities,

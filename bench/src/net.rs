@@ -81,6 +81,13 @@ impl NodeProcess {
         })
     }
 
+    pub(crate) fn get(&self, path: &str) -> Result<serde_json::Value> {
+        let text = ureq::get(&format!("{}{path}", self.http))
+            .call()?
+            .into_string()?;
+        Ok(serde_json::from_str(&text)?)
+    }
+
     pub(crate) fn post(&self, path: &str, body: &str) -> Result<serde_json::Value> {
         let text = ureq::post(&format!("{}{path}", self.http))
             .set("content-type", "application/json")

@@ -42,6 +42,7 @@ use hypha_views::{
 use serde_json::{json, Value};
 
 use crate::http::{blocking, internal, ApiError, NodeApi, DEFAULT_WAIT};
+use crate::hub::{DeltaHub, Membership};
 
 /// Deepest query accepted.
 pub const MAX_DEPTH: usize = 12;
@@ -1064,38 +1065,56 @@ const SUBSCRIPTION_CHUNK: usize = 256;
 /// Where a `deltas` subscription stands.
 struct DeltaFeed {
     store: Store,
-    feed: tokio::sync::broadcast::Receiver<Arc<StoredDelta>>,
+    hub: DeltaHub,
     filter: Option<Filter>,
     /// The last arrival delivered (or skipped by the filter).
     cursor: Option<Arrival>,
     ready: std::collections::VecDeque<StoredDelta>,
+    /// Fed by the hub once caught up; `None` while reading the journal.
+    live: Option<(Membership, tokio::sync::mpsc::Receiver<Arc<StoredDelta>>)>,
     _open: Open,
 }
 
 /// Every delta after `after` (replayed from the journal), then every new one, matching
-/// `filter`. The journal is the buffer: the live feed only wakes the stream, which reads
-/// what arrived after its cursor, so replay and live meet without a gap or a duplicate,
-/// and a subscriber too slow for the feed loses nothing (it reads from the journal at its
-/// own pace, and the node never waits for it).
+/// `filter`. The subscription reads the journal from its cursor until it reaches the
+/// hub's position, then joins the hub (`crate::hub`), which feeds it the new deltas its
+/// filter matches; so replay and live meet without a gap or a duplicate. If it falls
+/// behind, the hub drops it and it reads the journal again at its own pace: a slow
+/// subscriber loses nothing, and the node never waits for it.
 fn delta_stream(
     store: Store,
+    hub: DeltaHub,
     filter: Option<Filter>,
     after: Option<Arrival>,
 ) -> impl Stream<Item = Result<GqlValue, GqlError>> {
-    // Subscribed before the first scan, so nothing stored in between goes unnoticed.
-    let feed = store.subscribe();
     let state = DeltaFeed {
         store,
-        feed,
+        hub,
         filter,
         cursor: after,
         ready: Default::default(),
+        live: None,
         _open: Open::new(),
     };
     stream::unfold(state, |mut state| async move {
         loop {
             if let Some(stored) = state.ready.pop_front() {
                 return Some((Ok(to_gql(stored.to_json())), state));
+            }
+            if let Some((_, receiver)) = &mut state.live {
+                match receiver.recv().await {
+                    Some(stored) if Some(stored.arrival) > state.cursor => {
+                        state.cursor = Some(stored.arrival);
+                        return Some((Ok(to_gql(stored.to_json())), state));
+                    }
+                    // Already read from the journal before joining.
+                    Some(_) => continue,
+                    // Dropped by the hub for falling behind: back to the journal.
+                    None => {
+                        state.live = None;
+                        continue;
+                    }
+                }
             }
             let (store, cursor, filter) = (state.store.clone(), state.cursor, state.filter.clone());
             let scanned = blocking(move || {
@@ -1123,11 +1142,9 @@ fn delta_stream(
                 }
                 Err(e) => return Some((Err(api_error(e)), state)),
             }
-            // Caught up: wait for the journal to grow (a lagged feed is a wake-up too).
-            match state.feed.recv().await {
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
+            // At the journal's end: join the hub, unless it has already passed the cursor
+            // (then the journal has grown; read on).
+            state.live = state.hub.join(state.filter.clone(), state.cursor);
         }
     })
 }
@@ -1147,7 +1164,8 @@ fn subscriptions() -> Subscription {
                         )),
                         _ => None,
                     };
-                    Ok(delta_stream(shared.api.store().clone(), filter, after))
+                    let hub = shared.api.delta_hub().map_err(api_error)?;
+                    Ok(delta_stream(shared.api.store().clone(), hub, filter, after))
                 })
             })
             .argument(InputValue::new("filter", TypeRef::named("JSON")))

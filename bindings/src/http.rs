@@ -5,7 +5,8 @@
 //! |---|---|
 //! | `GET /health` | `{"status": "ok", "host", "deltas"}` |
 //! | `POST /write` | `{"pointers": […], "min_confidence"?: k, "timeout_ms"?: t}`: the node signs, stamps and stores the delta, waits until `k` peers hold it or `t` ms pass, and answers `{"id", "seq", "confidence", "reached"}` |
-//! | `POST /deltas` | JSON lines of deltas signed by their authors: verified, stamped by this node and stored, all or nothing; answers `[{"id", "new"}]` |
+//! | `POST /deltas` | JSON lines of deltas signed by their authors: verified, stamped by this node and stored, all or nothing; answers `[{"id", "new"}]`. Lines that carry `stamps` (as `hypha export` prints them) keep those origin stamps instead (a request holds either kind, not both). An error names the line: `line N: …` |
+//! | `GET /deltas?after=N&limit=M` | JSON lines of stored deltas after arrival `N` (at most `M`, default 1,000, at most 10,000), with stamps and arrival |
 //! | `GET /deltas/{id}` | the stored delta with its stamps and arrival |
 //! | `GET /peers` | `{"peers": [host ids]}` |
 //! | `GET /metrics` | Prometheus text: deltas, bytes, views lag, subscriptions, peers, messages |
@@ -25,7 +26,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hypha_delta_store::{PutOutcome, Store};
+use hypha_delta_store::{PutOutcome, StampedDelta, Store};
 use hypha_net::Network;
 use hypha_primitives::{Delta, DeltaBuilder, DeltaId, HlcClock, KeyPair, Pointer, Seq};
 use serde_json::{json, Value};
@@ -51,6 +52,8 @@ pub struct NodeApi {
     token: Option<String>,
     /// Records the views wrote, as (type, entity), for `changed` subscriptions.
     changes: Option<tokio::sync::broadcast::Sender<(String, String)>>,
+    /// The reader that feeds live `deltas` subscriptions, started by the first one.
+    hub: Mutex<Option<crate::hub::DeltaHub>>,
 }
 
 impl NodeApi {
@@ -66,6 +69,21 @@ impl NodeApi {
     /// Record changes as they are announced, if the node announces them.
     pub fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<(String, String)>> {
         self.changes.as_ref().map(|c| c.subscribe())
+    }
+
+    /// The subscription hub, started on first use (on the current tokio runtime).
+    pub(crate) fn delta_hub(&self) -> Result<crate::hub::DeltaHub, ApiError> {
+        let mut hub = self.hub.lock().unwrap_or_else(|e| e.into_inner());
+        if hub.is_none() {
+            *hub = Some(crate::hub::DeltaHub::start(self.store.clone()).map_err(internal)?);
+        }
+        Ok(hub.clone().expect("just started"))
+    }
+
+    /// Live delta subscriptions fed by the hub, and how many of them have no anchored filter.
+    pub fn hub_subscribers(&self) -> (usize, usize) {
+        let hub = self.hub.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        hub.map_or((0, 0), |hub| (hub.live(), hub.unanchored()))
     }
 
     /// Requires `Authorization: Bearer <token>` for every write from now on.
@@ -104,6 +122,7 @@ impl NodeApi {
             network,
             token: None,
             changes: None,
+            hub: Mutex::new(None),
         })
     }
 }
@@ -158,7 +177,7 @@ pub fn router(api: Arc<NodeApi>) -> Result<Router, ApiError> {
     let plain = Router::new()
         .route("/health", get(health))
         .route("/write", post(write))
-        .route("/deltas", post(submit))
+        .route("/deltas", post(submit).get(export))
         .route("/deltas/{id}", get(delta))
         .route("/peers", get(peers))
         .route("/metrics", get(metrics))
@@ -464,24 +483,93 @@ async fn submit(
     body: String,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&api, &headers)?;
-    let deltas = body
+    let (lines, deltas): (Vec<usize>, Vec<StampedDelta>) = body
         .lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(n, line)| {
-            Delta::from_json_str(line).map_err(|e| bad_request(format!("line {}: {e}", n + 1)))
+            StampedDelta::from_json_str(line)
+                .map(|d| (n + 1, d))
+                .map_err(|e| bad_request(format!("line {}: {e}", n + 1)))
         })
-        .collect::<Result<Vec<Delta>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .unzip();
     if deltas.is_empty() {
         return Err(bad_request("no deltas in the body"));
     }
-    let answer: Vec<Value> = api
-        .submit(deltas)
-        .await?
+    let stamped = deltas.iter().filter(|d| !d.stamps.is_empty()).count();
+    if stamped != 0 && stamped != deltas.len() {
+        return Err(bad_request(
+            "some lines carry origin stamps and some do not: send them in separate requests",
+        ));
+    }
+    let ids: Vec<DeltaId> = deltas.iter().map(|d| d.delta.id()).collect();
+    let (store, key) = (api.store.clone(), api.key.clone());
+    let stored = blocking(move || {
+        Ok(if stamped == 0 {
+            store.put_local_batch(deltas.into_iter().map(|d| d.delta).collect(), &key)
+        } else {
+            store.put_batch(deltas)
+        })
+    })
+    .await?;
+    let outcomes: Vec<(DeltaId, bool)> = match stored {
+        Ok(outcomes) => ids
+            .into_iter()
+            .zip(outcomes)
+            .map(|(id, outcome)| (id, matches!(outcome, PutOutcome::Stored(_))))
+            .collect(),
+        // Name the line, not the position in the batch.
+        Err(hypha_delta_store::Error::Invalid { index, source }) => {
+            return Err(bad_request(format!("line {}: {source}", lines[index])))
+        }
+        Err(hypha_delta_store::Error::UnknownAuthor { index, author }) => {
+            return Err(bad_request(format!(
+                "line {}: unknown author {author}",
+                lines[index]
+            )))
+        }
+        Err(e) => return Err(store_error(e)),
+    };
+    let answer: Vec<Value> = outcomes
         .into_iter()
         .map(|(id, new)| json!({"id": id.to_string(), "new": new}))
         .collect();
     Ok(Json(Value::Array(answer)))
+}
+
+/// Most deltas one `GET /deltas` answers.
+const MAX_EXPORT_PAGE: usize = 10_000;
+
+/// `GET /deltas` query parameters.
+#[derive(Debug, serde::Deserialize)]
+struct ExportQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /deltas?after=N&limit=M`: stored deltas in arrival order as JSON lines, each with
+/// its stamps and arrival (the next page starts after the last line's arrival).
+async fn export(
+    State(api): State<Arc<NodeApi>>,
+    axum::extract::Query(query): axum::extract::Query<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let limit = query.limit.unwrap_or(1_000).clamp(1, MAX_EXPORT_PAGE);
+    let store = api.store.clone();
+    let body = blocking(move || {
+        let mut body = String::new();
+        for stored in store
+            .scan_arrival(query.after.map(hypha_delta_store::Arrival::new))
+            .take(limit)
+        {
+            body.push_str(&stored.map_err(internal)?.to_json().to_string());
+            body.push('\n');
+        }
+        Ok(body)
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }
 
 async fn delta(
@@ -551,6 +639,19 @@ async fn metrics(State(api): State<Arc<NodeApi>>) -> Result<Response, ApiError> 
         "gauge",
         "Open GraphQL delta subscriptions.",
         crate::graphql::open_subscriptions(),
+    );
+    let (live, unanchored) = api.hub_subscribers();
+    metric(
+        "hypha_subscriptions_live",
+        "gauge",
+        "Delta subscriptions caught up and fed by the subscription hub.",
+        live as u64,
+    );
+    metric(
+        "hypha_subscriptions_unindexed",
+        "gauge",
+        "Live delta subscriptions whose filter has no indexed equality, so is evaluated against every delta.",
+        unanchored as u64,
     );
     if let Some(network) = &api.network {
         let stats = network.stats();

@@ -8,3 +8,4 @@
 mod graphiql;
 pub mod graphql;
 pub mod http;
+mod hub;

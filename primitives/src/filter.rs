@@ -38,6 +38,7 @@
 //! [jsonlogic-rs]: https://github.com/bestowinc/json-logic-rs
 
 mod eval;
+mod index;
 mod node;
 mod ops;
 mod path;
@@ -49,6 +50,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+pub use index::FilterIndex;
 use node::{Mode, Node};
 
 /// Why a filter could not be parsed or evaluated.
@@ -131,6 +133,11 @@ impl Filter {
             .eval(data)
             .map(|result| eval::truthy(&result))
             .unwrap_or(false)
+    }
+
+    /// The compiled tree.
+    fn root(&self) -> &Node {
+        &self.inner.root
     }
 
     /// The rule this filter was compiled from.

@@ -53,7 +53,7 @@ pub use delta::{
     verify_batch, Delta, DeltaBuilder, Pointer, Primitive, Target, MAX_POINTERS, NEGATES,
 };
 pub use error::{Error, Result};
-pub use filter::{Filter, FilterError};
+pub use filter::{Filter, FilterError, FilterIndex};
 pub use hlc::{Hlc, HlcClock};
 pub use ids::{AuthorKey, DeltaId, EntityId, HostId, Seq, Signature};
 pub use keys::KeyPair;
