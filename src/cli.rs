@@ -177,9 +177,14 @@ pub(crate) struct ViewArgs {
     pub(crate) limit: usize,
 }
 
-/// `hypha node` options.
+/// `hypha node` options. Each can also come from the `--config` file (a TOML key of the
+/// same name with `_` for `-`; `peers` for `--peer`); flags and `HYPHA_*` variables win.
 #[derive(Debug, Args)]
 pub(crate) struct NodeArgs {
+    /// A TOML file of node options, e.g. `http = "0.0.0.0:8080"`, `peers = ["tcp://…"]`,
+    /// `data = "/var/lib/hypha"`, `token = "…"`.
+    #[arg(long, env = "HYPHA_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
     /// When writes are acknowledged: after fsync, or after the OS has the write-ahead log.
     #[arg(long, value_enum, env = "HYPHA_DURABILITY", default_value_t = DurabilityArg::Fsync)]
     pub(crate) durability: DurabilityArg,

@@ -3,17 +3,17 @@
 mod cli;
 mod client;
 mod commands;
+mod config;
 mod node;
 mod transfer;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
     init_logging();
-    match commands::run(cli) {
+    match parse().and_then(commands::run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // `{:#}` prints the whole cause chain on one line.
@@ -21,6 +21,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The command line, with `hypha node`'s config file read into the options it leaves unset.
+fn parse() -> anyhow::Result<cli::Cli> {
+    let top = cli::Cli::command().get_matches();
+    let mut cli = cli::Cli::from_arg_matches(&top)?;
+    if let (cli::Command::Node(args), Some(node)) =
+        (&mut cli.command, top.subcommand_matches("node"))
+    {
+        if let Some(path) = config::apply(&top, node, &mut cli.global, args)? {
+            tracing::info!(config = %path.display(), "read the config file");
+        }
+    }
+    Ok(cli)
 }
 
 /// Logs go to stderr (stdout carries command output); `RUST_LOG` picks the level.

@@ -59,3 +59,44 @@ fn a_running_node_locks_its_folder_and_stops_cleanly_on_sigterm() {
     // The folder is free again and the data is there.
     ok(data, &["get", &id]);
 }
+
+#[test]
+fn a_config_file_sets_what_flags_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hypha.toml");
+    std::fs::write(
+        &config,
+        "token = \"from-file\"\nmax_delta_bytes = 300\ndurability = \"buffered\"\n",
+    )
+    .unwrap();
+    let node = crate::support::NodeProcess::start_with(
+        &dir.path().join("data"),
+        &[],
+        &["--config", config.to_str().unwrap()],
+    );
+    assert!(node.logged(&["read the config file"]));
+    let small = serde_json::json!({"pointers": [{"local_context": "n", "target": {"value": 1}}]});
+    let refused = node.post("/write", &small.to_string()).unwrap_err();
+    assert_eq!(refused.0, 401, "the file's token is required: {refused:?}");
+    node.post_with_token("/write", &small.to_string(), "from-file")
+        .expect("the file's token opens writes");
+    let large = serde_json::json!({"pointers": [{"local_context": "n", "target": {"value": "x".repeat(400)}}]});
+    let refused = node
+        .post_with_token("/write", &large.to_string(), "from-file")
+        .unwrap_err();
+    assert!(
+        refused.1.contains("300"),
+        "the file's size limit: {refused:?}"
+    );
+    node.stop();
+
+    // A misspelt key stops the node before it starts, naming the key.
+    std::fs::write(&config, "htpp = \"127.0.0.1:1\"\n").unwrap();
+    let out = crate::support::run(
+        &dir.path().join("data"),
+        &["node", "--config", config.to_str().unwrap()],
+        "",
+    );
+    assert!(!out.ok);
+    assert!(out.stderr.contains("htpp"), "{}", out.stderr);
+}
