@@ -265,6 +265,26 @@ fn a_provisional_value_is_confirmed_once_a_second_node_holds_it() {
         gql(&a, query, json!({}))["data"]["user"]["_meta"]
             == json!({"provisional": false, "confidence": 1})
     });
+    // A's metrics agree: both its deltas are held by one peer, and B lags by nothing.
+    eventually(
+        "B's coverage in A's metrics",
+        Duration::from_secs(20),
+        || {
+            a.get_text("/metrics")
+                .contains("hypha_confidence_bucket{le=\"0\"} 0")
+        },
+    );
+    let text = a.get_text("/metrics");
+    for line in [
+        "hypha_confidence_bucket{le=\"1\"} 2",
+        "hypha_confidence_count 2",
+        "hypha_confidence_sum 2",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+    eventually("B caught up", Duration::from_secs(20), || {
+        b.get_text("/metrics").contains("hypha_catch_up_lag 0")
+    });
     b.stop();
     a.stop();
 }
@@ -549,6 +569,11 @@ fn metrics_are_prometheus_text() {
         "hypha_views_lag 0",
         "hypha_peers 0",
         "hypha_subscriptions 0",
+        "hypha_subscriptions_live 0",
+        "hypha_catch_up_lag 0",
+        "# TYPE hypha_confidence histogram",
+        "hypha_confidence_bucket{le=\"0\"} 1",
+        "hypha_confidence_bucket{le=\"+Inf\"} 1",
     ] {
         assert!(text.contains(line), "{line:?} missing from:\n{text}");
     }

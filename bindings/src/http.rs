@@ -605,6 +605,7 @@ async fn metrics(State(api): State<Arc<NodeApi>>) -> Result<Response, ApiError> 
     })
     .await?;
     let mut out = String::new();
+    let mut histogram = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
         out.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
@@ -654,6 +655,14 @@ async fn metrics(State(api): State<Arc<NodeApi>>) -> Result<Response, ApiError> 
         unanchored as u64,
     );
     if let Some(network) = &api.network {
+        let replication = network.replication().await;
+        metric(
+            "hypha_catch_up_lag",
+            "gauge",
+            "Deltas peers have announced holding that this node lacks.",
+            replication.lag,
+        );
+        histogram = confidence_histogram(&replication.held_by);
         let stats = network.stats();
         metric(
             "hypha_peers",
@@ -698,7 +707,30 @@ async fn metrics(State(api): State<Arc<NodeApi>>) -> Result<Response, ApiError> 
             stats.received_bytes,
         );
     }
+    out.push_str(&histogram);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}
+
+/// The `hypha_confidence` histogram: the deltas this node holds, by how many peers are
+/// known to hold each (`held_by[k]` deltas are held by exactly `k`).
+fn confidence_histogram(held_by: &[u64]) -> String {
+    const NAME: &str = "hypha_confidence";
+    let mut out = format!(
+        "# HELP {NAME} Deltas held here, by how many peers are known to hold each.\n# TYPE {NAME} histogram\n"
+    );
+    let at_most = |k: usize| held_by.iter().take(k + 1).sum::<u64>();
+    for bound in [0, 1, 2, 3, 5, 10] {
+        out.push_str(&format!(
+            "{NAME}_bucket{{le=\"{bound}\"}} {}\n",
+            at_most(bound)
+        ));
+    }
+    let count: u64 = held_by.iter().sum();
+    let sum: u64 = held_by.iter().enumerate().map(|(k, n)| k as u64 * n).sum();
+    out.push_str(&format!(
+        "{NAME}_bucket{{le=\"+Inf\"}} {count}\n{NAME}_sum {sum}\n{NAME}_count {count}\n"
+    ));
+    out
 }
 
 async fn peers(State(api): State<Arc<NodeApi>>) -> Json<Value> {

@@ -33,7 +33,7 @@ use zeromq::{
 };
 
 use crate::handshake::{nonce, Hello, Proof, Welcome, NONCE_LEN};
-use crate::{wire, Coverage, Event, Input, Message, Output, Peer, PeerConfig};
+use crate::{wire, Coverage, Event, Input, Message, Output, Peer, PeerConfig, Replication};
 
 /// Frame tags on ROUTER/DEALER links.
 const HELLO: &[u8] = b"h";
@@ -174,6 +174,7 @@ enum Command {
         reply: oneshot::Sender<(usize, bool)>,
     },
     Peers(oneshot::Sender<Vec<HostId>>),
+    Replication(oneshot::Sender<Replication>),
     Holders {
         host: HostId,
         seq: Seq,
@@ -351,6 +352,15 @@ impl Network {
             return 0;
         }
         answer.await.unwrap_or(0)
+    }
+
+    /// Catch-up lag and how many peers hold each delta, from peers' announcements.
+    pub async fn replication(&self) -> Replication {
+        let (reply, answer) = oneshot::channel();
+        if self.commands.send(Command::Replication(reply)).is_err() {
+            return Replication::default();
+        }
+        answer.await.unwrap_or_default()
     }
 
     /// The peers currently linked (handshake done).
@@ -540,6 +550,9 @@ impl Driver {
             }
             Command::Holders { host, seq, reply } => {
                 let _ = reply.send(self.peer.holders(host, seq));
+            }
+            Command::Replication(reply) => {
+                let _ = reply.send(self.peer.replication());
             }
             Command::Peers(reply) => {
                 let mut peers: Vec<HostId> = self.links.values().filter_map(|l| l.host).collect();

@@ -37,4 +37,4 @@ pub mod wire;
 pub use coverage::{Coverage, CoverageVector};
 pub use driver::{Endpoints, NetConfig, NetError, NetStats, Network};
 pub use message::Message;
-pub use peer::{Event, Input, Output, Peer, PeerConfig};
+pub use peer::{Event, Input, Output, Peer, PeerConfig, Replication};

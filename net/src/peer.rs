@@ -122,6 +122,17 @@ pub enum Output {
     },
 }
 
+/// How far replication has come ([`Peer::replication`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Replication {
+    /// Deltas some peer has announced holding that this node lacks (per origin host, the
+    /// best peer's prefix beyond this node's): what catching up has left to fetch.
+    pub lag: u64,
+    /// `held_by[k]`: how many of the deltas this node holds (by origin stamp, in each
+    /// host's contiguous prefix) exactly `k` linked peers are known to hold.
+    pub held_by: Vec<u64>,
+}
+
 /// What this node knows about one peer.
 #[derive(Clone, Debug, Default)]
 struct PeerView {
@@ -197,6 +208,40 @@ impl Peer {
             .values()
             .filter(|p| p.coverage.get(&host).is_some_and(|top| *top >= seq))
             .count()
+    }
+
+    /// How far replication has come, as peers' announcements tell: what they hold that
+    /// this node lacks, and how many peers hold each delta this node holds.
+    pub fn replication(&self) -> Replication {
+        let mine = |host: &HostId| self.coverage.vector().get(host).map_or(0, |s| s.get());
+        let mut best: BTreeMap<HostId, u64> = BTreeMap::new();
+        for (host, top) in self.peers.values().flat_map(|p| p.coverage.iter()) {
+            let entry = best.entry(*host).or_default();
+            *entry = (*entry).max(top.get());
+        }
+        let lag = best
+            .iter()
+            .map(|(host, top)| top.saturating_sub(mine(host)))
+            .sum();
+        let mut held_by = vec![0u64; self.peers.len() + 1];
+        for host in self.coverage.hosts() {
+            let held = mine(&host);
+            // Peers' tops for this host (capped at what this node holds), highest first:
+            // the k-th (from 1) is how many of its deltas at least k peers hold.
+            let mut tops: Vec<u64> = self
+                .peers
+                .values()
+                .map(|p| p.coverage.get(&host).map_or(0, |s| s.get()).min(held))
+                .collect();
+            tops.sort_unstable_by(|a, b| b.cmp(a));
+            let mut above = held;
+            for (k, at_least) in tops.iter().enumerate() {
+                held_by[k] += above - at_least;
+                above = *at_least;
+            }
+            held_by[tops.len()] += above;
+        }
+        Replication { lag, held_by }
     }
 
     /// Reacts to one input at time `now` (milliseconds, from the driver's clock).
@@ -500,6 +545,49 @@ mod tests {
             peer.coverage().vector().get(&me.host_id()),
             Some(&Seq::FIRST)
         );
+    }
+
+    #[test]
+    fn replication_reports_the_lag_and_how_many_peers_hold_each_delta() {
+        let (me, a, b, mut peer) = three_hosts(PeerConfig::default());
+        let other = KeyPair::from_seed([9; 32]);
+        for seq in 1..=6 {
+            peer.handle(0, Input::Stored(stamped(&me, seq)));
+        }
+        assert_eq!(
+            peer.replication(),
+            Replication {
+                lag: 0,
+                held_by: vec![6]
+            },
+            "no peers: every delta held by none"
+        );
+        let announce = |peer: &mut Peer, from: HostId, mine: u64, others: u64| {
+            let mut vector = vector_of(&me, mine);
+            vector.insert(other.host_id(), Seq::new(others));
+            peer.handle(
+                0,
+                Input::Received {
+                    from,
+                    message: Message::Coverage(vector),
+                },
+            );
+        };
+        // a holds 4 of this node's 6 and 10 of a host this node has nothing of; b holds all
+        // 6 and 3 of the other host.
+        announce(&mut peer, a, 4, 10);
+        announce(&mut peer, b, 6, 3);
+        let replication = peer.replication();
+        assert_eq!(replication.lag, 10, "the other host's 10 are missing here");
+        // Of the 6: 2 held by one peer (b only), 4 by both.
+        assert_eq!(replication.held_by, vec![0, 2, 4]);
+        for seq in 1..=2 {
+            peer.handle(0, Input::Stored(stamped(&other, seq)));
+        }
+        let replication = peer.replication();
+        assert_eq!(replication.lag, 8);
+        // The other host's 2: both peers hold them.
+        assert_eq!(replication.held_by, vec![0, 2, 6]);
     }
 
     #[test]
