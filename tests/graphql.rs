@@ -464,6 +464,52 @@ fn the_graphiql_page_runs_a_query_offline_in_headless_chromium() {
 }
 
 #[test]
+fn the_graphiql_page_runs_a_subscription_over_the_websocket() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(dir.path(), &[]);
+    data(
+        &node,
+        WRITE,
+        json!({"p": set("page", "note", json!("seen-through-a-subscription"))}),
+    );
+    let profile = tempfile::tempdir().unwrap();
+    // subscription { deltas(after: "0") }: replays the journal, so the write above arrives.
+    let url = format!(
+        "{}/?query=subscription%20%7B%20deltas(after%3A%20%220%22)%20%7D&run",
+        node.http
+    );
+    let output = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+            // The result pane renders only the lines in view: make room for the delta.
+            "--window-size=1280,2000",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(&url)
+        .output()
+        .expect("chromium must be installed (./dev test installs it)");
+    let dom = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        dom.contains("graphiql-container"),
+        "GraphiQL did not render"
+    );
+    assert!(
+        dom.contains("seen-through-a-subscription"),
+        "the subscription's first event is not on the page"
+    );
+    node.stop();
+}
+
+#[test]
 fn a_transaction_is_stored_whole_and_becomes_visible_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let node = NodeProcess::start(dir.path(), &[]);

@@ -2,7 +2,9 @@
 //! (vendored in `bindings/assets/`), so it works with no internet.
 //!
 //! `/?query=…` opens the page with that query; `&run` also runs it once the page has
-//! loaded (used by the headless-browser test, handy for links).
+//! loaded (used by the headless-browser test, handy for links). Subscriptions run over the
+//! node's websocket (graphql-transport-ws) with a small fetcher written here, so no
+//! websocket client library needs vendoring.
 
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
@@ -24,7 +26,59 @@ const PAGE: &str = r#"<!doctype html>
 <script src="/assets/graphiql.min.js"></script>
 <script>
   const params = new URLSearchParams(location.search);
-  const fetcher = GraphiQL.createFetcher({ url: location.origin + "/graphql" });
+  const http = GraphiQL.createFetcher({ url: location.origin + "/graphql" });
+
+  // Subscriptions: graphql-transport-ws over the page's own websocket, as an async
+  // iterator GraphiQL shows result by result (no graphql-ws client to vendor).
+  function subscribe(request) {
+    const queue = [];
+    let wake = null;
+    let finished = false;
+    const push = (item) => {
+      if (finished) return;
+      if (item.done) finished = true;
+      if (wake) { const w = wake; wake = null; w(item); } else { queue.push(item); }
+    };
+    const ws = new WebSocket(location.origin.replace(/^http/, "ws") + "/graphql/ws", "graphql-transport-ws");
+    ws.onopen = () => ws.send(JSON.stringify({ type: "connection_init" }));
+    ws.onmessage = (event) => {
+      const message = JSON.parse(event.data);
+      switch (message.type) {
+        case "connection_ack":
+          ws.send(JSON.stringify({ id: "1", type: "subscribe", payload: request }));
+          break;
+        case "next": push({ value: message.payload, done: false }); break;
+        case "error": push({ value: { errors: message.payload }, done: false }); break;
+        case "complete": push({ value: undefined, done: true }); break;
+        case "ping": ws.send(JSON.stringify({ type: "pong" })); break;
+      }
+    };
+    ws.onerror = () => push({ value: { errors: [{ message: "the websocket to the node failed" }] }, done: false });
+    ws.onclose = () => push({ value: undefined, done: true });
+    return {
+      [Symbol.asyncIterator]() { return this; },
+      next() {
+        if (queue.length) return Promise.resolve(queue.shift());
+        if (finished) return Promise.resolve({ value: undefined, done: true });
+        return new Promise((resolve) => { wake = resolve; });
+      },
+      return() {
+        finished = true;
+        ws.close();
+        return Promise.resolve({ value: undefined, done: true });
+      },
+    };
+  }
+
+  // Whether the operation to run is a subscription (comments and strings aside).
+  function isSubscription(request) {
+    const text = (request.query || "").replace(/#[^\n]*/g, "").replace(/"(?:[^"\\]|\\.)*"/g, '""');
+    const operations = [...text.matchAll(/(?:^|[}\s])(query|mutation|subscription)\b\s*([_A-Za-z][_0-9A-Za-z]*)?/g)];
+    const chosen = operations.find((m) => request.operationName && m[2] === request.operationName) || operations[0];
+    return Boolean(chosen) && chosen[1] === "subscription";
+  }
+
+  const fetcher = (request, options) => isSubscription(request) ? subscribe(request) : http(request, options);
   ReactDOM.createRoot(document.getElementById("graphiql")).render(
     React.createElement(GraphiQL, {
       fetcher,
