@@ -7,6 +7,7 @@
 
 mod graphql;
 mod net;
+mod reconcile;
 mod subscriptions;
 
 use std::time::Instant;
@@ -86,6 +87,16 @@ enum Bench {
         #[arg(long, default_value_t = 2_000)]
         writes: usize,
     },
+    /// Set reconciliation of two sets differing by a few items: round trips and bytes,
+    /// beside sending every id.
+    Reconcile {
+        /// Items on each side.
+        #[arg(long, default_value_t = 1_000_000)]
+        items: usize,
+        /// Items only one side holds.
+        #[arg(long, default_value_t = 1)]
+        differ: usize,
+    },
     /// Compiled filter evaluation against jsonlogic-rs interpreting the same rule.
     Filter {
         /// Evaluations per measurement.
@@ -127,6 +138,7 @@ fn main() -> Result<()> {
             )
         }
         Bench::Filter { evals } => filter(evals.max(1)),
+        Bench::Reconcile { items, differ } => reconcile::run(items.max(1), differ),
         Bench::Net { deltas, samples } => net::run(deltas.max(1), samples.max(1)),
         Bench::Graphql {
             entities,

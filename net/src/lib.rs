@@ -30,6 +30,7 @@ mod driver;
 pub mod handshake;
 mod message;
 mod peer;
+pub mod reconcile;
 #[cfg(feature = "test-utils")]
 pub mod sim;
 pub mod wire;
