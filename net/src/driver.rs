@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hypha_delta_store::{Arrival, StampedDelta, Store, StoredDelta};
-use hypha_primitives::{HostId, KeyPair, Seq};
+use hypha_primitives::{DeltaId, Filter, HostId, KeyPair, Seq};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -33,7 +33,8 @@ use zeromq::{
 };
 
 use crate::handshake::{nonce, Hello, Proof, Welcome, NONCE_LEN};
-use crate::{wire, Coverage, Event, Input, Message, Output, Peer, PeerConfig, Replication};
+use crate::reconcile::{ReconcileError, Reconciler, Step};
+use crate::{serve, wire, Coverage, Event, Input, Message, Output, Peer, PeerConfig, Replication};
 
 /// Frame tags on ROUTER/DEALER links.
 const HELLO: &[u8] = b"h";
@@ -66,6 +67,10 @@ pub struct NetConfig {
     pub max_invalid: u32,
     /// How long a disconnected misbehaving peer stays banned (ms).
     pub ban_ms: u64,
+    /// Replicate only the deltas this filter selects (a partial replica): deltas from
+    /// peers outside it are not stored, and catch-up reconciles the slice with each peer
+    /// instead of asking by coverage. `None`: every delta.
+    pub replicate: Option<Filter>,
 }
 
 impl Default for NetConfig {
@@ -80,6 +85,7 @@ impl Default for NetConfig {
             handshake_timeout_ms: 2_000,
             max_invalid: 3,
             ban_ms: 60_000,
+            replicate: None,
         }
     }
 }
@@ -175,6 +181,16 @@ enum Command {
     },
     Peers(oneshot::Sender<Vec<HostId>>),
     Replication(oneshot::Sender<Replication>),
+    Fetch {
+        ids: Vec<DeltaId>,
+        timeout: Duration,
+        reply: oneshot::Sender<Vec<StampedDelta>>,
+    },
+    WhoHas {
+        entity: String,
+        timeout: Duration,
+        reply: oneshot::Sender<Vec<(HostId, u64)>>,
+    },
     Holders {
         host: HostId,
         seq: Seq,
@@ -257,10 +273,13 @@ impl Network {
             store.clone(),
             store_rx,
             shared.inbound.clone(),
+            shared.config.replicate.clone(),
             span.clone(),
         );
+        let mut protocol = shared.config.protocol.clone();
+        protocol.partial |= shared.config.replicate.is_some();
         let mut driver = Driver {
-            peer: Peer::new(me, coverage, shared.config.protocol.clone()),
+            peer: Peer::new(me, coverage, protocol),
             store: store.clone(),
             shared,
             start: Instant::now(),
@@ -278,6 +297,11 @@ impl Network {
             last_arrival,
             background,
             storer,
+            pending: HashMap::new(),
+            next_request: 1,
+            reconciling: HashMap::new(),
+            outgoing: HashMap::new(),
+            incoming: HashMap::new(),
         };
         let _entered = span.enter();
         for address in driver.shared.config.peers.clone() {
@@ -363,6 +387,36 @@ impl Network {
         answer.await.unwrap_or_default()
     }
 
+    /// Asks every linked peer for the deltas `ids`; stores and returns those that arrive
+    /// within `timeout` (stored whatever slice this node replicates: they were asked for).
+    pub async fn fetch(&self, ids: Vec<DeltaId>, timeout: Duration) -> Vec<StampedDelta> {
+        let (reply, answer) = oneshot::channel();
+        let asked = self.commands.send(Command::Fetch {
+            ids,
+            timeout,
+            reply,
+        });
+        match asked {
+            Ok(()) => answer.await.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Asks every linked peer how many deltas it holds about `entity` (from its entity
+    /// index); answers with those that replied within `timeout`, zeros included.
+    pub async fn who_has(&self, entity: &str, timeout: Duration) -> Vec<(HostId, u64)> {
+        let (reply, answer) = oneshot::channel();
+        let asked = self.commands.send(Command::WhoHas {
+            entity: entity.to_owned(),
+            timeout,
+            reply,
+        });
+        match asked {
+            Ok(()) => answer.await.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        }
+    }
+
     /// The peers currently linked (handshake done).
     pub async fn peers(&self) -> Vec<HostId> {
         let (reply, answer) = oneshot::channel();
@@ -406,9 +460,62 @@ enum Inbound {
     Message { from: HostId, message: Message },
     /// A peer sent something invalid.
     Invalid { from: HostId, what: String },
-    /// A catch-up page is ready to go to `to`.
-    Page { to: HostId, message: Message },
+    /// A reply (catch-up page, fetched deltas, who-has count) is ready to go to `to`.
+    Reply { to: HostId, message: Message },
+    /// This node's slice is read: start reconciling it with `with`.
+    SliceReady {
+        with: HostId,
+        reconciler: Arc<Reconciler>,
+    },
+    /// A peer's reconciliation turn is answered (its slice read here, if it was new).
+    Answered {
+        to: HostId,
+        session: u64,
+        reconciler: Arc<Reconciler>,
+        reply: Vec<u8>,
+    },
+    /// A turn of this node's own reconciliation is computed.
+    Stepped {
+        session: u64,
+        step: Result<Step, ReconcileError>,
+    },
 }
+
+/// A request the driver made of peers, waiting for replies.
+enum Pending {
+    /// `Network::fetch`: the ids still wanted and what has come.
+    Fetch {
+        waiting: HashSet<HostId>,
+        wanted: HashSet<DeltaId>,
+        found: Vec<StampedDelta>,
+        deadline: u64,
+        reply: oneshot::Sender<Vec<StampedDelta>>,
+    },
+    /// `Network::who_has`.
+    WhoHas {
+        waiting: HashSet<HostId>,
+        answers: Vec<(HostId, u64)>,
+        deadline: u64,
+        reply: oneshot::Sender<Vec<(HostId, u64)>>,
+    },
+    /// Deltas a reconciliation found missing here.
+    Slice { deadline: u64 },
+}
+
+/// A reconciliation this partial replica started.
+struct Outgoing {
+    peer: HostId,
+    reconciler: Arc<Reconciler>,
+    need: Vec<DeltaId>,
+    started: u64,
+}
+
+/// How long a request to peers (fetch, who-has, a reconciliation) may take (ms).
+const REQUEST_LIFETIME_MS: u64 = 60_000;
+/// Most reconciliations peers may have open here at once.
+const MAX_INCOMING: usize = 64;
+/// Ids per fetch a reconciliation sends.
+const SLICE_FETCH: usize = 1_024;
 
 struct LinkHandle {
     host: Option<HostId>,
@@ -444,6 +551,15 @@ struct Driver {
     background: Vec<JoinHandle<()>>,
     /// The storing thread; it ends when `to_store` is dropped.
     storer: JoinHandle<()>,
+    /// Requests made of peers, by request id.
+    pending: HashMap<u64, Pending>,
+    next_request: u64,
+    /// Peers a reconciliation is being prepared or run with, and since when.
+    reconciling: HashMap<HostId, u64>,
+    /// This node's reconciliations, by session.
+    outgoing: HashMap<u64, Outgoing>,
+    /// Peers' reconciliations with this node, by (peer, session), and when last used.
+    incoming: HashMap<(HostId, u64), (Arc<Reconciler>, u64)>,
 }
 
 impl Driver {
@@ -464,6 +580,7 @@ impl Driver {
                 _ = tick.tick() => {
                     let now = self.now();
                     self.banned.retain(|_, until| *until > now);
+                    self.expire_requests(now);
                     self.handle(Input::Tick).await;
                 }
                 stored = feed.recv() => match stored {
@@ -554,6 +671,69 @@ impl Driver {
             Command::Replication(reply) => {
                 let _ = reply.send(self.peer.replication());
             }
+            Command::Fetch {
+                ids,
+                timeout,
+                reply,
+            } => {
+                let peers = self.linked();
+                if peers.is_empty() || ids.is_empty() {
+                    let _ = reply.send(Vec::new());
+                    return;
+                }
+                let request = self.request_id();
+                for peer in &peers {
+                    self.send_request(
+                        *peer,
+                        Message::Fetch {
+                            request,
+                            ids: ids.clone(),
+                        },
+                    );
+                }
+                let deadline = self.now() + timeout.as_millis() as u64;
+                self.pending.insert(
+                    request,
+                    Pending::Fetch {
+                        waiting: peers.into_iter().collect(),
+                        wanted: ids.into_iter().collect(),
+                        found: Vec::new(),
+                        deadline,
+                        reply,
+                    },
+                );
+            }
+            Command::WhoHas {
+                entity,
+                timeout,
+                reply,
+            } => {
+                let peers = self.linked();
+                if peers.is_empty() {
+                    let _ = reply.send(Vec::new());
+                    return;
+                }
+                let request = self.request_id();
+                for peer in &peers {
+                    self.send_request(
+                        *peer,
+                        Message::WhoHas {
+                            request,
+                            entity: entity.clone(),
+                        },
+                    );
+                }
+                let deadline = self.now() + timeout.as_millis() as u64;
+                self.pending.insert(
+                    request,
+                    Pending::WhoHas {
+                        waiting: peers.into_iter().collect(),
+                        answers: Vec::new(),
+                        deadline,
+                        reply,
+                    },
+                );
+            }
             Command::Peers(reply) => {
                 let mut peers: Vec<HostId> = self.links.values().filter_map(|l| l.host).collect();
                 peers.sort();
@@ -619,9 +799,91 @@ impl Driver {
                 self.handle(Input::Received { from, message }).await;
             }
             Inbound::Invalid { from, what } => self.invalid(from, &what).await,
-            Inbound::Page { to, message } => {
+            Inbound::Reply { to, message } => {
                 let bytes = wire::encode(&message);
                 let _ = self.router.send(RouterCommand::Send { to, bytes }).await;
+            }
+            Inbound::SliceReady { with, reconciler } => {
+                let session = self.request_id();
+                let payload = reconciler.initiate();
+                self.outgoing.insert(
+                    session,
+                    Outgoing {
+                        peer: with,
+                        reconciler,
+                        need: Vec::new(),
+                        started: self.now(),
+                    },
+                );
+                let filter = self.slice_text();
+                self.send_request(
+                    with,
+                    Message::Reconcile {
+                        session,
+                        filter,
+                        payload,
+                    },
+                );
+            }
+            Inbound::Answered {
+                to,
+                session,
+                reconciler,
+                reply,
+            } => {
+                if reply.is_empty() {
+                    self.incoming.remove(&(to, session));
+                } else {
+                    if self.incoming.len() >= MAX_INCOMING {
+                        // The least recently used goes; its peer will be refused and retry.
+                        if let Some(oldest) = self
+                            .incoming
+                            .iter()
+                            .min_by_key(|(_, (_, used))| *used)
+                            .map(|(key, _)| *key)
+                        {
+                            self.incoming.remove(&oldest);
+                        }
+                    }
+                    self.incoming
+                        .insert((to, session), (reconciler, self.now()));
+                }
+                let message = Message::ReconcileReply {
+                    session,
+                    payload: reply,
+                };
+                let bytes = wire::encode(&message);
+                let _ = self.router.send(RouterCommand::Send { to, bytes }).await;
+            }
+            Inbound::Stepped { session, step } => {
+                let Some(outgoing) = self.outgoing.get_mut(&session) else {
+                    return;
+                };
+                let peer = outgoing.peer;
+                match step {
+                    Ok(step) => {
+                        outgoing.need.extend(step.need);
+                        match step.reply {
+                            Some(payload) => {
+                                let filter = self.slice_text();
+                                self.send_request(
+                                    peer,
+                                    Message::Reconcile {
+                                        session,
+                                        filter,
+                                        payload,
+                                    },
+                                );
+                            }
+                            None => self.finish_reconcile(session),
+                        }
+                    }
+                    Err(e) => {
+                        self.outgoing.remove(&session);
+                        self.reconciling.remove(&peer);
+                        self.invalid(peer, &e.to_string()).await;
+                    }
+                }
             }
         }
     }
@@ -698,22 +960,17 @@ impl Driver {
                     .publish
                     .try_send((topic.to_vec(), wire::encode(&message)));
             }
-            Output::Send { to, message } => match message {
-                Message::CatchUpPage { .. } => {
+            Output::Send { to, message } => {
+                if message.is_reply() {
                     let bytes = wire::encode(&message);
                     let _ = self.router.send(RouterCommand::Send { to, bytes }).await;
+                } else {
+                    self.send_request(to, message);
                 }
-                message => {
-                    let link = self
-                        .links
-                        .values()
-                        .find(|l| l.host == Some(to))
-                        .and_then(|l| l.outbound.clone());
-                    if let Some(link) = link {
-                        let _ = link.try_send(message);
-                    }
-                }
-            },
+            }
+            Output::Answer { to, request } => self.answer(to, request),
+            Output::Replied { from, reply } => self.replied(from, reply),
+            Output::Reconcile { with } => self.start_reconcile(with),
             Output::Store { from, deltas } => {
                 // A full queue drops the batch; the state machine asks again after its
                 // request timeout.
@@ -745,7 +1002,7 @@ impl Driver {
                 tokio::task::spawn_blocking(move || {
                     match read_page(&store, request, &ranges, limit) {
                         Ok(message) => {
-                            let _ = inbound.blocking_send(Inbound::Page { to, message });
+                            let _ = inbound.blocking_send(Inbound::Reply { to, message });
                         }
                         Err(e) => tracing::error!(error = %e, "reading a catch-up page"),
                     }
@@ -753,6 +1010,273 @@ impl Driver {
             }
         }
     }
+
+    /// The peers linked now.
+    fn linked(&self) -> Vec<HostId> {
+        let mut peers: Vec<HostId> = self
+            .links
+            .values()
+            .filter(|l| l.outbound.is_some())
+            .filter_map(|l| l.host)
+            .collect();
+        peers.sort();
+        peers.dedup();
+        peers
+    }
+
+    fn request_id(&mut self) -> u64 {
+        let id = self.next_request;
+        self.next_request += 1;
+        id
+    }
+
+    /// Sends a request over the link this node dialled to `to` (dropped if it is down or
+    /// its queue is full: every request here has a deadline or is retried).
+    fn send_request(&self, to: HostId, message: Message) {
+        let link = self
+            .links
+            .values()
+            .find(|l| l.host == Some(to))
+            .and_then(|l| l.outbound.clone());
+        if let Some(link) = link {
+            let _ = link.try_send(message);
+        }
+    }
+
+    /// The slice this node replicates, as sent with its reconciliations.
+    fn slice_text(&self) -> String {
+        self.shared
+            .config
+            .replicate
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    }
+
+    /// Answers a peer's request from the journal, on the blocking pool.
+    fn answer(&mut self, to: HostId, request: Message) {
+        let store = self.store.clone();
+        let inbound = self.shared.inbound.clone();
+        match request {
+            Message::Fetch { request, ids } => {
+                tokio::task::spawn_blocking(move || match serve::fetch(&store, request, &ids) {
+                    Ok(message) => {
+                        let _ = inbound.blocking_send(Inbound::Reply { to, message });
+                    }
+                    Err(e) => tracing::error!(error = %e, "answering a fetch"),
+                });
+            }
+            Message::WhoHas { request, entity } => {
+                tokio::task::spawn_blocking(move || {
+                    match serve::who_has(&store, request, &entity) {
+                        Ok(message) => {
+                            let _ = inbound.blocking_send(Inbound::Reply { to, message });
+                        }
+                        Err(e) => tracing::error!(error = %e, "answering who-has"),
+                    }
+                });
+            }
+            Message::Reconcile {
+                session,
+                filter,
+                payload,
+            } => {
+                let cached = self.incoming.get(&(to, session)).map(|(r, _)| r.clone());
+                tokio::task::spawn_blocking(move || {
+                    let reconciler = match cached {
+                        Some(reconciler) => reconciler,
+                        None => {
+                            let slice = match serve::parse_slice(&filter) {
+                                Ok(slice) => slice,
+                                Err(e) => {
+                                    let what = format!("reconciliation filter: {e}");
+                                    let _ =
+                                        inbound.blocking_send(Inbound::Invalid { from: to, what });
+                                    return;
+                                }
+                            };
+                            match serve::slice(&store, slice.as_ref()) {
+                                Ok(reconciler) => Arc::new(reconciler),
+                                Err(e) => {
+                                    tracing::error!(error = %e, "reading a slice to reconcile");
+                                    return;
+                                }
+                            }
+                        }
+                    };
+                    let answered = match reconciler.reconcile(&payload) {
+                        Ok(step) => Inbound::Answered {
+                            to,
+                            session,
+                            reconciler,
+                            reply: step.reply.unwrap_or_default(),
+                        },
+                        Err(e) => Inbound::Invalid {
+                            from: to,
+                            what: e.to_string(),
+                        },
+                    };
+                    let _ = inbound.blocking_send(answered);
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Takes a peer's reply to a request this driver made.
+    fn replied(&mut self, from: HostId, reply: Message) {
+        match reply {
+            Message::Fetched {
+                request, deltas, ..
+            } => match self.pending.get_mut(&request) {
+                Some(Pending::Fetch {
+                    waiting,
+                    wanted,
+                    found,
+                    ..
+                }) => {
+                    waiting.remove(&from);
+                    for delta in deltas {
+                        if wanted.remove(&delta.delta.id()) {
+                            found.push(delta);
+                        }
+                    }
+                    if wanted.is_empty() || waiting.is_empty() {
+                        self.finish_request(request);
+                    }
+                }
+                Some(Pending::Slice { .. }) => {
+                    self.pending.remove(&request);
+                    if !deltas.is_empty() && self.to_store.try_send((from, deltas)).is_err() {
+                        tracing::debug!(peer = %from, "store queue full; the next reconciliation fetches again");
+                    }
+                }
+                _ => {}
+            },
+            Message::Holds { request, deltas } => {
+                if let Some(Pending::WhoHas {
+                    waiting, answers, ..
+                }) = self.pending.get_mut(&request)
+                {
+                    if waiting.remove(&from) {
+                        answers.push((from, deltas));
+                    }
+                    if waiting.is_empty() {
+                        self.finish_request(request);
+                    }
+                }
+            }
+            Message::ReconcileReply { session, payload } => {
+                let Some(outgoing) = self.outgoing.get(&session) else {
+                    return;
+                };
+                if outgoing.peer != from {
+                    return;
+                }
+                if payload.is_empty() {
+                    self.finish_reconcile(session);
+                    return;
+                }
+                let reconciler = outgoing.reconciler.clone();
+                let inbound = self.shared.inbound.clone();
+                tokio::task::spawn_blocking(move || {
+                    let step = reconciler.reconcile(&payload);
+                    let _ = inbound.blocking_send(Inbound::Stepped { session, step });
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Answers the caller of a request to peers with what came.
+    fn finish_request(&mut self, request: u64) {
+        match self.pending.remove(&request) {
+            Some(Pending::Fetch { found, reply, .. }) => {
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    let stored =
+                        tokio::task::spawn_blocking(move || store_fetched(&store, found)).await;
+                    let _ = reply.send(stored.unwrap_or_default());
+                });
+            }
+            Some(Pending::WhoHas { answers, reply, .. }) => {
+                let _ = reply.send(answers);
+            }
+            Some(Pending::Slice { .. }) | None => {}
+        }
+    }
+
+    /// Requests past their deadline answer with what they have; stale reconciliations go.
+    fn expire_requests(&mut self, now: u64) {
+        let due: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| match p {
+                Pending::Fetch { deadline, .. }
+                | Pending::WhoHas { deadline, .. }
+                | Pending::Slice { deadline } => *deadline <= now,
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for request in due {
+            self.finish_request(request);
+        }
+        let stale = |since: u64| now >= since + REQUEST_LIFETIME_MS;
+        self.reconciling.retain(|_, since| !stale(*since));
+        self.outgoing.retain(|_, o| !stale(o.started));
+        self.incoming.retain(|_, (_, used)| !stale(*used));
+    }
+
+    /// Starts reconciling this node's slice with `with`, unless one is under way.
+    fn start_reconcile(&mut self, with: HostId) {
+        if self.reconciling.contains_key(&with) {
+            return;
+        }
+        self.reconciling.insert(with, self.now());
+        let store = self.store.clone();
+        let slice = self.shared.config.replicate.clone();
+        let inbound = self.shared.inbound.clone();
+        tokio::task::spawn_blocking(move || match serve::slice(&store, slice.as_ref()) {
+            Ok(reconciler) => {
+                let reconciler = Arc::new(reconciler);
+                let _ = inbound.blocking_send(Inbound::SliceReady { with, reconciler });
+            }
+            Err(e) => tracing::error!(error = %e, "reading this node's slice"),
+        });
+    }
+
+    /// A reconciliation is settled: fetch what it found missing here.
+    fn finish_reconcile(&mut self, session: u64) {
+        let Some(outgoing) = self.outgoing.remove(&session) else {
+            return;
+        };
+        self.reconciling.remove(&outgoing.peer);
+        tracing::debug!(peer = %outgoing.peer, missing = outgoing.need.len(), "slice reconciled");
+        let deadline = self.now() + REQUEST_LIFETIME_MS;
+        for chunk in outgoing.need.chunks(SLICE_FETCH) {
+            let request = self.request_id();
+            self.pending.insert(request, Pending::Slice { deadline });
+            self.send_request(
+                outgoing.peer,
+                Message::Fetch {
+                    request,
+                    ids: chunk.to_vec(),
+                },
+            );
+        }
+    }
+}
+
+/// Stores deltas fetched on request, whatever slice the node replicates; returns those
+/// stored (a forged one is left out).
+fn store_fetched(store: &Store, found: Vec<StampedDelta>) -> Vec<StampedDelta> {
+    if store.put_batch(found.clone()).is_ok() {
+        return found;
+    }
+    found
+        .into_iter()
+        .filter(|d| store.put_batch(vec![d.clone()]).is_ok())
+        .collect()
 }
 
 /// Messages from peers waiting to be verified and stored. Relayed deltas come one per
@@ -765,18 +1289,27 @@ fn run_storer(
     store: Store,
     mut queue: mpsc::Receiver<(HostId, Vec<StampedDelta>)>,
     inbound: mpsc::Sender<Inbound>,
+    slice: Option<Filter>,
     span: tracing::Span,
 ) -> JoinHandle<()> {
+    // A partial replica keeps only its slice of what peers send.
+    let in_slice = move |d: &StampedDelta| {
+        slice
+            .as_ref()
+            .is_none_or(|f| f.matches(&d.delta.filter_document(&d.stamps)))
+    };
     tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
-        while let Some(first) = queue.blocking_recv() {
+        while let Some(mut first) = queue.blocking_recv() {
+            first.1.retain(&in_slice);
             // Whatever else is queued goes in the same write: relayed deltas arrive one per
             // message, and one write per delta would cap ingest far below verification.
             let mut batches = vec![first];
             let mut total = batches[0].1.len();
             while total < STORE_COALESCE {
                 match queue.try_recv() {
-                    Ok(batch) => {
+                    Ok(mut batch) => {
+                        batch.1.retain(&in_slice);
                         total += batch.1.len();
                         batches.push(batch);
                     }

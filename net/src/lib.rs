@@ -31,6 +31,7 @@ pub mod handshake;
 mod message;
 mod peer;
 pub mod reconcile;
+mod serve;
 #[cfg(feature = "test-utils")]
 pub mod sim;
 pub mod wire;

@@ -1,6 +1,7 @@
 //! The messages peers exchange. (Their wire encoding belongs to the ZeroMQ driver, next.)
 
 use hypha_delta_store::StampedDelta;
+use hypha_primitives::DeltaId;
 
 use crate::CoverageVector;
 
@@ -28,4 +29,66 @@ pub enum Message {
         /// True when the page was full, so there may be more to ask for.
         more: bool,
     },
+    /// "Send me these deltas", answered with [`Message::Fetched`].
+    Fetch {
+        /// Chosen by the requester, echoed in the answer.
+        request: u64,
+        /// The ids wanted.
+        ids: Vec<DeltaId>,
+    },
+    /// An answer to [`Message::Fetch`]: the deltas held, and the ids not held.
+    Fetched {
+        /// The request answered.
+        request: u64,
+        /// The deltas found, with their stamps.
+        deltas: Vec<StampedDelta>,
+        /// The ids asked for that the sender does not hold.
+        missing: Vec<DeltaId>,
+    },
+    /// "How many deltas do you hold about this entity?", answered with [`Message::Holds`].
+    WhoHas {
+        /// Chosen by the requester, echoed in the answer.
+        request: u64,
+        /// The entity id.
+        entity: String,
+    },
+    /// An answer to [`Message::WhoHas`], from the sender's entity index.
+    Holds {
+        /// The request answered.
+        request: u64,
+        /// Deltas the sender holds that point at the entity (0: none).
+        deltas: u64,
+    },
+    /// One turn of a set reconciliation (`crate::reconcile`) over the deltas a filter
+    /// selects, by the side that started it; answered with [`Message::ReconcileReply`].
+    Reconcile {
+        /// Chosen by the initiator, the same for every turn of one reconciliation.
+        session: u64,
+        /// The JSON-Logic filter selecting the reconciled slice (over each delta's filter
+        /// document); empty for every delta.
+        filter: String,
+        /// The reconciliation message.
+        payload: Vec<u8>,
+    },
+    /// The responder's turn; an empty payload means everything is settled.
+    ReconcileReply {
+        /// The session answered.
+        session: u64,
+        /// The reconciliation message, or nothing.
+        payload: Vec<u8>,
+    },
+}
+
+impl Message {
+    /// Whether this answers a request, and so goes back over the ROUTER socket the request
+    /// came in on (requests go out over the link this node dialled).
+    pub fn is_reply(&self) -> bool {
+        matches!(
+            self,
+            Message::CatchUpPage { .. }
+                | Message::Fetched { .. }
+                | Message::Holds { .. }
+                | Message::ReconcileReply { .. }
+        )
+    }
 }

@@ -20,6 +20,13 @@ pub struct PeerConfig {
     /// A peer heard nothing from for this long (ms) has left; coverage announcements are
     /// the heartbeat, so this should be a few times `announce_every_ms`.
     pub peer_timeout_ms: u64,
+    /// A partial replica (it holds a filtered slice): it catches up by reconciling its
+    /// slice with each peer ([`Output::Reconcile`]) instead of by coverage vectors, which
+    /// describe whole origin sequences it does not hold.
+    pub partial: bool,
+    /// A partial replica reconciles with each peer at most this often (ms): when it links,
+    /// and when a peer announces more than it holds.
+    pub reconcile_every_ms: u64,
 }
 
 impl Default for PeerConfig {
@@ -29,6 +36,8 @@ impl Default for PeerConfig {
             request_timeout_ms: 2_000,
             page_size: 1_024,
             peer_timeout_ms: 5_000,
+            partial: false,
+            reconcile_every_ms: 30_000,
         }
     }
 }
@@ -98,6 +107,27 @@ pub enum Output {
         /// The message.
         message: Message,
     },
+    /// Answer a request that needs the journal ([`Message::Fetch`], [`Message::WhoHas`],
+    /// [`Message::Reconcile`]) with its reply.
+    Answer {
+        /// The requesting peer.
+        to: HostId,
+        /// The request.
+        request: Message,
+    },
+    /// A reply to a request the driver made for the node ([`Message::Fetched`],
+    /// [`Message::Holds`], [`Message::ReconcileReply`]).
+    Replied {
+        /// The peer that answered.
+        from: HostId,
+        /// The reply.
+        reply: Message,
+    },
+    /// Reconcile this partial replica's slice with a peer, and fetch what it lacks.
+    Reconcile {
+        /// The peer.
+        with: HostId,
+    },
     /// Verify and store these deltas, then report each new one as [`Input::Stored`].
     Store {
         /// Who sent them (for counting invalid deltas against a peer).
@@ -142,6 +172,8 @@ struct PeerView {
     outstanding: Option<(u64, u64)>,
     /// When anything was last heard from it.
     last_heard: u64,
+    /// When a partial replica last started reconciling with it.
+    last_reconcile: Option<u64>,
 }
 
 /// One node's side of the protocol.
@@ -332,6 +364,12 @@ impl Peer {
                     });
                 }
             }
+            request @ (Message::Fetch { .. }
+            | Message::WhoHas { .. }
+            | Message::Reconcile { .. }) => out.push(Output::Answer { to: from, request }),
+            reply @ (Message::Fetched { .. }
+            | Message::Holds { .. }
+            | Message::ReconcileReply { .. }) => out.push(Output::Replied { from, reply }),
             Message::CatchUpPage {
                 request,
                 deltas,
@@ -431,6 +469,14 @@ impl Peer {
     fn request(&mut self, now: u64, peer: HostId, out: &mut Vec<Output>) {
         let timeout = self.config.request_timeout_ms;
         let view = self.peers.entry(peer).or_default();
+        if self.config.partial {
+            let every = self.config.reconcile_every_ms;
+            if view.last_reconcile.is_none_or(|at| now >= at + every) {
+                view.last_reconcile = Some(now);
+                out.push(Output::Reconcile { with: peer });
+            }
+            return;
+        }
         if view.outstanding.is_some_and(|(_, at)| now < at + timeout) {
             return;
         }
@@ -544,6 +590,78 @@ mod tests {
         assert_eq!(
             peer.coverage().vector().get(&me.host_id()),
             Some(&Seq::FIRST)
+        );
+    }
+
+    #[test]
+    fn a_partial_replica_reconciles_instead_of_asking_by_coverage() {
+        let config = PeerConfig {
+            partial: true,
+            reconcile_every_ms: 10_000,
+            ..PeerConfig::default()
+        };
+        let (me, a, _, mut peer) = three_hosts(config);
+        let out = peer.handle(0, Input::PeerUp(a));
+        assert!(out.contains(&Output::Reconcile { with: a }), "{out:?}");
+        assert_eq!(requests(&out), 0, "no coverage catch-up");
+        // A peer ahead of us does not start another reconciliation before the period ends.
+        let ahead = |peer: &mut Peer, now| {
+            peer.handle(
+                now,
+                Input::Received {
+                    from: a,
+                    message: Message::Coverage(vector_of(&me, 50)),
+                },
+            )
+        };
+        let reconciles = |out: &[Output]| {
+            out.iter()
+                .filter(|o| matches!(o, Output::Reconcile { .. }))
+                .count()
+        };
+        assert_eq!(reconciles(&ahead(&mut peer, 5_000)), 0);
+        assert_eq!(reconciles(&peer.handle(6_000, Input::Tick)), 0);
+        assert_eq!(reconciles(&ahead(&mut peer, 10_000)), 1);
+    }
+
+    #[test]
+    fn requests_that_need_the_journal_are_answered_by_the_driver_and_replies_go_to_it() {
+        let (_, a, _, mut peer) = three_hosts(PeerConfig::default());
+        let fetch = Message::Fetch {
+            request: 1,
+            ids: vec![],
+        };
+        let out = peer.handle(
+            0,
+            Input::Received {
+                from: a,
+                message: fetch.clone(),
+            },
+        );
+        assert!(
+            out.contains(&Output::Answer {
+                to: a,
+                request: fetch
+            }),
+            "{out:?}"
+        );
+        let holds = Message::Holds {
+            request: 2,
+            deltas: 3,
+        };
+        let out = peer.handle(
+            0,
+            Input::Received {
+                from: a,
+                message: holds.clone(),
+            },
+        );
+        assert!(
+            out.contains(&Output::Replied {
+                from: a,
+                reply: holds
+            }),
+            "{out:?}"
         );
     }
 

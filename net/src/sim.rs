@@ -67,6 +67,7 @@ impl Default for SimConfig {
                 request_timeout_ms: 500,
                 page_size: 4,
                 peer_timeout_ms: 1_500,
+                ..PeerConfig::default()
             },
         }
     }
@@ -255,6 +256,9 @@ impl Sim<'_> {
                         }
                     }
                     Output::Event(_) => {}
+                    // Fetch, who-has and reconciliation are asked only by the node's API
+                    // and by partial replicas, which the simulation does not run.
+                    Output::Answer { .. } | Output::Replied { .. } | Output::Reconcile { .. } => {}
                     Output::Serve {
                         to,
                         request,

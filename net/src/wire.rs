@@ -6,6 +6,14 @@
 //! kind 2    Coverage:       vector
 //! kind 3    CatchUpRequest: request u64 | vector
 //! kind 4    CatchUpPage:    request u64 | more u8 (0 or 1) | deltas
+//! kind 5    Fetch:          request u64 | ids
+//! kind 6    Fetched:        request u64 | deltas | ids (the missing ones)
+//! kind 7    WhoHas:         request u64 | bytes (the entity id, UTF-8)
+//! kind 8    Holds:          request u64 | deltas u64
+//! kind 9    Reconcile:      session u64 | bytes (the filter, UTF-8 JSON) | bytes (payload)
+//! kind 10   ReconcileReply: session u64 | bytes (payload)
+//! ids       = count u32 | id [32]*
+//! bytes     = length u32 | byte*
 //! deltas    = count u32 | (length u32 | delta bytes (primitives' stored form) | stamp count u8 | stamps)*
 //! vector    = count u32 | (host [32] | seq u64)*
 //! ```
@@ -15,7 +23,7 @@
 //! refused before it is parsed.
 
 use hypha_delta_store::StampedDelta;
-use hypha_primitives::{Delta, HostId, Seq, Stamp, STAMP_LEN};
+use hypha_primitives::{Delta, DeltaId, HostId, Seq, Stamp, STAMP_LEN};
 
 use crate::{CoverageVector, Message};
 
@@ -78,8 +86,60 @@ pub fn encode(message: &Message) -> Vec<u8> {
             out.push(u8::from(*more));
             put_deltas(&mut out, deltas);
         }
+        Message::Fetch { request, ids } => {
+            out.push(5);
+            out.extend_from_slice(&request.to_be_bytes());
+            put_ids(&mut out, ids);
+        }
+        Message::Fetched {
+            request,
+            deltas,
+            missing,
+        } => {
+            out.push(6);
+            out.extend_from_slice(&request.to_be_bytes());
+            put_deltas(&mut out, deltas);
+            put_ids(&mut out, missing);
+        }
+        Message::WhoHas { request, entity } => {
+            out.push(7);
+            out.extend_from_slice(&request.to_be_bytes());
+            put_bytes(&mut out, entity.as_bytes());
+        }
+        Message::Holds { request, deltas } => {
+            out.push(8);
+            out.extend_from_slice(&request.to_be_bytes());
+            out.extend_from_slice(&deltas.to_be_bytes());
+        }
+        Message::Reconcile {
+            session,
+            filter,
+            payload,
+        } => {
+            out.push(9);
+            out.extend_from_slice(&session.to_be_bytes());
+            put_bytes(&mut out, filter.as_bytes());
+            put_bytes(&mut out, payload);
+        }
+        Message::ReconcileReply { session, payload } => {
+            out.push(10);
+            out.extend_from_slice(&session.to_be_bytes());
+            put_bytes(&mut out, payload);
+        }
     }
     out
+}
+
+fn put_ids(out: &mut Vec<u8>, ids: &[DeltaId]) {
+    put_u32(out, ids.len());
+    for id in ids {
+        out.extend_from_slice(id.as_bytes());
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_u32(out, bytes.len());
+    out.extend_from_slice(bytes);
 }
 
 fn put_u32(out: &mut Vec<u8>, n: usize) {
@@ -143,6 +203,32 @@ pub fn decode(bytes: &[u8], max_bytes: usize) -> Result<Message, WireError> {
                 deltas: r.deltas()?,
             }
         }
+        5 => Message::Fetch {
+            request: r.u64()?,
+            ids: r.ids()?,
+        },
+        6 => Message::Fetched {
+            request: r.u64()?,
+            deltas: r.deltas()?,
+            missing: r.ids()?,
+        },
+        7 => Message::WhoHas {
+            request: r.u64()?,
+            entity: r.string()?,
+        },
+        8 => Message::Holds {
+            request: r.u64()?,
+            deltas: r.u64()?,
+        },
+        9 => Message::Reconcile {
+            session: r.u64()?,
+            filter: r.string()?,
+            payload: r.bytes()?.to_vec(),
+        },
+        10 => Message::ReconcileReply {
+            session: r.u64()?,
+            payload: r.bytes()?.to_vec(),
+        },
         kind => return Err(WireError::Kind(kind)),
     };
     if r.at != bytes.len() {
@@ -197,6 +283,21 @@ impl<'a> Reader<'a> {
             )));
         }
         Ok(n)
+    }
+    fn ids(&mut self) -> Result<Vec<DeltaId>, WireError> {
+        let n = self.count(32)?;
+        (0..n)
+            .map(|_| Ok(DeltaId::from_bytes(self.array()?)))
+            .collect()
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], WireError> {
+        let n = self.count(1)?;
+        self.take(n)
+    }
+    fn string(&mut self) -> Result<String, WireError> {
+        let bytes = self.bytes()?;
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| WireError::Malformed("a string that is not UTF-8".into()))
     }
     fn vector(&mut self) -> Result<CoverageVector, WireError> {
         let n = self.count(40)?;
@@ -284,6 +385,32 @@ mod tests {
                 request: 0,
                 deltas: vec![],
                 more: false,
+            },
+            Message::Fetch {
+                request: 3,
+                ids: vec![stamped(5, 1, 0).delta.id(), stamped(6, 2, 0).delta.id()],
+            },
+            Message::Fetched {
+                request: 3,
+                deltas: vec![stamped(5, 1, 1)],
+                missing: vec![stamped(6, 2, 0).delta.id()],
+            },
+            Message::WhoHas {
+                request: 4,
+                entity: "user:ä".into(),
+            },
+            Message::Holds {
+                request: 4,
+                deltas: 12,
+            },
+            Message::Reconcile {
+                session: 8,
+                filter: r#"{"in":["a",{"var":"targets"}]}"#.into(),
+                payload: vec![1, 0, 1, 2, 3],
+            },
+            Message::ReconcileReply {
+                session: 8,
+                payload: vec![],
             },
         ]
     }

@@ -25,6 +25,7 @@ fn config(peers: Vec<String>) -> NetConfig {
             request_timeout_ms: 1_000,
             page_size: 256,
             peer_timeout_ms: 1_500,
+            ..PeerConfig::default()
         },
         tick_ms: 20,
         ..NetConfig::default()
@@ -32,6 +33,11 @@ fn config(peers: Vec<String>) -> NetConfig {
 }
 
 async fn node(seed: u8, peers: Vec<String>) -> Node {
+    node_with(seed, peers, None).await
+}
+
+/// A node replicating only `slice`, if given.
+async fn node_with(seed: u8, peers: Vec<String>, slice: Option<&str>) -> Node {
     // RUST_LOG=hypha_net=debug shows the links at work.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -43,7 +49,9 @@ async fn node(seed: u8, peers: Vec<String>) -> Node {
         .open()
         .unwrap();
     let key = KeyPair::from_seed([seed; 32]);
-    let net = Network::start(store.clone(), key.clone(), config(peers))
+    let mut config = config(peers);
+    config.replicate = slice.map(|s| s.parse().expect("a valid filter"));
+    let net = Network::start(store.clone(), key.clone(), config)
         .await
         .unwrap();
     Node {
@@ -289,4 +297,65 @@ async fn the_first_events_subscriber_sees_joins_that_happened_before_it_subscrib
     assert!(joined.is_ok(), "the join before subscribing was lost");
     a.net.stop().await;
     b.net.stop().await;
+}
+
+/// Every delta `store` holds, by id.
+fn held(store: &Store) -> std::collections::HashSet<DeltaId> {
+    store
+        .scan_arrival(None)
+        .map(|s| s.unwrap().delta.id())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_replica_holds_exactly_its_slice_and_fetches_or_locates_the_rest() {
+    let a = node(21, vec![]).await;
+    // Written before B exists: B's reconciliation, not PUB, must bring its slice.
+    let early = write(&a, 0, 200);
+    let slice: Vec<DeltaId> = early.iter().skip(1).step_by(10).copied().collect();
+    let b = node_with(
+        22,
+        vec![a.net.endpoints().router.clone()],
+        Some(r#"{"in": ["e1", {"var": "targets"}]}"#),
+    )
+    .await;
+    eventually("B to reconcile its slice", Duration::from_secs(20), || {
+        holds(&b.store, &slice)
+    })
+    .await;
+    // Live writes: only the slice's reach B.
+    let live = write(&a, 200, 20);
+    eventually(
+        "B to receive its live slice",
+        Duration::from_secs(10),
+        || holds(&b.store, &[live[1], live[11]]),
+    )
+    .await;
+    // Give the other live writes time to arrive, were they to.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let expected: std::collections::HashSet<DeltaId> =
+        slice.iter().chain([&live[1], &live[11]]).copied().collect();
+    assert_eq!(held(&b.store), expected, "exactly the slice");
+
+    // Fetch by id brings a delta outside the slice, because it was asked for.
+    let outside = early[2];
+    let fetched = b.net.fetch(vec![outside], Duration::from_secs(5)).await;
+    assert_eq!(fetched.len(), 1);
+    assert_eq!(fetched[0].delta.id(), outside);
+    assert!(holds(&b.store, &[outside]), "a fetched delta is stored");
+    let unknown = DeltaId::from_bytes([3; 32]);
+    assert!(b
+        .net
+        .fetch(vec![unknown], Duration::from_secs(5))
+        .await
+        .is_empty());
+
+    // Who has entity e3? A does, from its entity index: 22 of the 220 writes.
+    let holders = b.net.who_has("e3", Duration::from_secs(5)).await;
+    assert_eq!(holders, vec![(a.key.host_id(), 22)]);
+    let holders = a.net.who_has("e3", Duration::from_secs(5)).await;
+    assert_eq!(holders, vec![(b.key.host_id(), 0)], "B holds none of e3");
+    for n in [a, b] {
+        n.net.stop().await;
+    }
 }
