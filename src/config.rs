@@ -23,6 +23,7 @@ struct ConfigFile {
     listen: Option<String>,
     publish: Option<String>,
     peers: Option<Vec<String>>,
+    replicate: Option<String>,
 }
 
 /// Whether the option `id` took its built-in default (neither a flag nor a variable set it).
@@ -75,6 +76,9 @@ pub(crate) fn apply(
     }
     if let (Some(peers), true) = (file.peers, unset("peers")) {
         args.peers = peers;
+    }
+    if let (Some(replicate), true) = (file.replicate, unset("replicate")) {
+        args.replicate = Some(replicate);
     }
     Ok(Some(path))
 }

@@ -59,10 +59,20 @@ pub(crate) fn run(data: &Path, token: Option<String>, args: NodeArgs) -> Result<
 async fn serve(store: Store, key: KeyPair, token: Option<String>, args: NodeArgs) -> Result<()> {
     let (stop, shutdown) = Shutdown::new();
     let host = key.host_id();
+    let replicate = args
+        .replicate
+        .as_deref()
+        .map(hypha_primitives::Filter::from_json_str)
+        .transpose()
+        .context("--replicate")?;
+    if let Some(slice) = &replicate {
+        tracing::info!(%slice, "partial replica: replicating only this slice");
+    }
     let config = NetConfig {
         listen: args.listen,
         publish: args.publish,
         peers: args.peers,
+        replicate,
         ..NetConfig::default()
     };
     let network = Arc::new(

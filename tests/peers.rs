@@ -102,3 +102,63 @@ fn a_fresh_node_catches_up_a_hundred_thousand_deltas() {
         node.stop();
     }
 }
+
+#[test]
+fn a_partial_replica_process_holds_its_slice_and_fetches_or_locates_the_rest() {
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = NodeProcess::start(dirs[0].path(), &[]);
+    let about = |entity: &str, n: i64| {
+        json!([
+            {"local_context": "subject", "target": {"entity": entity}, "target_context": "n"},
+            {"local_context": "n", "target": {"value": n}}
+        ])
+    };
+    let mine: Vec<String> = (0..5)
+        .map(|n| id_of(&a.write(about("mine", n), 0, 0)))
+        .collect();
+    let theirs: Vec<String> = (0..5)
+        .map(|n| id_of(&a.write(about("theirs", n), 0, 0)))
+        .collect();
+    let b = NodeProcess::start_with(
+        dirs[1].path(),
+        &[&a.router],
+        &["--replicate", r#"{"in": ["mine", {"var": "targets"}]}"#],
+    );
+    assert!(b.logged(&["partial replica"]));
+    eventually("B to reconcile its slice", Duration::from_secs(20), || {
+        mine.iter().all(|id| b.has(id))
+    });
+    // A live write outside the slice, then one inside: only the second is kept.
+    let outside = id_of(&a.write(about("theirs", 9), 0, 0));
+    let inside = id_of(&a.write(about("mine", 9), 0, 0));
+    eventually(
+        "B to receive its live slice",
+        Duration::from_secs(10),
+        || b.has(&inside),
+    );
+    for id in theirs.iter().chain([&outside]) {
+        assert!(!b.has(id), "B stored {id}, outside its slice");
+    }
+    assert_eq!(b.get("/health").unwrap()["deltas"], json!(6));
+
+    // Who holds deltas about "theirs"? A, six of them.
+    let holders = b.get("/who-has/theirs").unwrap();
+    assert_eq!(holders, json!({"holders": [{"peer": a.host, "deltas": 6}]}));
+    let graphql = b
+        .post(
+            "/graphql",
+            &json!({"query": "{ whoHas(entity: \"theirs\") }"}).to_string(),
+        )
+        .unwrap();
+    assert_eq!(graphql["data"]["whoHas"], holders["holders"]);
+    // Fetch by id brings one across on request.
+    assert_eq!(b.get(&format!("/deltas/{}", theirs[0])).unwrap_err().0, 404);
+    let fetched = b.get(&format!("/deltas/{}?fetch=true", theirs[0])).unwrap();
+    assert_eq!(fetched["id"], json!(theirs[0]));
+    assert!(b.has(&theirs[0]));
+    let query = json!({"query": "query($id: ID!) { delta(id: $id, fetch: true) }", "variables": {"id": theirs[1]}});
+    let graphql = b.post("/graphql", &query.to_string()).unwrap();
+    assert_eq!(graphql["data"]["delta"]["id"], json!(theirs[1]));
+    a.stop();
+    b.stop();
+}

@@ -10,9 +10,9 @@
 //! type Query {
 //!   user(id: ID!): User
 //!   users(filter: JSON, first: Int, after: String): UserConnection!
-//!   entity(id: ID!, asOf: String): JSON      delta(id: ID!): JSON
+//!   entity(id: ID!, asOf: String): JSON      delta(id: ID!, fetch: Boolean): JSON
 //!   deltas(filter: JSON, after: String, first: Int): DeltaPage!
-//!   schemas: [JSON!]!  peers: [ID!]!  node: NodeInfo!
+//!   schemas: [JSON!]!  peers: [ID!]!  node: NodeInfo!  whoHas(entity: ID!): [JSON!]!
 //! }
 //! type Mutation { write(...) submit(...) negate(...) putSchema(...): WriteResult! }
 //! ```
@@ -641,7 +641,9 @@ fn build(api: Arc<NodeApi>, types: BTreeMap<String, HyphaSchema>) -> Result<Sche
     let names: BTreeMap<String, String> = types.keys().map(|t| (t.clone(), type_name(t))).collect();
     let mut query = Object::new("Query");
     let mut builder_types: Vec<Object> = vec![meta_type(), write_result_type()];
-    let reserved = ["entity", "delta", "deltas", "schemas", "peers", "node"];
+    let reserved = [
+        "entity", "delta", "deltas", "schemas", "peers", "node", "whoHas",
+    ];
     let mut taken: Vec<String> = reserved.iter().map(|s| s.to_string()).collect();
     for (entity_type, schema) in &types {
         let name = names[entity_type].clone();
@@ -817,14 +819,31 @@ fn generic_queries(query: Object) -> Object {
                 FieldFuture::new(async move {
                     let shared = shared(&ctx)?;
                     let id = id_arg(&ctx)?;
-                    let store = shared.api.store().clone();
-                    let stored = blocking(move || store.get(id).map_err(internal))
-                        .await
-                        .map_err(api_error)?;
-                    Ok(stored.map(|s| FieldValue::value(to_gql(s.to_json()))))
+                    let fetch = match ctx.args.get("fetch") {
+                        Some(v) if !v.is_null() => v.boolean()?,
+                        _ => false,
+                    };
+                    let found = shared.api.delta(id, fetch).await.map_err(api_error)?;
+                    Ok(found.map(|json| FieldValue::value(to_gql(json))))
                 })
             })
-            .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID))),
+            .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
+            .argument(InputValue::new("fetch", TypeRef::named(TypeRef::BOOLEAN)))
+            .description("A delta by id; with `fetch: true`, asked of the linked peers when it is not held here (and stored)."),
+        )
+        .field(
+            Field::new("whoHas", TypeRef::named_nn_list_nn("JSON"), |ctx| {
+                FieldFuture::new(async move {
+                    let shared = shared(&ctx)?;
+                    let entity = ctx.args.try_get("entity")?.string()?.to_owned();
+                    let holders = shared.api.who_has(&entity).await;
+                    Ok(Some(FieldValue::list(holders.into_iter().map(|(peer, deltas)| {
+                        FieldValue::value(to_gql(json!({"peer": peer.to_string(), "deltas": deltas})))
+                    }))))
+                })
+            })
+            .argument(InputValue::new("entity", TypeRef::named_nn(TypeRef::ID)))
+            .description("How many deltas about an entity each linked peer holds: [{\"peer\", \"deltas\"}], from their entity indexes."),
         )
         .field(
             Field::new("deltas", TypeRef::named_nn("DeltaPage"), |ctx| {

@@ -7,7 +7,8 @@
 //! | `POST /write` | `{"pointers": […], "min_confidence"?: k, "timeout_ms"?: t}`: the node signs, stamps and stores the delta, waits until `k` peers hold it or `t` ms pass, and answers `{"id", "seq", "confidence", "reached"}` |
 //! | `POST /deltas` | JSON lines of deltas signed by their authors: verified, stamped by this node and stored, all or nothing; answers `[{"id", "new"}]`. Lines that carry `stamps` (as `hypha export` prints them) keep those origin stamps instead (a request holds either kind, not both). An error names the line: `line N: …` |
 //! | `GET /deltas?after=N&limit=M` | JSON lines of stored deltas after arrival `N` (at most `M`, default 1,000, at most 10,000), with stamps and arrival |
-//! | `GET /deltas/{id}` | the stored delta with its stamps and arrival |
+//! | `GET /deltas/{id}` | the stored delta with its stamps and arrival; `?fetch=true` asks the linked peers when it is not held here (and stores it) |
+//! | `GET /who-has/{entity}` | `{"holders": [{"peer", "deltas"}]}`: how many deltas about the entity each linked peer holds |
 //! | `GET /peers` | `{"peers": [host ids]}` |
 //! | `GET /metrics` | Prometheus text: deltas, bytes, views lag, subscriptions, peers, messages |
 //! | `POST /graphql` | GraphQL (see [`crate::graphql`]) |
@@ -37,6 +38,8 @@ use crate::graphql::GraphQl;
 pub const MAX_BODY_BYTES: usize = 16 << 20;
 /// Longest a write may wait for confidence.
 const MAX_WAIT: Duration = Duration::from_secs(60);
+/// How long a fetch from peers or a who-has question waits for answers.
+pub const FETCH_WAIT: Duration = Duration::from_secs(5);
 /// How long a write waits for confidence when the request does not say.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
 
@@ -179,6 +182,7 @@ pub fn router(api: Arc<NodeApi>) -> Result<Router, ApiError> {
         .route("/write", post(write))
         .route("/deltas", post(submit).get(export))
         .route("/deltas/{id}", get(delta))
+        .route("/who-has/{entity}", get(who_has))
         .route("/peers", get(peers))
         .route("/metrics", get(metrics))
         .with_state(api);
@@ -414,6 +418,35 @@ impl NodeApi {
             .collect())
     }
 
+    /// The stored delta `id` as JSON; when it is not held here and `fetch` is set, it is
+    /// asked of the linked peers (for up to `FETCH_WAIT`) and stored.
+    pub async fn delta(&self, id: DeltaId, fetch: bool) -> Result<Option<Value>, ApiError> {
+        let read = |store: Store| async move {
+            blocking(move || store.get(id).map_err(internal))
+                .await
+                .map(|stored| stored.map(|s| s.to_json()))
+        };
+        if let Some(found) = read(self.store.clone()).await? {
+            return Ok(Some(found));
+        }
+        match &self.network {
+            Some(network) if fetch => {
+                network.fetch(vec![id], FETCH_WAIT).await;
+                read(self.store.clone()).await
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// How many deltas about `entity` each linked peer holds (those answering within
+    /// `FETCH_WAIT`).
+    pub async fn who_has(&self, entity: &str) -> Vec<(hypha_primitives::HostId, u64)> {
+        match &self.network {
+            Some(network) => network.who_has(entity, FETCH_WAIT).await,
+            None => Vec::new(),
+        }
+    }
+
     /// Waits until `min_confidence` peers hold stored delta `id`, or `timeout` (capped at a
     /// minute); with 0, answers at once with the confidence known now.
     pub async fn wait_for(
@@ -572,19 +605,43 @@ async fn export(
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }
 
+/// `GET /deltas/{id}` query parameters.
+#[derive(Debug, serde::Deserialize)]
+struct DeltaQuery {
+    /// Ask the linked peers when the delta is not held here.
+    #[serde(default)]
+    fetch: bool,
+}
+
 async fn delta(
     State(api): State<Arc<NodeApi>>,
     Path(id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<DeltaQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let id: DeltaId = id.parse().map_err(bad_request)?;
-    let store = api.store.clone();
-    match blocking(move || store.get(id).map_err(internal)).await? {
-        Some(stored) => Ok(Json(stored.to_json())),
+    match api.delta(id, query.fetch).await? {
+        Some(found) => Ok(Json(found)),
         None => Err(ApiError(
             StatusCode::NOT_FOUND,
-            format!("no delta {id} here"),
+            if query.fetch {
+                format!("no delta {id} here or at any linked peer")
+            } else {
+                format!("no delta {id} here (?fetch=true asks the peers)")
+            },
         )),
     }
+}
+
+/// `GET /who-has/{entity}`: `{"holders": [{"peer", "deltas"}]}`, every linked peer that
+/// answered, with how many deltas about the entity it holds.
+async fn who_has(State(api): State<Arc<NodeApi>>, Path(entity): Path<String>) -> Json<Value> {
+    let holders: Vec<Value> = api
+        .who_has(&entity)
+        .await
+        .into_iter()
+        .map(|(peer, deltas)| json!({"peer": peer.to_string(), "deltas": deltas}))
+        .collect();
+    Json(json!({ "holders": holders }))
 }
 
 /// `GET /metrics`: Prometheus text. Rates (ingest, messages) are for Prometheus to derive
