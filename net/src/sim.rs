@@ -125,6 +125,9 @@ pub struct SimStats {
     pub delta_messages_per_delta: f64,
     /// Virtual time at which every node held everything (ms).
     pub converged_at_ms: Option<u64>,
+    /// Per node, the deltas in the order it stored them (for checking that every arrival
+    /// order materializes the same views).
+    pub arrivals: Vec<Vec<StampedDelta>>,
 }
 
 enum Event {
@@ -165,6 +168,8 @@ struct Node {
     peer: Peer,
     journal: HashMap<DeltaId, StampedDelta>,
     by_origin: BTreeMap<(HostId, Seq), DeltaId>,
+    /// What it stored, in order.
+    arrivals: Vec<DeltaId>,
 }
 
 struct Sim<'p> {
@@ -252,6 +257,7 @@ impl Sim<'_> {
                                 node.by_origin.insert((stamp.host(), stamp.seq()), id);
                             }
                             node.journal.insert(id, stamped.clone());
+                            node.arrivals.push(id);
                             work.push(Input::Stored(stamped));
                         }
                     }
@@ -318,6 +324,7 @@ pub fn run(seed: u64, config: &SimConfig, pool: &DeltaPool) -> Result<SimStats, 
             ),
             journal: HashMap::new(),
             by_origin: BTreeMap::new(),
+            arrivals: Vec::new(),
         })
         .collect();
     let index_of = nodes
@@ -387,6 +394,7 @@ pub fn run(seed: u64, config: &SimConfig, pool: &DeltaPool) -> Result<SimStats, 
                 node.by_origin
                     .insert((stamped.stamps[0].host(), stamped.stamps[0].seq()), id);
                 node.journal.insert(id, stamped.clone());
+                node.arrivals.push(id);
                 sim.drive(n, Input::Stored(stamped));
             }
         }
@@ -415,5 +423,15 @@ pub fn run(seed: u64, config: &SimConfig, pool: &DeltaPool) -> Result<SimStats, 
             ));
         }
     }
+    sim.stats.arrivals = sim
+        .nodes
+        .iter()
+        .map(|node| {
+            node.arrivals
+                .iter()
+                .map(|id| node.journal[id].clone())
+                .collect()
+        })
+        .collect();
     Ok(sim.stats)
 }
