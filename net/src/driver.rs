@@ -34,16 +34,15 @@ use zeromq::{
 
 use crate::handshake::{nonce, Hello, Proof, Welcome, NONCE_LEN};
 use crate::reconcile::{ReconcileError, Reconciler, Step};
-use crate::{serve, wire, Coverage, Event, Input, Message, Output, Peer, PeerConfig, Replication};
+use crate::{
+    serve, topics, wire, Coverage, Event, Input, Message, Output, Peer, PeerConfig, Replication,
+};
 
 /// Frame tags on ROUTER/DEALER links.
 const HELLO: &[u8] = b"h";
 const WELCOME: &[u8] = b"w";
 const PROOF: &[u8] = b"p";
 const MESSAGE: &[u8] = b"m";
-/// Topics on the PUB stream: deltas and coverage announcements.
-const TOPIC_DELTAS: &[u8] = b"d";
-const TOPIC_COVERAGE: &[u8] = b"c";
 
 /// Where a node listens and whom it dials; plain data with defaults for a single node on
 /// loopback.
@@ -950,16 +949,24 @@ impl Driver {
 
     async fn carry_out(&mut self, output: Output) {
         match output {
-            Output::Publish(message) => {
-                let topic = match message {
-                    Message::Coverage(_) => TOPIC_COVERAGE,
-                    _ => TOPIC_DELTAS,
-                };
-                // A full queue drops the message, as PUB itself would: catch-up repairs it.
-                let _ = self
-                    .publish
-                    .try_send((topic.to_vec(), wire::encode(&message)));
-            }
+            Output::Publish(message) => match message {
+                Message::Deltas(deltas) => {
+                    // One message per delta, under each of its topics (`topics.rs`).
+                    for delta in deltas {
+                        let topics = topics::delta_topics(&delta.delta);
+                        let bytes = wire::encode(&Message::Deltas(vec![delta]));
+                        for topic in topics {
+                            // A full queue drops the message, as PUB itself would:
+                            // catch-up repairs it.
+                            let _ = self.publish.try_send((topic.into_bytes(), bytes.clone()));
+                        }
+                    }
+                }
+                message => {
+                    let topic = topics::COVERAGE.as_bytes().to_vec();
+                    let _ = self.publish.try_send((topic, wire::encode(&message)));
+                }
+            },
             Output::Send { to, message } => {
                 if message.is_reply() {
                     let bytes = wire::encode(&message);
@@ -1577,8 +1584,10 @@ async fn session(link: u64, address: &str, shared: &Shared) -> Ended {
     }
     let host = welcome.host;
     let mut sub = SubSocket::new();
-    if let Err(e) = sub.subscribe("").await {
-        return Ended::Retry(format!("subscribe: {e}"));
+    for topic in topics::subscriptions(config.replicate.as_ref()) {
+        if let Err(e) = sub.subscribe(&topic).await {
+            return Ended::Retry(format!("subscribe: {e}"));
+        }
     }
     if let Err(e) = sub.connect(&welcome.publish).await {
         return Ended::Retry(format!("connect to {}: {e}", welcome.publish));

@@ -34,6 +34,7 @@ pub mod reconcile;
 mod serve;
 #[cfg(feature = "test-utils")]
 pub mod sim;
+mod topics;
 pub mod wire;
 
 pub use coverage::{Coverage, CoverageVector};

@@ -140,6 +140,14 @@ impl Filter {
         &self.inner.root
     }
 
+    /// The strings one of which the array at `path` (a `var` key such as `"targets"`)
+    /// must hold for the filter to match, when the rule says so: `{"in": ["s", {"var":
+    /// path}]}`, alone, in an `and`, or in every branch of an `or`. `None` when the filter
+    /// may match without it. Lets a subscriber narrow a stream by entity before filtering.
+    pub fn required_members(&self, path: &str) -> Option<Vec<String>> {
+        index::required_members(&self.inner.root, &path::Key::Str(path::StrKey::new(path)))
+    }
+
     /// The rule this filter was compiled from.
     pub fn rule(&self) -> &Value {
         &self.inner.rule

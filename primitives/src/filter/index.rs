@@ -261,6 +261,27 @@ impl<K: Clone + Eq + Hash> PathIndex<K> {
     }
 }
 
+/// The strings one of which the array at `path` must hold for `node` to be true, if the
+/// rule says so: `{"in": ["s", {"var": path}]}`, any argument of an `and`, or every branch
+/// of an `or` (whose strings are pooled).
+pub(super) fn required_members(node: &Node, path: &Key) -> Option<Vec<String>> {
+    match node {
+        Node::And(arguments) => arguments.iter().find_map(|a| required_members(a, path)),
+        Node::Or(arguments) if !arguments.is_empty() => {
+            let mut all = Vec::new();
+            for argument in arguments {
+                all.extend(required_members(argument, path)?);
+            }
+            Some(all)
+        }
+        Node::Binary(Op::In, needle, haystack) => {
+            (plain_var(haystack)? == *path).then_some(())?;
+            Some(vec![string_literal(needle)?])
+        }
+        _ => None,
+    }
+}
+
 /// The anchor of a rule, if it has one.
 fn anchor(node: &Node) -> Option<Anchor> {
     match node {
@@ -373,6 +394,36 @@ mod tests {
         }
         assert!(index.is_empty());
         assert!(index.paths.is_empty(), "empty path indexes are dropped");
+    }
+
+    #[test]
+    fn required_members_are_read_from_in_and_and_or() {
+        let members = |rule: Value| Filter::parse(&rule).unwrap().required_members("targets");
+        assert_eq!(
+            members(json!({"in": ["a", {"var": "targets"}]})),
+            Some(vec!["a".to_owned()])
+        );
+        assert_eq!(
+            members(
+                json!({"and": [{"==": [{"var": "author"}, "x"]}, {"in": ["b", {"var": "targets"}]}]})
+            ),
+            Some(vec!["b".to_owned()])
+        );
+        assert_eq!(
+            members(
+                json!({"or": [{"in": ["a", {"var": "targets"}]}, {"in": ["c", {"var": "targets"}]}]})
+            ),
+            Some(vec!["a".to_owned(), "c".to_owned()])
+        );
+        assert_eq!(
+            members(
+                json!({"or": [{"in": ["a", {"var": "targets"}]}, {"==": [{"var": "author"}, "x"]}]})
+            ),
+            None,
+            "one branch does not need a target"
+        );
+        assert_eq!(members(json!({"in": ["a", {"var": "contexts"}]})), None);
+        assert_eq!(members(json!({">": [{"var": "n"}, 1]})), None);
     }
 
     #[test]
