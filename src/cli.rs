@@ -203,6 +203,10 @@ pub(crate) struct NodeArgs {
     /// A peer's ROUTER address to dial (repeat, or comma-separate in HYPHA_PEERS).
     #[arg(long = "peer", env = "HYPHA_PEERS", value_delimiter = ',')]
     pub(crate) peers: Vec<String>,
+    /// Dial at most this many peers learnt from other peers' lists (0: only the configured
+    /// peers and those that dial in).
+    #[arg(long, env = "HYPHA_LEARN_PEERS", default_value_t = 8)]
+    pub(crate) learn_peers: usize,
     /// Replicate only the deltas this JSON-Logic filter selects (a partial replica), e.g.
     /// '{"in": ["alice", {"var": "targets"}]}'; the node's own writes are always kept.
     #[arg(long, env = "HYPHA_REPLICATE")]

@@ -24,6 +24,7 @@ struct ConfigFile {
     publish: Option<String>,
     peers: Option<Vec<String>>,
     replicate: Option<String>,
+    learn_peers: Option<usize>,
 }
 
 /// Whether the option `id` took its built-in default (neither a flag nor a variable set it).
@@ -79,6 +80,9 @@ pub(crate) fn apply(
     }
     if let (Some(replicate), true) = (file.replicate, unset("replicate")) {
         args.replicate = Some(replicate);
+    }
+    if let (Some(learn_peers), true) = (file.learn_peers, unset("learn_peers")) {
+        args.learn_peers = learn_peers;
     }
     Ok(Some(path))
 }

@@ -73,6 +73,7 @@ async fn serve(store: Store, key: KeyPair, token: Option<String>, args: NodeArgs
         publish: args.publish,
         peers: args.peers,
         replicate,
+        max_learnt_peers: args.learn_peers,
         ..NetConfig::default()
     };
     let network = Arc::new(

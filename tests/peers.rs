@@ -21,9 +21,11 @@ fn id_of(answer: &serde_json::Value) -> String {
 #[test]
 fn a_chain_replicates_survives_a_restart_and_reports_confidence() {
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let a = NodeProcess::start(dirs[0].path(), &[]);
-    let b = NodeProcess::start(dirs[1].path(), &[&a.router]);
-    let c = NodeProcess::start(dirs[2].path(), &[&b.router]);
+    // A chain stays a chain only if nodes do not learn each other's addresses.
+    let chain = ["--learn-peers", "0"];
+    let a = NodeProcess::start_with(dirs[0].path(), &[], &chain);
+    let b = NodeProcess::start_with(dirs[1].path(), &[&a.router], &chain);
+    let c = NodeProcess::start_with(dirs[2].path(), &[&b.router], &chain);
 
     // A write on A is readable on C through B (C never dials A).
     let first = id_of(&a.write(set(1), 0, 0));
@@ -57,7 +59,7 @@ fn a_chain_replicates_survives_a_restart_and_reports_confidence() {
     let later: Vec<String> = (10..30).map(|n| id_of(&a.write(set(n), 0, 0))).collect();
 
     // C restarts on its folder and catches up what it missed.
-    let c = NodeProcess::start(dirs[2].path(), &[&b.router]);
+    let c = NodeProcess::start_with(dirs[2].path(), &[&b.router], &chain);
     eventually(
         "the restarted C to catch up",
         Duration::from_secs(30),

@@ -45,6 +45,8 @@ impl NodeProcess {
             .arg("node")
             .args(["--http", "127.0.0.1:0", "--listen", "tcp://127.0.0.1:0"])
             .args(["--publish", "tcp://127.0.0.1:0", "--durability", "buffered"])
+            // The topologies measured are the ones dialled (a chain stays a chain).
+            .args(["--learn-peers", "0"])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -127,6 +129,7 @@ async fn observer(dir: &std::path::Path, seed_byte: u8, peers: Vec<String>) -> R
         peers,
         protocol: fast_protocol(),
         tick_ms: 20,
+        max_learnt_peers: 0,
         ..NetConfig::default()
     };
     let net = Network::start(store.clone(), KeyPair::from_seed([seed_byte; 32]), config).await?;

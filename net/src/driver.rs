@@ -70,6 +70,11 @@ pub struct NetConfig {
     /// peers outside it are not stored, and catch-up reconciles the slice with each peer
     /// instead of asking by coverage. `None`: every delta.
     pub replicate: Option<Filter>,
+    /// Peers learnt from other peers' lists that this node dials, at most (0: learn none,
+    /// keep to the configured peers and those that dial in).
+    pub max_learnt_peers: usize,
+    /// How often linked peers are told which peers this node is linked to (ms).
+    pub exchange_every_ms: u64,
 }
 
 impl Default for NetConfig {
@@ -85,6 +90,8 @@ impl Default for NetConfig {
             max_invalid: 3,
             ban_ms: 60_000,
             replicate: None,
+            max_learnt_peers: 8,
+            exchange_every_ms: 10_000,
         }
     }
 }
@@ -301,6 +308,8 @@ impl Network {
             reconciling: HashMap::new(),
             outgoing: HashMap::new(),
             incoming: HashMap::new(),
+            learnt: HashSet::new(),
+            last_exchange: 0,
         };
         let _entered = span.enter();
         for address in driver.shared.config.peers.clone() {
@@ -509,6 +518,8 @@ struct Outgoing {
     started: u64,
 }
 
+/// Most peers one peer list carries (and is read from one).
+const MAX_PEER_LIST: usize = 64;
 /// How long a request to peers (fetch, who-has, a reconciliation) may take (ms).
 const REQUEST_LIFETIME_MS: u64 = 60_000;
 /// Most reconciliations peers may have open here at once.
@@ -559,6 +570,10 @@ struct Driver {
     outgoing: HashMap<u64, Outgoing>,
     /// Peers' reconciliations with this node, by (peer, session), and when last used.
     incoming: HashMap<(HostId, u64), (Arc<Reconciler>, u64)>,
+    /// Addresses dialled because a peer listed them (bounded by `max_learnt_peers`).
+    learnt: HashSet<String>,
+    /// When peer lists were last sent.
+    last_exchange: u64,
 }
 
 impl Driver {
@@ -580,6 +595,12 @@ impl Driver {
                     let now = self.now();
                     self.banned.retain(|_, until| *until > now);
                     self.expire_requests(now);
+                    if now >= self.last_exchange + self.shared.config.exchange_every_ms {
+                        self.last_exchange = now;
+                        for peer in self.linked() {
+                            self.send_peer_list(peer);
+                        }
+                    }
                     self.handle(Input::Tick).await;
                 }
                 stored = feed.recv() => match stored {
@@ -768,6 +789,7 @@ impl Driver {
                     l.outbound = Some(outbound);
                 }
                 tracing::info!(peer = %host, "peer linked");
+                self.send_peer_list(host);
                 self.handle(Input::PeerUp(host)).await;
             }
             Inbound::LinkDown { link, host } => {
@@ -978,6 +1000,7 @@ impl Driver {
             Output::Answer { to, request } => self.answer(to, request),
             Output::Replied { from, reply } => self.replied(from, reply),
             Output::Reconcile { with } => self.start_reconcile(with),
+            Output::Learnt(peers) => self.learn_peers(peers),
             Output::Store { from, deltas } => {
                 // A full queue drops the batch; the state machine asks again after its
                 // request timeout.
@@ -1015,6 +1038,49 @@ impl Driver {
                     }
                 });
             }
+        }
+    }
+
+    /// Tells `to` the other peers this node is linked to, with their ROUTER addresses.
+    fn send_peer_list(&self, to: HostId) {
+        if self.shared.config.max_learnt_peers == 0 {
+            return;
+        }
+        let mut peers: Vec<(HostId, String)> = self
+            .links
+            .values()
+            .filter(|l| l.outbound.is_some())
+            .filter_map(|l| l.host.map(|h| (h, l.address.clone())))
+            .filter(|(h, _)| *h != to)
+            .collect();
+        peers.sort();
+        peers.dedup_by_key(|(h, _)| *h);
+        peers.truncate(MAX_PEER_LIST);
+        if !peers.is_empty() {
+            self.send_request(to, Message::Peers(peers));
+        }
+    }
+
+    /// Dials peers another peer listed that are not linked yet, within the cap.
+    fn learn_peers(&mut self, peers: Vec<(HostId, String)>) {
+        let cap = self.shared.config.max_learnt_peers;
+        for (host, address) in peers.into_iter().take(MAX_PEER_LIST) {
+            if self.learnt.len() >= cap {
+                return;
+            }
+            let linked = self.links.values().any(|l| l.host == Some(host));
+            let plausible = address.starts_with("tcp://") && address.len() <= 256;
+            if host == self.peer.id()
+                || linked
+                || !plausible
+                || self.banned.contains_key(&host)
+                || self.dialing.contains(&address)
+            {
+                continue;
+            }
+            tracing::info!(peer = %host, %address, "dialling a peer learnt from another");
+            self.learnt.insert(address.clone());
+            self.dial(address);
         }
     }
 

@@ -1,7 +1,7 @@
 //! The messages peers exchange. (Their wire encoding belongs to the ZeroMQ driver, next.)
 
 use hypha_delta_store::StampedDelta;
-use hypha_primitives::DeltaId;
+use hypha_primitives::{DeltaId, HostId};
 
 use crate::CoverageVector;
 
@@ -77,6 +77,9 @@ pub enum Message {
         /// The reconciliation message, or nothing.
         payload: Vec<u8>,
     },
+    /// Peers the sender is linked to, with their ROUTER addresses, so the receiver can
+    /// learn peers it was not configured with.
+    Peers(Vec<(HostId, String)>),
 }
 
 impl Message {

@@ -123,6 +123,8 @@ pub enum Output {
         /// The reply.
         reply: Message,
     },
+    /// Peers a peer is linked to: dial those not linked yet, within the learnt-peer cap.
+    Learnt(Vec<(HostId, String)>),
     /// Reconcile this partial replica's slice with a peer, and fetch what it lacks.
     Reconcile {
         /// The peer.
@@ -367,6 +369,15 @@ impl Peer {
             request @ (Message::Fetch { .. }
             | Message::WhoHas { .. }
             | Message::Reconcile { .. }) => out.push(Output::Answer { to: from, request }),
+            Message::Peers(peers) => {
+                let peers: Vec<(HostId, String)> = peers
+                    .into_iter()
+                    .filter(|(host, _)| *host != self.me)
+                    .collect();
+                if !peers.is_empty() {
+                    out.push(Output::Learnt(peers));
+                }
+            }
             reply @ (Message::Fetched { .. }
             | Message::Holds { .. }
             | Message::ReconcileReply { .. }) => out.push(Output::Replied { from, reply }),

@@ -264,7 +264,10 @@ impl Sim<'_> {
                     Output::Event(_) => {}
                     // Fetch, who-has and reconciliation are asked only by the node's API
                     // and by partial replicas, which the simulation does not run.
-                    Output::Answer { .. } | Output::Replied { .. } | Output::Reconcile { .. } => {}
+                    Output::Answer { .. }
+                    | Output::Replied { .. }
+                    | Output::Reconcile { .. }
+                    | Output::Learnt(_) => {}
                     Output::Serve {
                         to,
                         request,

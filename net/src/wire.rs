@@ -12,6 +12,7 @@
 //! kind 8    Holds:          request u64 | deltas u64
 //! kind 9    Reconcile:      session u64 | bytes (the filter, UTF-8 JSON) | bytes (payload)
 //! kind 10   ReconcileReply: session u64 | bytes (payload)
+//! kind 11   Peers:          count u32 | (host [32] | bytes (ROUTER address, UTF-8))*
 //! ids       = count u32 | id [32]*
 //! bytes     = length u32 | byte*
 //! deltas    = count u32 | (length u32 | delta bytes (primitives' stored form) | stamp count u8 | stamps)*
@@ -126,6 +127,14 @@ pub fn encode(message: &Message) -> Vec<u8> {
             out.extend_from_slice(&session.to_be_bytes());
             put_bytes(&mut out, payload);
         }
+        Message::Peers(peers) => {
+            out.push(11);
+            put_u32(&mut out, peers.len());
+            for (host, address) in peers {
+                out.extend_from_slice(host.as_bytes());
+                put_bytes(&mut out, address.as_bytes());
+            }
+        }
     }
     out
 }
@@ -229,6 +238,15 @@ pub fn decode(bytes: &[u8], max_bytes: usize) -> Result<Message, WireError> {
             session: r.u64()?,
             payload: r.bytes()?.to_vec(),
         },
+        11 => {
+            let n = r.count(32 + 4)?;
+            let mut peers = Vec::with_capacity(n);
+            for _ in 0..n {
+                let host = HostId::from_bytes(r.array()?);
+                peers.push((host, r.string()?));
+            }
+            Message::Peers(peers)
+        }
         kind => return Err(WireError::Kind(kind)),
     };
     if r.at != bytes.len() {
@@ -412,6 +430,11 @@ mod tests {
                 session: 8,
                 payload: vec![],
             },
+            Message::Peers(vec![]),
+            Message::Peers(vec![(
+                HostId::from_bytes([4; 32]),
+                "tcp://10.0.0.4:7400".into(),
+            )]),
         ]
     }
 

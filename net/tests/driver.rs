@@ -28,6 +28,8 @@ fn config(peers: Vec<String>) -> NetConfig {
             ..PeerConfig::default()
         },
         tick_ms: 20,
+        // Topologies here are what each test dials; learning peers has its own test.
+        max_learnt_peers: 0,
         ..NetConfig::default()
     }
 }
@@ -38,6 +40,18 @@ async fn node(seed: u8, peers: Vec<String>) -> Node {
 
 /// A node replicating only `slice`, if given.
 async fn node_with(seed: u8, peers: Vec<String>, slice: Option<&str>) -> Node {
+    node_configured(seed, peers, |config| {
+        config.replicate = slice.map(|s| s.parse().expect("a valid filter"));
+    })
+    .await
+}
+
+/// A node with the tests' configuration, adjusted by `adjust`.
+async fn node_configured(
+    seed: u8,
+    peers: Vec<String>,
+    adjust: impl FnOnce(&mut NetConfig),
+) -> Node {
     // RUST_LOG=hypha_net=debug shows the links at work.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -50,7 +64,7 @@ async fn node_with(seed: u8, peers: Vec<String>, slice: Option<&str>) -> Node {
         .unwrap();
     let key = KeyPair::from_seed([seed; 32]);
     let mut config = config(peers);
-    config.replicate = slice.map(|s| s.parse().expect("a valid filter"));
+    adjust(&mut config);
     let net = Network::start(store.clone(), key.clone(), config)
         .await
         .unwrap();
@@ -358,4 +372,52 @@ async fn a_partial_replica_holds_exactly_its_slice_and_fetches_or_locates_the_re
     for n in [a, b] {
         n.net.stop().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_learn_peers_from_each_other_up_to_a_cap() {
+    let learning = |cap: usize| {
+        move |config: &mut NetConfig| {
+            config.max_learnt_peers = cap;
+            config.exchange_every_ms = 200;
+        }
+    };
+    let a = node_configured(31, vec![], learning(8)).await;
+    let b = node_configured(32, vec![a.net.endpoints().router.clone()], learning(8)).await;
+    // C knows only B, and learns A from B's list.
+    let c = node_configured(33, vec![b.net.endpoints().router.clone()], learning(8)).await;
+    let mut linked = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        linked = c.net.peers().await;
+        if linked.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut expected = vec![a.key.host_id(), b.key.host_id()];
+    expected.sort();
+    assert_eq!(linked, expected, "C linked to A, which it learnt from B");
+    for n in [a, b, c] {
+        n.net.stop().await;
+    }
+    // With a cap of 0 a chain stays a chain.
+    let x = node_configured(35, vec![], learning(0)).await;
+    let y = node_configured(36, vec![x.net.endpoints().router.clone()], learning(0)).await;
+    let z = node_configured(37, vec![y.net.endpoints().router.clone()], learning(0)).await;
+    eventually("Y to link to both", Duration::from_secs(10), || {
+        futures_peers(&y) == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(z.net.peers().await, vec![y.key.host_id()]);
+    for n in [x, y, z] {
+        n.net.stop().await;
+    }
+}
+
+/// How many peers `node` is linked to, from a synchronous check.
+fn futures_peers(node: &Node) -> usize {
+    let net = &node.net;
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(net.peers())).len()
 }
