@@ -32,8 +32,9 @@ use zeromq::{
     DealerSocket, PubSocket, RouterSocket, Socket, SocketRecv, SocketSend, SubSocket, ZmqMessage,
 };
 
-use crate::handshake::{nonce, Hello, Proof, Welcome, NONCE_LEN};
+use crate::handshake::{self, nonce, Hello, Proof, Welcome};
 use crate::reconcile::{ReconcileError, Reconciler, Step};
+use crate::seal::{is_loopback, Ephemeral, GroupKey, LinkKeys};
 use crate::{
     serve, topics, wire, Coverage, Event, Input, Message, Output, Peer, PeerConfig, Replication,
 };
@@ -43,6 +44,35 @@ const HELLO: &[u8] = b"h";
 const WELCOME: &[u8] = b"w";
 const PROOF: &[u8] = b"p";
 const MESSAGE: &[u8] = b"m";
+/// The listener's publish key, sealed under the link's key (empty: the link is plain).
+const PUBLISH_KEY: &[u8] = b"k";
+/// First byte of a PUB payload: the message as is, or sealed under the publish key.
+const PLAIN: u8 = 0;
+const SEALED: u8 = 1;
+
+/// When links and the PUB stream are encrypted (`seal.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Encryption {
+    /// Encrypt what goes beyond this machine: links to or from non-loopback addresses, and
+    /// the PUB stream when it is bound to one.
+    #[default]
+    Auto,
+    /// Encrypt every link and the PUB stream.
+    On,
+    /// Never ask for encryption (a peer that asks for it still gets it).
+    Off,
+}
+
+impl Encryption {
+    /// Whether this node asks for encryption on a link to or from `address`.
+    pub fn wants(self, address: &str) -> bool {
+        match self {
+            Encryption::On => true,
+            Encryption::Off => false,
+            Encryption::Auto => !is_loopback(address),
+        }
+    }
+}
 
 /// Where a node listens and whom it dials; plain data with defaults for a single node on
 /// loopback.
@@ -75,6 +105,8 @@ pub struct NetConfig {
     pub max_learnt_peers: usize,
     /// How often linked peers are told which peers this node is linked to (ms).
     pub exchange_every_ms: u64,
+    /// When links and the PUB stream are encrypted.
+    pub encryption: Encryption,
 }
 
 impl Default for NetConfig {
@@ -92,6 +124,7 @@ impl Default for NetConfig {
             replicate: None,
             max_learnt_peers: 8,
             exchange_every_ms: 10_000,
+            encryption: Encryption::Auto,
         }
     }
 }
@@ -259,12 +292,16 @@ impl Network {
         let (store_tx, store_rx) = mpsc::channel(STORE_QUEUE);
         let me = key.host_id();
         let counters = Arc::new(Counters::default());
+        let seal_publish = config.encryption.wants(&endpoints.publish);
+        let publish_key = GroupKey::random();
         let shared = Arc::new(Shared {
             counters: counters.clone(),
             key,
             config,
             endpoints: endpoints.clone(),
             inbound: inbound_tx,
+            publish_key: publish_key.clone(),
+            seal_publish,
         });
         // Every task logs under the node's short id, so several nodes in one process (tests)
         // can be told apart.
@@ -272,7 +309,14 @@ impl Network {
         let background = vec![
             tokio::spawn(run_router(router, shared.clone(), router_rx).instrument(span.clone())),
             tokio::spawn(
-                run_publisher(publisher, me, publish_rx, counters.clone()).instrument(span.clone()),
+                run_publisher(
+                    publisher,
+                    me,
+                    publish_rx,
+                    counters.clone(),
+                    seal_publish.then_some(publish_key),
+                )
+                .instrument(span.clone()),
             ),
         ];
         let storer = run_storer(
@@ -448,6 +492,18 @@ struct Shared {
     config: NetConfig,
     endpoints: Endpoints,
     inbound: mpsc::Sender<Inbound>,
+    /// The key this node's PUB frames are sealed with, handed to authenticated peers.
+    publish_key: GroupKey,
+    /// Whether this node seals its PUB frames.
+    seal_publish: bool,
+}
+
+impl Shared {
+    /// Whether this node asks for encryption on links through its ROUTER (always when
+    /// its PUB stream is sealed, so the publish key never travels in the clear).
+    fn listener_wants(&self) -> bool {
+        self.seal_publish || self.config.encryption.wants(&self.endpoints.router)
+    }
 }
 
 /// What tasks tell the driver's loop.
@@ -1468,17 +1524,26 @@ fn frames(parts: Vec<Bytes>) -> Option<ZmqMessage> {
     ZmqMessage::try_from(parts).ok()
 }
 
-/// Publishes messages: `[topic, sender, message]`.
+/// Publishes messages: `[topic, sender, PLAIN · message]`, or `[topic, sender, SEALED ·
+/// sealed message]` (bound to the topic and sender) when a publish key is given.
 async fn run_publisher(
     mut socket: PubSocket,
     me: HostId,
     mut queue: mpsc::Receiver<(Vec<u8>, Vec<u8>)>,
     counters: Arc<Counters>,
+    seal: Option<GroupKey>,
 ) {
     let sender = Bytes::copy_from_slice(me.as_bytes());
     while let Some((topic, bytes)) = queue.recv().await {
-        counters.published(bytes.len());
-        let Some(message) = frames(vec![topic.into(), sender.clone(), bytes.into()]) else {
+        let payload = match &seal {
+            Some(key) => {
+                let aad = [topic.as_slice(), me.as_bytes()].concat();
+                [&[SEALED][..], &key.seal(&aad, &bytes)].concat()
+            }
+            None => [&[PLAIN][..], &bytes].concat(),
+        };
+        counters.published(payload.len());
+        let Some(message) = frames(vec![topic.into(), sender.clone(), payload.into()]) else {
             continue;
         };
         if let Err(e) = socket.send(message).await {
@@ -1495,10 +1560,12 @@ async fn run_router(
     mut commands: mpsc::Receiver<RouterCommand>,
 ) {
     let (mut send, mut recv) = socket.split();
-    // Handshakes in progress, by connection identity: the hello and our nonce.
-    let mut pending: HashMap<Bytes, (Hello, [u8; NONCE_LEN])> = HashMap::new();
+    // Handshakes in progress, by connection identity: the hello, our welcome and our key.
+    let mut pending: HashMap<Bytes, (Hello, Welcome, Ephemeral)> = HashMap::new();
     let mut host_of: HashMap<Bytes, HostId> = HashMap::new();
     let mut identity_of: HashMap<HostId, Bytes> = HashMap::new();
+    // The keys of encrypted links, by connection identity.
+    let mut sealed: HashMap<Bytes, LinkKeys> = HashMap::new();
     let max = shared.config.max_message_bytes;
     loop {
         tokio::select! {
@@ -1511,9 +1578,9 @@ async fn run_router(
                 match tag.as_ref() {
                     HELLO => match Hello::decode(&payload) {
                         Ok(hello) => {
-                            let ours = nonce();
-                            let welcome = hello.welcome(&shared.key, ours, shared.endpoints.publish.clone());
-                            pending.insert(identity.clone(), (hello, ours));
+                            let ephemeral = Ephemeral::new();
+                            let welcome = hello.welcome(&shared.key, nonce(), shared.endpoints.publish.clone(), ephemeral.public, shared.listener_wants());
+                            pending.insert(identity.clone(), (hello, welcome.clone(), ephemeral));
                             if pending.len() > 1024 {
                                 // Unfinished handshakes are bounded; start over if flooded.
                                 pending.clear();
@@ -1525,11 +1592,32 @@ async fn run_router(
                         Err(e) => tracing::warn!(error = %e, "refusing a handshake"),
                     },
                     PROOF => {
-                        let Some((hello, ours)) = pending.remove(&identity) else { continue };
+                        let Some((hello, welcome, ephemeral)) = pending.remove(&identity) else { continue };
                         let checked = Proof::decode(&payload)
-                            .and_then(|proof| hello.check(&proof, &ours, shared.key.host_id()));
+                            .and_then(|proof| hello.check(&proof, &welcome));
                         match checked {
                             Ok(()) => {
+                                // The publish key goes to a proven peer only, sealed when
+                                // the link is (it always is when the PUB stream is sealed).
+                                let mut handed = Vec::new();
+                                if handshake::encrypted(&hello, &welcome) {
+                                    let transcript = handshake::transcript(&hello, &welcome);
+                                    match ephemeral.agree(&hello.ephemeral, &transcript, false) {
+                                        Ok(mut keys) => {
+                                            handed = keys.send.seal(&shared.publish_key.to_bytes());
+                                            sealed.insert(identity.clone(), keys);
+                                        }
+                                        Err(e) => {
+                                            tracing::warn!(error = %e, peer = %hello.host, "refusing a link");
+                                            continue;
+                                        }
+                                    }
+                                } else {
+                                    sealed.remove(&identity);
+                                }
+                                if let Some(frame) = frames(vec![identity.clone(), PUBLISH_KEY.into(), handed.into()]) {
+                                    let _ = send.send(frame).await;
+                                }
                                 host_of.insert(identity.clone(), hello.host);
                                 identity_of.insert(hello.host, identity);
                                 let _ = shared.inbound.send(Inbound::Authenticated { host: hello.host, router: hello.router }).await;
@@ -1541,6 +1629,16 @@ async fn run_router(
                         // Messages count only from a peer that has proven who it is.
                         let Some(&from) = host_of.get(&identity) else { continue };
                         shared.counters.received(payload.len());
+                        let payload = match sealed.get_mut(&identity) {
+                            Some(keys) => match keys.open.open(&payload) {
+                                Ok(plain) => Bytes::from(plain),
+                                Err(e) => {
+                                    let _ = shared.inbound.send(Inbound::Invalid { from, what: e.to_string() }).await;
+                                    continue;
+                                }
+                            },
+                            None => payload,
+                        };
                         match wire::decode(&payload, max) {
                             Ok(message) => { let _ = shared.inbound.send(Inbound::Message { from, message }).await; }
                             Err(e) => { let _ = shared.inbound.send(Inbound::Invalid { from, what: e.to_string() }).await; }
@@ -1553,6 +1651,10 @@ async fn run_router(
                 None => return,
                 Some(RouterCommand::Send { to, bytes }) => {
                     let Some(identity) = identity_of.get(&to) else { continue };
+                    let bytes = match sealed.get_mut(identity) {
+                        Some(keys) => keys.send.seal(&bytes),
+                        None => bytes,
+                    };
                     shared.counters.sent(bytes.len());
                     if let Some(message) = frames(vec![identity.clone(), MESSAGE.into(), bytes.into()]) {
                         let _ = send.send(message).await;
@@ -1561,6 +1663,7 @@ async fn run_router(
                 Some(RouterCommand::Forget(host)) => {
                     if let Some(identity) = identity_of.remove(&host) {
                         host_of.remove(&identity);
+                        sealed.remove(&identity);
                     }
                 }
             }
@@ -1606,11 +1709,14 @@ async fn session(link: u64, address: &str, shared: &Shared) -> Ended {
         Ok(Err(e)) => return Ended::Retry(format!("connect: {e}")),
         Err(_) => return Ended::Retry("connect timed out".into()),
     }
+    let ephemeral = Ephemeral::new();
     let hello = Hello {
         host: shared.key.host_id(),
         nonce: nonce(),
         router: shared.endpoints.router.clone(),
         publish: shared.endpoints.publish.clone(),
+        ephemeral: ephemeral.public,
+        encrypt: config.encryption.wants(address),
     };
     let Some(opening) = frames(vec![HELLO.into(), hello.encode().into()]) else {
         return Ended::Retry("framing".into());
@@ -1642,12 +1748,39 @@ async fn session(link: u64, address: &str, shared: &Shared) -> Ended {
             return Ended::Retry(e.to_string());
         }
     };
+    let mut keys = if handshake::encrypted(&hello, &welcome) {
+        let transcript = handshake::transcript(&hello, &welcome);
+        match ephemeral.agree(&welcome.ephemeral, &transcript, true) {
+            Ok(keys) => Some(keys),
+            Err(e) => return Ended::Retry(e.to_string()),
+        }
+    } else {
+        None
+    };
     let Some(proof) = frames(vec![PROOF.into(), proof.encode().into()]) else {
         return Ended::Retry("framing".into());
     };
     if let Err(e) = dealer.send(proof).await {
         return Ended::Retry(format!("send proof: {e}"));
     }
+    // The listener answers a good proof with its publish key (sealed, or nothing).
+    let publish_key = match tokio::time::timeout(handshake_timeout, dealer.recv()).await {
+        Ok(Ok(reply)) => {
+            let parts = reply.into_vec();
+            match (parts.as_slice(), keys.as_mut()) {
+                ([tag, handed], _) if tag.as_ref() == PUBLISH_KEY && handed.is_empty() => None,
+                ([tag, handed], Some(keys)) if tag.as_ref() == PUBLISH_KEY => {
+                    match keys.open.open(handed).map(<[u8; 32]>::try_from) {
+                        Ok(Ok(key)) => Some(GroupKey::from_bytes(key)),
+                        _ => return Ended::Retry("a publish key that does not open".into()),
+                    }
+                }
+                _ => return Ended::Retry("no publish key after the proof".into()),
+            }
+        }
+        Ok(Err(e)) => return Ended::Retry(format!("handshake: {e}")),
+        Err(_) => return Ended::Retry("proof unanswered".into()),
+    };
     let host = welcome.host;
     let mut sub = SubSocket::new();
     for topic in topics::subscriptions(config.replicate.as_ref()) {
@@ -1672,7 +1805,10 @@ async fn session(link: u64, address: &str, shared: &Shared) -> Ended {
         &mut dealer,
         &mut sub,
         &mut outbound_rx,
-        config,
+        Crypto {
+            link: keys,
+            publish: publish_key,
+        },
         shared,
     )
     .await;
@@ -1682,14 +1818,22 @@ async fn session(link: u64, address: &str, shared: &Shared) -> Ended {
 
 /// Passes a linked peer's messages to the driver and the driver's requests to the peer,
 /// until the link breaks or goes quiet.
+/// A link's keys: its own (when encrypted), and the peer's publish key (when its PUB
+/// stream is sealed).
+struct Crypto {
+    link: Option<LinkKeys>,
+    publish: Option<GroupKey>,
+}
+
 async fn relay(
     host: HostId,
     dealer: &mut DealerSocket,
     sub: &mut SubSocket,
     outbound: &mut mpsc::Receiver<Message>,
-    config: &NetConfig,
+    mut crypto: Crypto,
     shared: &Shared,
 ) -> String {
+    let config = &shared.config;
     let request_timeout = Duration::from_millis(config.protocol.request_timeout_ms);
     let quiet_limit = Duration::from_millis(config.protocol.peer_timeout_ms);
     let mut awaiting: Option<Instant> = None;
@@ -1706,27 +1850,54 @@ async fn relay(
                 if let [tag, payload] = parts.as_slice() {
                     tracing::trace!(peer = %host, bytes = payload.len(), "reply");
                     if tag.as_ref() == MESSAGE {
-                        forward(host, payload, max, shared).await;
+                        match crypto.link.as_mut().map(|k| k.open.open(payload)) {
+                            None => forward(host, payload, max, shared).await,
+                            Some(Ok(plain)) => forward(host, &plain, max, shared).await,
+                            Some(Err(e)) => {
+                                shared.counters.received(payload.len());
+                                let _ = shared.inbound.send(Inbound::Invalid { from: host, what: e.to_string() }).await;
+                            }
+                        }
                     }
                 }
             }
             published = sub.recv() => {
                 let Ok(published) = published else { return "subscription closed".into() };
                 let parts = published.into_vec();
-                if let [_topic, sender, payload] = parts.as_slice() {
+                if let [topic, sender, payload] = parts.as_slice() {
                     // The stream is the peer's own PUB socket; anything claiming otherwise
                     // is ignored.
                     if sender.as_ref() == host.as_bytes() {
                         tracing::trace!(peer = %host, bytes = payload.len(), "published message");
                         last_heard = Instant::now();
-                        forward(host, payload, max, shared).await;
+                        match (payload.split_first(), &crypto.publish) {
+                            (Some((&PLAIN, message)), _) => forward(host, message, max, shared).await,
+                            (Some((&SEALED, sealed)), Some(key)) => {
+                                let aad = [topic.as_ref(), sender.as_ref()].concat();
+                                match key.open(&aad, sealed) {
+                                    Ok(plain) => forward(host, &plain, max, shared).await,
+                                    Err(e) => {
+                                        shared.counters.received(payload.len());
+                                        let _ = shared.inbound.send(Inbound::Invalid { from: host, what: e.to_string() }).await;
+                                    }
+                                }
+                            }
+                            _ => {
+                                shared.counters.received(payload.len());
+                                let what = "a PUB frame sealed without a key, or of no known kind".to_owned();
+                                let _ = shared.inbound.send(Inbound::Invalid { from: host, what }).await;
+                            }
+                        }
                     }
                 }
             }
             message = outbound.recv() => {
                 let Some(message) = message else { return "closed by the driver".into() };
                 let is_request = matches!(message, Message::CatchUpRequest { .. });
-                let bytes = wire::encode(&message);
+                let mut bytes = wire::encode(&message);
+                if let Some(keys) = crypto.link.as_mut() {
+                    bytes = keys.send.seal(&bytes);
+                }
                 shared.counters.sent(bytes.len());
                 let Some(frame) = frames(vec![MESSAGE.into(), bytes.into()]) else { continue };
                 if let Err(e) = dealer.send(frame).await {

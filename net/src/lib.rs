@@ -31,6 +31,7 @@ pub mod handshake;
 mod message;
 mod peer;
 pub mod reconcile;
+pub mod seal;
 mod serve;
 #[cfg(feature = "test-utils")]
 pub mod sim;
@@ -38,6 +39,6 @@ mod topics;
 pub mod wire;
 
 pub use coverage::{Coverage, CoverageVector};
-pub use driver::{Endpoints, NetConfig, NetError, NetStats, Network};
+pub use driver::{Encryption, Endpoints, NetConfig, NetError, NetStats, Network};
 pub use message::Message;
 pub use peer::{Event, Input, Output, Peer, PeerConfig, Replication};
