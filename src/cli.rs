@@ -203,6 +203,10 @@ pub(crate) struct NodeArgs {
     /// A peer's ROUTER address to dial (repeat, or comma-separate in HYPHA_PEERS).
     #[arg(long = "peer", env = "HYPHA_PEERS", value_delimiter = ',')]
     pub(crate) peers: Vec<String>,
+    /// Encrypt links and the PUB stream: `auto` beyond loopback addresses, `on` always,
+    /// `off` only when a peer asks.
+    #[arg(long, value_enum, env = "HYPHA_ENCRYPT", default_value_t = EncryptArg::Auto)]
+    pub(crate) encrypt: EncryptArg,
     /// Dial at most this many peers learnt from other peers' lists (0: only the configured
     /// peers and those that dial in).
     #[arg(long, env = "HYPHA_LEARN_PEERS", default_value_t = 8)]
@@ -211,6 +215,17 @@ pub(crate) struct NodeArgs {
     /// '{"in": ["alice", {"var": "targets"}]}'; the node's own writes are always kept.
     #[arg(long, env = "HYPHA_REPLICATE")]
     pub(crate) replicate: Option<String>,
+}
+
+/// `--encrypt` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum EncryptArg {
+    /// Encrypt links to or from non-loopback addresses, and a PUB stream bound to one.
+    Auto,
+    /// Encrypt every link and the PUB stream.
+    On,
+    /// Do not ask for encryption (a peer that asks still gets it).
+    Off,
 }
 
 /// `--durability` values.

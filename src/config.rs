@@ -8,7 +8,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, ValueEnum};
 use serde::Deserialize;
 
-use crate::cli::{DurabilityArg, Global, NodeArgs};
+use crate::cli::{DurabilityArg, EncryptArg, Global, NodeArgs};
 
 /// What a config file may set; an unknown key is an error (a misspelt option would
 /// otherwise be silently ignored).
@@ -25,6 +25,7 @@ struct ConfigFile {
     peers: Option<Vec<String>>,
     replicate: Option<String>,
     learn_peers: Option<usize>,
+    encrypt: Option<String>,
 }
 
 /// Whether the option `id` took its built-in default (neither a flag nor a variable set it).
@@ -83,6 +84,10 @@ pub(crate) fn apply(
     }
     if let (Some(learn_peers), true) = (file.learn_peers, unset("learn_peers")) {
         args.learn_peers = learn_peers;
+    }
+    if let (Some(encrypt), true) = (file.encrypt, unset("encrypt")) {
+        args.encrypt = EncryptArg::from_str(&encrypt, true)
+            .map_err(|e| anyhow::anyhow!("{}: encrypt {encrypt:?}: {e}", path.display()))?;
     }
     Ok(Some(path))
 }

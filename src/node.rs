@@ -10,12 +10,12 @@ use hypha_bindings::http::{self, NodeApi};
 /// Announces the materialized records each views update wrote, as (type, entity).
 type RecordChanges = tokio::sync::broadcast::Sender<(String, String)>;
 use hypha_delta_store::{load_or_create_node_key, Durability, Store};
-use hypha_net::{Event, NetConfig, Network};
+use hypha_net::{Encryption, Event, NetConfig, Network};
 use hypha_primitives::KeyPair;
 use hypha_views::Materializer;
 use tokio::sync::watch;
 
-use crate::cli::{DurabilityArg, NodeArgs};
+use crate::cli::{DurabilityArg, EncryptArg, NodeArgs};
 
 /// The shutdown signal every task of the node holds; it fires once.
 #[derive(Clone, Debug)]
@@ -74,6 +74,11 @@ async fn serve(store: Store, key: KeyPair, token: Option<String>, args: NodeArgs
         peers: args.peers,
         replicate,
         max_learnt_peers: args.learn_peers,
+        encryption: match args.encrypt {
+            EncryptArg::Auto => Encryption::Auto,
+            EncryptArg::On => Encryption::On,
+            EncryptArg::Off => Encryption::Off,
+        },
         ..NetConfig::default()
     };
     let network = Arc::new(

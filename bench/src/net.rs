@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use hypha_delta_store::{Durability, Store};
-use hypha_net::{NetConfig, Network, PeerConfig};
+use hypha_net::{Encryption, NetConfig, Network, PeerConfig};
 use hypha_primitives::{verify_batch, Delta, DeltaId, KeyPair, Pointer};
 use rayon::prelude::*;
 use serde_json::json;
@@ -34,6 +34,11 @@ pub(crate) struct NodeProcess {
 
 impl NodeProcess {
     pub(crate) fn start(peers: &[&str]) -> Result<NodeProcess> {
+        Self::start_with(peers, &[])
+    }
+
+    /// [`NodeProcess::start`] with more `hypha node` options.
+    pub(crate) fn start_with(peers: &[&str], options: &[&str]) -> Result<NodeProcess> {
         let binary = std::env::current_exe()?
             .parent()
             .context("bench binary folder")?
@@ -47,6 +52,7 @@ impl NodeProcess {
             .args(["--publish", "tcp://127.0.0.1:0", "--durability", "buffered"])
             // The topologies measured are the ones dialled (a chain stays a chain).
             .args(["--learn-peers", "0"])
+            .args(options)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -120,6 +126,16 @@ fn fast_protocol() -> PeerConfig {
 }
 
 async fn observer(dir: &std::path::Path, seed_byte: u8, peers: Vec<String>) -> Result<Observer> {
+    observer_with(dir, seed_byte, peers, Encryption::Auto).await
+}
+
+/// [`observer`] with its links encrypted as `encryption` says.
+async fn observer_with(
+    dir: &std::path::Path,
+    seed_byte: u8,
+    peers: Vec<String>,
+    encryption: Encryption,
+) -> Result<Observer> {
     let store = Store::builder(dir)
         .durability(Durability::Buffered)
         .open()?;
@@ -130,6 +146,7 @@ async fn observer(dir: &std::path::Path, seed_byte: u8, peers: Vec<String>) -> R
         protocol: fast_protocol(),
         tick_ms: 20,
         max_learnt_peers: 0,
+        encryption,
         ..NetConfig::default()
     };
     let net = Network::start(store.clone(), KeyPair::from_seed([seed_byte; 32]), config).await?;
@@ -196,7 +213,7 @@ async fn bench(deltas: usize, samples: usize) -> Result<()> {
 
     let a = NodeProcess::start(&[])?;
     let b = NodeProcess::start(&[&a.router])?;
-    let dirs: Vec<tempfile::TempDir> = (0..3)
+    let dirs: Vec<tempfile::TempDir> = (0..4)
         .map(|_| tempfile::tempdir())
         .collect::<Result<_, _>>()?;
     let o1 = observer(dirs[0].path(), 201, vec![a.router.clone()]).await?;
@@ -286,27 +303,7 @@ async fn bench(deltas: usize, samples: usize) -> Result<()> {
 
     eprintln!("throughput: {deltas} pre-signed deltas posted to A until stored on O1…");
     let lines: Vec<String> = signed.par_iter().map(Delta::to_json_string).collect();
-    let before = count(&o1.store);
-    let start = Instant::now();
-    let poster = {
-        let a_http = a.http.clone();
-        let lines = lines.clone();
-        tokio::task::spawn_blocking(move || -> Result<Duration> {
-            for chunk in lines.chunks(8192) {
-                ureq::post(&format!("{a_http}/deltas"))
-                    .set("content-type", "application/x-ndjson")
-                    .send_string(&chunk.join("\n"))?;
-            }
-            Ok(start.elapsed())
-        })
-    };
-    let target = before + deltas as u64;
-    wait_for("O1 to store every delta", Duration::from_secs(1800), || {
-        count(&o1.store) >= target
-    })
-    .await?;
-    let throughput = rate(deltas, start);
-    let posted = poster.await??;
+    let (throughput, posted) = post_until_stored(&a, &o1, &lines).await?;
     figure(
         "net",
         "stored_on_a_deltas_per_s",
@@ -321,6 +318,30 @@ async fn bench(deltas: usize, samples: usize) -> Result<()> {
         "1/s",
         Some(("ed25519_batch_verify_per_s_halved", verify_rate / 2.0)),
     );
+
+    eprintln!("the same over encrypted links (a fresh pair, --encrypt on)…");
+    {
+        let sealed_a = NodeProcess::start_with(&[], &["--encrypt", "on"])?;
+        let sealed_o = observer_with(
+            dirs[3].path(),
+            204,
+            vec![sealed_a.router.clone()],
+            Encryption::On,
+        )
+        .await?;
+        while sealed_o.net.peers().await.is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (sealed, _) = post_until_stored(&sealed_a, &sealed_o, &lines).await?;
+        figure(
+            "net",
+            "throughput_encrypted_deltas_per_s",
+            sealed,
+            "1/s",
+            Some(("throughput_a_to_b_deltas_per_s", throughput)),
+        );
+        sealed_o.net.stop().await;
+    }
     drop(lines);
 
     eprintln!(
@@ -387,6 +408,37 @@ async fn bench(deltas: usize, samples: usize) -> Result<()> {
     drop(a);
 
     mesh(&signed[..signed.len().min(2_000)]).await
+}
+
+/// Posts `lines` (signed deltas as JSON) to `a` in requests of 8192 until `observer`
+/// stores them all: deltas per second end to end, and how long posting took.
+async fn post_until_stored(
+    a: &NodeProcess,
+    observer: &Observer,
+    lines: &[String],
+) -> Result<(f64, Duration)> {
+    let before = count(&observer.store);
+    let start = Instant::now();
+    let poster = {
+        let a_http = a.http.clone();
+        let lines = lines.to_vec();
+        tokio::task::spawn_blocking(move || -> Result<Duration> {
+            for chunk in lines.chunks(8192) {
+                ureq::post(&format!("{a_http}/deltas"))
+                    .set("content-type", "application/x-ndjson")
+                    .send_string(&chunk.join("\n"))?;
+            }
+            Ok(start.elapsed())
+        })
+    };
+    let target = before + lines.len() as u64;
+    wait_for("the observer to store every delta", Duration::from_secs(1800), || {
+        count(&observer.store) >= target
+    })
+    .await?;
+    let throughput = rate(lines.len(), start);
+    let posted = poster.await??;
+    Ok((throughput, posted))
 }
 
 /// Five in-process nodes, each dialling every other; messages per delta written on one.
