@@ -432,9 +432,11 @@ async fn post_until_stored(
         })
     };
     let target = before + lines.len() as u64;
-    wait_for("the observer to store every delta", Duration::from_secs(1800), || {
-        count(&observer.store) >= target
-    })
+    wait_for(
+        "the observer to store every delta",
+        Duration::from_secs(1800),
+        || count(&observer.store) >= target,
+    )
     .await?;
     let throughput = rate(lines.len(), start);
     let posted = poster.await??;

@@ -18,7 +18,7 @@
 //! (what to relay, what to request, who has left) is [`Peer::handle`]'s.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -292,7 +292,7 @@ impl Network {
         let (store_tx, store_rx) = mpsc::channel(STORE_QUEUE);
         let me = key.host_id();
         let counters = Arc::new(Counters::default());
-        let seal_publish = config.encryption.wants(&endpoints.publish);
+        let seal_publish = Arc::new(AtomicBool::new(config.encryption.wants(&endpoints.publish)));
         let publish_key = GroupKey::random();
         let shared = Arc::new(Shared {
             counters: counters.clone(),
@@ -301,7 +301,7 @@ impl Network {
             endpoints: endpoints.clone(),
             inbound: inbound_tx,
             publish_key: publish_key.clone(),
-            seal_publish,
+            seal_publish: seal_publish.clone(),
         });
         // Every task logs under the node's short id, so several nodes in one process (tests)
         // can be told apart.
@@ -314,7 +314,8 @@ impl Network {
                     me,
                     publish_rx,
                     counters.clone(),
-                    seal_publish.then_some(publish_key),
+                    publish_key,
+                    seal_publish,
                 )
                 .instrument(span.clone()),
             ),
@@ -353,6 +354,7 @@ impl Network {
             outgoing: HashMap::new(),
             incoming: HashMap::new(),
             learnt: HashSet::new(),
+            building: HashSet::new(),
             last_exchange: 0,
         };
         let _entered = span.enter();
@@ -494,15 +496,16 @@ struct Shared {
     inbound: mpsc::Sender<Inbound>,
     /// The key this node's PUB frames are sealed with, handed to authenticated peers.
     publish_key: GroupKey,
-    /// Whether this node seals its PUB frames.
-    seal_publish: bool,
+    /// Whether this node seals its PUB frames (its policy, for the bound PUB address).
+    seal_publish: Arc<AtomicBool>,
 }
 
 impl Shared {
     /// Whether this node asks for encryption on links through its ROUTER (always when
     /// its PUB stream is sealed, so the publish key never travels in the clear).
     fn listener_wants(&self) -> bool {
-        self.seal_publish || self.config.encryption.wants(&self.endpoints.router)
+        self.seal_publish.load(Ordering::Relaxed)
+            || self.config.encryption.wants(&self.endpoints.router)
     }
 }
 
@@ -531,12 +534,13 @@ enum Inbound {
         with: HostId,
         reconciler: Arc<Reconciler>,
     },
-    /// A peer's reconciliation turn is answered (its slice read here, if it was new).
+    /// A peer's reconciliation turn is answered (its slice read here, if it was new), or
+    /// could not be: `Err(Some(why))` when the peer's input was bad, `Err(None)` when this
+    /// node failed.
     Answered {
         to: HostId,
         session: u64,
-        reconciler: Arc<Reconciler>,
-        reply: Vec<u8>,
+        outcome: Result<(Arc<Reconciler>, Vec<u8>), Option<String>>,
     },
     /// A turn of this node's own reconciliation is computed.
     Stepped {
@@ -562,8 +566,8 @@ enum Pending {
         deadline: u64,
         reply: oneshot::Sender<Vec<(HostId, u64)>>,
     },
-    /// Deltas a reconciliation found missing here.
-    Slice { deadline: u64 },
+    /// Deltas a reconciliation found missing here, asked of `peer`.
+    Slice { peer: HostId, deadline: u64 },
 }
 
 /// A reconciliation this partial replica started.
@@ -574,6 +578,10 @@ struct Outgoing {
     started: u64,
 }
 
+/// Most slices read at once for peers' reconciliations.
+const MAX_BUILDING: usize = 2;
+/// Largest reconciliation message taken from a peer (twice the default budget).
+const MAX_RECONCILE_PAYLOAD: usize = 512 * 1024;
 /// Most peers one peer list carries (and is read from one).
 const MAX_PEER_LIST: usize = 64;
 /// How long a request to peers (fetch, who-has, a reconciliation) may take (ms).
@@ -628,6 +636,8 @@ struct Driver {
     incoming: HashMap<(HostId, u64), (Arc<Reconciler>, u64)>,
     /// Addresses dialled because a peer listed them (bounded by `max_learnt_peers`).
     learnt: HashSet<String>,
+    /// Peers whose reconciliation slice is being read.
+    building: HashSet<HostId>,
     /// When peer lists were last sent.
     last_exchange: u64,
 }
@@ -860,7 +870,7 @@ impl Driver {
                 self.dialing.remove(&address);
             }
             Inbound::Authenticated { host, router } => {
-                if self.banned.contains_key(&host) {
+                if self.banned.contains_key(&host) || !plausible_address(&router) {
                     let _ = self.router.send(RouterCommand::Forget(host)).await;
                     return;
                 }
@@ -905,9 +915,18 @@ impl Driver {
             Inbound::Answered {
                 to,
                 session,
-                reconciler,
-                reply,
+                outcome,
             } => {
+                self.building.remove(&to);
+                let (reconciler, reply) = match outcome {
+                    Ok(answer) => answer,
+                    Err(Some(what)) => {
+                        self.incoming.remove(&(to, session));
+                        self.invalid(to, &what).await;
+                        return;
+                    }
+                    Err(None) => return,
+                };
                 if reply.is_empty() {
                     self.incoming.remove(&(to, session));
                 } else {
@@ -1125,10 +1144,9 @@ impl Driver {
                 return;
             }
             let linked = self.links.values().any(|l| l.host == Some(host));
-            let plausible = address.starts_with("tcp://") && address.len() <= 256;
             if host == self.peer.id()
                 || linked
-                || !plausible
+                || !plausible_address(&address)
                 || self.banned.contains_key(&host)
                 || self.dialing.contains(&address)
             {
@@ -1188,11 +1206,15 @@ impl Driver {
         let inbound = self.shared.inbound.clone();
         match request {
             Message::Fetch { request, ids } => {
-                tokio::task::spawn_blocking(move || match serve::fetch(&store, request, &ids) {
-                    Ok(message) => {
-                        let _ = inbound.blocking_send(Inbound::Reply { to, message });
+                // Half the message bound: a reply must fit what the requester accepts.
+                let budget = self.shared.config.max_message_bytes / 2;
+                tokio::task::spawn_blocking(move || {
+                    match serve::fetch(&store, request, &ids, budget) {
+                        Ok(message) => {
+                            let _ = inbound.blocking_send(Inbound::Reply { to, message });
+                        }
+                        Err(e) => tracing::error!(error = %e, "answering a fetch"),
                     }
-                    Err(e) => tracing::error!(error = %e, "answering a fetch"),
                 });
             }
             Message::WhoHas { request, entity } => {
@@ -1211,41 +1233,24 @@ impl Driver {
                 payload,
             } => {
                 let cached = self.incoming.get(&(to, session)).map(|(r, _)| r.clone());
+                // Each new session reads the whole journal: one at a time per peer, and a
+                // few at a time in all; a refused one times out and is retried later.
+                if cached.is_none() {
+                    if self.building.contains(&to) || self.building.len() >= MAX_BUILDING {
+                        tracing::debug!(peer = %to, "busy reading slices; a reconciliation waits");
+                        return;
+                    }
+                    self.building.insert(to);
+                    // One open session per peer: a new one replaces the old.
+                    self.incoming.retain(|(peer, _), _| *peer != to);
+                }
                 tokio::task::spawn_blocking(move || {
-                    let reconciler = match cached {
-                        Some(reconciler) => reconciler,
-                        None => {
-                            let slice = match serve::parse_slice(&filter) {
-                                Ok(slice) => slice,
-                                Err(e) => {
-                                    let what = format!("reconciliation filter: {e}");
-                                    let _ =
-                                        inbound.blocking_send(Inbound::Invalid { from: to, what });
-                                    return;
-                                }
-                            };
-                            match serve::slice(&store, slice.as_ref()) {
-                                Ok(reconciler) => Arc::new(reconciler),
-                                Err(e) => {
-                                    tracing::error!(error = %e, "reading a slice to reconcile");
-                                    return;
-                                }
-                            }
-                        }
-                    };
-                    let answered = match reconciler.reconcile(&payload) {
-                        Ok(step) => Inbound::Answered {
-                            to,
-                            session,
-                            reconciler,
-                            reply: step.reply.unwrap_or_default(),
-                        },
-                        Err(e) => Inbound::Invalid {
-                            from: to,
-                            what: e.to_string(),
-                        },
-                    };
-                    let _ = inbound.blocking_send(answered);
+                    let outcome = answer_reconcile(&store, cached, &filter, &payload);
+                    let _ = inbound.blocking_send(Inbound::Answered {
+                        to,
+                        session,
+                        outcome,
+                    });
                 });
             }
             _ => {}
@@ -1274,7 +1279,7 @@ impl Driver {
                         self.finish_request(request);
                     }
                 }
-                Some(Pending::Slice { .. }) => {
+                Some(Pending::Slice { peer, .. }) if *peer == from => {
                     self.pending.remove(&request);
                     if !deltas.is_empty() && self.to_store.try_send((from, deltas)).is_err() {
                         tracing::debug!(peer = %from, "store queue full; the next reconciliation fetches again");
@@ -1304,6 +1309,12 @@ impl Driver {
                 }
                 if payload.is_empty() {
                     self.finish_reconcile(session);
+                    return;
+                }
+                if payload.len() > MAX_RECONCILE_PAYLOAD {
+                    self.outgoing.remove(&session);
+                    self.reconciling.remove(&from);
+                    tracing::warn!(peer = %from, bytes = payload.len(), "dropping an oversized reconciliation reply");
                     return;
                 }
                 let reconciler = outgoing.reconciler.clone();
@@ -1343,7 +1354,7 @@ impl Driver {
             .filter(|(_, p)| match p {
                 Pending::Fetch { deadline, .. }
                 | Pending::WhoHas { deadline, .. }
-                | Pending::Slice { deadline } => *deadline <= now,
+                | Pending::Slice { deadline, .. } => *deadline <= now,
             })
             .map(|(id, _)| *id)
             .collect();
@@ -1384,7 +1395,13 @@ impl Driver {
         let deadline = self.now() + REQUEST_LIFETIME_MS;
         for chunk in outgoing.need.chunks(SLICE_FETCH) {
             let request = self.request_id();
-            self.pending.insert(request, Pending::Slice { deadline });
+            self.pending.insert(
+                request,
+                Pending::Slice {
+                    peer: outgoing.peer,
+                    deadline,
+                },
+            );
             self.send_request(
                 outgoing.peer,
                 Message::Fetch {
@@ -1394,6 +1411,45 @@ impl Driver {
             );
         }
     }
+}
+
+/// Answers one turn of a peer's reconciliation: with the session's slice if cached, else
+/// after reading it. `Err(Some(why))` blames the peer's input; `Err(None)` is a local failure.
+fn answer_reconcile(
+    store: &Store,
+    cached: Option<Arc<Reconciler>>,
+    filter: &str,
+    payload: &[u8],
+) -> Result<(Arc<Reconciler>, Vec<u8>), Option<String>> {
+    if payload.len() > MAX_RECONCILE_PAYLOAD {
+        return Err(Some(format!(
+            "a reconciliation message of {} bytes",
+            payload.len()
+        )));
+    }
+    let reconciler = match cached {
+        Some(reconciler) => reconciler,
+        None => {
+            let slice = serve::parse_slice(filter)
+                .map_err(|e| Some(format!("reconciliation filter: {e}")))?;
+            match serve::slice(store, slice.as_ref()) {
+                Ok(reconciler) => Arc::new(reconciler),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading a slice to reconcile");
+                    return Err(None);
+                }
+            }
+        }
+    };
+    let step = reconciler
+        .reconcile(payload)
+        .map_err(|e| Some(e.to_string()))?;
+    Ok((reconciler, step.reply.unwrap_or_default()))
+}
+
+/// Whether a peer-given address is worth dialling: TCP, and not absurdly long.
+fn plausible_address(address: &str) -> bool {
+    address.starts_with("tcp://") && address.len() <= 256
 }
 
 /// Stores deltas fetched on request, whatever slice the node replicates; returns those
@@ -1531,11 +1587,12 @@ async fn run_publisher(
     me: HostId,
     mut queue: mpsc::Receiver<(Vec<u8>, Vec<u8>)>,
     counters: Arc<Counters>,
-    seal: Option<GroupKey>,
+    key: GroupKey,
+    seal: Arc<AtomicBool>,
 ) {
     let sender = Bytes::copy_from_slice(me.as_bytes());
     while let Some((topic, bytes)) = queue.recv().await {
-        let payload = match &seal {
+        let payload = match seal.load(Ordering::Relaxed).then_some(&key) {
             Some(key) => {
                 let aad = [topic.as_slice(), me.as_bytes()].concat();
                 [&[SEALED][..], &key.seal(&aad, &bytes)].concat()
@@ -1576,6 +1633,9 @@ async fn run_router(
                     [Bytes::new(), Bytes::new(), Bytes::new()]
                 });
                 match tag.as_ref() {
+                    // A connection that has proven its identity does not handshake again
+                    // (a redial is a new connection).
+                    HELLO if host_of.contains_key(&identity) => {}
                     HELLO => match Hello::decode(&payload) {
                         Ok(hello) => {
                             let ephemeral = Ephemeral::new();
@@ -1604,7 +1664,11 @@ async fn run_router(
                                     let transcript = handshake::transcript(&hello, &welcome);
                                     match ephemeral.agree(&hello.ephemeral, &transcript, false) {
                                         Ok(mut keys) => {
-                                            handed = keys.send.seal(&shared.publish_key.to_bytes());
+                                            // The key goes out only when the stream is sealed
+                                            // (and then the link always is: `listener_wants`).
+                                            if shared.seal_publish.load(Ordering::Relaxed) {
+                                                handed = keys.send.seal(&shared.publish_key.to_bytes());
+                                            }
                                             sealed.insert(identity.clone(), keys);
                                         }
                                         Err(e) => {
@@ -1618,8 +1682,14 @@ async fn run_router(
                                 if let Some(frame) = frames(vec![identity.clone(), PUBLISH_KEY.into(), handed.into()]) {
                                     let _ = send.send(frame).await;
                                 }
-                                host_of.insert(identity.clone(), hello.host);
-                                identity_of.insert(hello.host, identity);
+                                // A host that redialled leaves its old connection behind.
+                                if let Some(old) = identity_of.insert(hello.host, identity.clone()) {
+                                    if old != identity {
+                                        host_of.remove(&old);
+                                        sealed.remove(&old);
+                                    }
+                                }
+                                host_of.insert(identity, hello.host);
                                 let _ = shared.inbound.send(Inbound::Authenticated { host: hello.host, router: hello.router }).await;
                             }
                             Err(e) => tracing::warn!(error = %e, claimed = %hello.host, "refusing a peer that cannot prove its identity"),
@@ -1768,7 +1838,12 @@ async fn session(link: u64, address: &str, shared: &Shared) -> Ended {
         Ok(Ok(reply)) => {
             let parts = reply.into_vec();
             match (parts.as_slice(), keys.as_mut()) {
-                ([tag, handed], _) if tag.as_ref() == PUBLISH_KEY && handed.is_empty() => None,
+                ([tag, handed], encrypted) if tag.as_ref() == PUBLISH_KEY && handed.is_empty() => {
+                    if encrypted.is_some() {
+                        tracing::info!(%address, "the link is encrypted, but the peer's PUB stream is not sealed (its --encrypt policy)");
+                    }
+                    None
+                }
                 ([tag, handed], Some(keys)) if tag.as_ref() == PUBLISH_KEY => {
                     match keys.open.open(handed).map(<[u8; 32]>::try_from) {
                         Ok(Ok(key)) => Some(GroupKey::from_bytes(key)),
@@ -1870,23 +1945,20 @@ async fn relay(
                     if sender.as_ref() == host.as_bytes() {
                         tracing::trace!(peer = %host, bytes = payload.len(), "published message");
                         last_heard = Instant::now();
+                        // Frames that do not open are dropped, not held against the peer: the
+                        // SUB connection is not authenticated, so anyone on the path could
+                        // have put them there. (A plain frame before the peer started
+                        // sealing is lost like any PUB frame; catch-up repairs it.)
                         match (payload.split_first(), &crypto.publish) {
-                            (Some((&PLAIN, message)), _) => forward(host, message, max, shared).await,
+                            (Some((&PLAIN, message)), None) => forward(host, message, max, shared).await,
                             (Some((&SEALED, sealed)), Some(key)) => {
                                 let aad = [topic.as_ref(), sender.as_ref()].concat();
                                 match key.open(&aad, sealed) {
                                     Ok(plain) => forward(host, &plain, max, shared).await,
-                                    Err(e) => {
-                                        shared.counters.received(payload.len());
-                                        let _ = shared.inbound.send(Inbound::Invalid { from: host, what: e.to_string() }).await;
-                                    }
+                                    Err(e) => tracing::debug!(peer = %host, error = %e, "dropping a PUB frame"),
                                 }
                             }
-                            _ => {
-                                shared.counters.received(payload.len());
-                                let what = "a PUB frame sealed without a key, or of no known kind".to_owned();
-                                let _ = shared.inbound.send(Inbound::Invalid { from: host, what }).await;
-                            }
+                            _ => tracing::debug!(peer = %host, "dropping a PUB frame not sealed as the link's keys say"),
                         }
                     }
                 }

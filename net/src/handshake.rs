@@ -4,8 +4,10 @@
 //! ```text
 //! dialer                                   listener (ROUTER)
 //!   Hello   { host A, nonce a, router, publish, X25519 key x_A, encrypt e_A }   →
-//!       ← Welcome { host B, nonce b, publish, x_B, e_B, sig_B("welcome" · a · A · x_A · e_A · x_B · e_B) }
-//!   Proof   { sig_A("proof" · b · B · x_B · e_B · x_A · e_A) }     →
+//!       ← Welcome { host B, nonce b, publish, x_B, e_B, sig_B("welcome" · a · A · x_A · e_A · x_B · e_B · addresses) }
+//!   Proof   { sig_A("proof" · b · B · x_B · e_B · x_A · e_A · addresses) }     →
+//!
+//! (addresses: the dialer's ROUTER and PUB addresses and the listener's PUB address.)
 //! ```
 //!
 //! Each side signs the other's fresh nonce together with the other's host id, under a
@@ -83,15 +85,18 @@ pub enum HandshakeError {
     BadSignature(HostId),
 }
 
-/// What a side signs: the other's nonce and host, the other's key and wish, its own.
+/// What a side signs: the other's nonce and host, the other's key and wish, its own,
+/// and the addresses both sides gave (the dialer's ROUTER and PUB, the listener's PUB), so
+/// nobody in between can redirect a subscription or a dial-back.
 fn challenge(
     role: &[u8],
     nonce: &[u8; NONCE_LEN],
     other: HostId,
     (their_key, their_wish): (&[u8; EPHEMERAL_LEN], bool),
     (own_key, own_wish): (&[u8; EPHEMERAL_LEN], bool),
+    addresses: [&str; 3],
 ) -> Vec<u8> {
-    [
+    let mut out = [
         DOMAIN,
         role,
         nonce,
@@ -101,7 +106,12 @@ fn challenge(
         own_key,
         &[u8::from(own_wish)],
     ]
-    .concat()
+    .concat();
+    for address in addresses {
+        out.extend_from_slice(&(address.len() as u32).to_be_bytes());
+        out.extend_from_slice(address.as_bytes());
+    }
+    out
 }
 
 /// The handshake both sides bind their link keys to.
@@ -179,6 +189,7 @@ impl Hello {
             self.host,
             (&self.ephemeral, self.encrypt),
             (&ephemeral, encrypt),
+            [&self.router, &self.publish, &publish],
         );
         Welcome {
             host: key.host_id(),
@@ -198,6 +209,7 @@ impl Hello {
             sent.host,
             (&sent.ephemeral, sent.encrypt),
             (&self.ephemeral, self.encrypt),
+            [&self.router, &self.publish, &sent.publish],
         );
         if self.host.verifies(&signed, &proof.signature) {
             Ok(())
@@ -244,6 +256,7 @@ impl Welcome {
             hello.host,
             (&hello.ephemeral, hello.encrypt),
             (&self.ephemeral, self.encrypt),
+            [&hello.router, &hello.publish, &self.publish],
         );
         if !self.host.verifies(&signed, &self.signature) {
             return Err(HandshakeError::BadSignature(self.host));
@@ -254,6 +267,7 @@ impl Welcome {
             self.host,
             (&self.ephemeral, self.encrypt),
             (&hello.ephemeral, hello.encrypt),
+            [&hello.router, &hello.publish, &self.publish],
         );
         Ok(Proof {
             signature: key.sign(&proof),
@@ -352,6 +366,11 @@ mod tests {
         downgraded.encrypt = false;
         let welcome = downgraded.welcome(&b, nonce(), String::new(), xb.public, false);
         assert!(welcome.check(&hello, &a).is_err());
+        // Or redirects the dialer's subscription to its own PUB socket.
+        let mut redirected =
+            hello.welcome(&b, nonce(), "tcp://127.0.0.1:1".into(), xb.public, false);
+        redirected.publish = "tcp://10.6.6.6:7401".into();
+        assert!(redirected.check(&hello, &a).is_err());
         // And the proof covers the welcome's key: the listener notices a swapped one.
         let welcome = hello.welcome(&b, nonce(), String::new(), xb.public, false);
         let proof = swapped_proof(&welcome, &hello, &a, &xm);
@@ -368,6 +387,7 @@ mod tests {
             seen.host,
             (&seen.ephemeral, seen.encrypt),
             (&hello.ephemeral, hello.encrypt),
+            [&hello.router, &hello.publish, &seen.publish],
         );
         Proof {
             signature: key.sign(&signed),

@@ -430,6 +430,7 @@ fn decode(message: &[u8]) -> Result<Vec<(Bound, Mode)>, ReconcileError> {
         } else {
             let time = last_time
                 .checked_add(encoded - 1)
+                .filter(|t| *t < u64::MAX)
                 .ok_or(Malformed("time overflows"))?;
             last_time = time;
             let prefix = cursor.byte()?;

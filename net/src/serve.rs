@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use hypha_delta_store::{StampedDelta, Store};
-use hypha_primitives::{DeltaId, Filter};
+use hypha_primitives::{DeltaId, Filter, STAMP_LEN};
 
 use crate::reconcile::{Item, ReconcileConfig, Reconciler};
 use crate::Message;
@@ -16,21 +16,32 @@ pub(crate) const MAX_FETCH: usize = 4_096;
 /// Most deltas a who-has answer counts (an entity with more says this many).
 pub(crate) const MAX_COUNTED: u64 = 1_000_000;
 
-/// The answer to [`Message::Fetch`]: the deltas held, with their stamps, and the ids not held.
+/// The answer to [`Message::Fetch`]: the deltas held, with their stamps, up to
+/// [`MAX_FETCH`] of them and about `budget` encoded bytes; the ids not sent (not held, or
+/// past either bound) are listed as missing.
 pub(crate) fn fetch(
     store: &Store,
     request: u64,
     ids: &[DeltaId],
+    budget: usize,
 ) -> hypha_delta_store::Result<Message> {
     let mut deltas = Vec::new();
     let mut missing = Vec::new();
+    let mut bytes = 0;
     for (n, id) in ids.iter().enumerate() {
+        if n >= MAX_FETCH || bytes >= budget {
+            missing.push(*id);
+            continue;
+        }
         match store.get(*id)? {
-            Some(stored) if n < MAX_FETCH => deltas.push(StampedDelta {
-                delta: stored.delta,
-                stamps: stored.stamps,
-            }),
-            _ => missing.push(*id),
+            Some(stored) => {
+                bytes += stored.delta.encoded_len() + stored.stamps.len() * STAMP_LEN + 8;
+                deltas.push(StampedDelta {
+                    delta: stored.delta,
+                    stamps: stored.stamps,
+                });
+            }
+            None => missing.push(*id),
         }
     }
     Ok(Message::Fetched {
@@ -120,7 +131,7 @@ mod tests {
             request,
             deltas,
             missing,
-        } = fetch(&store, 4, &[ids[1], absent, ids[2]]).unwrap()
+        } = fetch(&store, 4, &[ids[1], absent, ids[2]], 1 << 20).unwrap()
         else {
             panic!("a Fetched answer");
         };
@@ -131,6 +142,15 @@ mod tests {
         );
         assert_eq!(deltas[0].stamps.len(), 1, "with their stamps");
         assert_eq!(missing, vec![absent]);
+        // Past the byte budget, the rest are not sent (and listed as missing).
+        let Message::Fetched {
+            deltas, missing, ..
+        } = fetch(&store, 5, &ids, 1).unwrap()
+        else {
+            panic!("a Fetched answer");
+        };
+        assert_eq!(deltas.len(), 1);
+        assert_eq!(missing, ids[1..].to_vec());
 
         // Filed under two properties each, counted once.
         assert_eq!(
