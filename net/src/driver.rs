@@ -302,6 +302,7 @@ impl Network {
             inbound: inbound_tx,
             publish_key: publish_key.clone(),
             seal_publish: seal_publish.clone(),
+            banned: std::sync::Mutex::new(HashSet::new()),
         });
         // Every task logs under the node's short id, so several nodes in one process (tests)
         // can be told apart.
@@ -498,6 +499,8 @@ struct Shared {
     publish_key: GroupKey,
     /// Whether this node seals its PUB frames (its policy, for the bound PUB address).
     seal_publish: Arc<AtomicBool>,
+    /// Banned hosts, for the ROUTER task: they get no publish key and no link.
+    banned: std::sync::Mutex<HashSet<HostId>>,
 }
 
 impl Shared {
@@ -574,9 +577,16 @@ enum Pending {
 struct Outgoing {
     peer: HostId,
     reconciler: Arc<Reconciler>,
-    need: Vec<DeltaId>,
+    /// What the peer says this node lacks (at most `MAX_SLICE_NEED`).
+    need: HashSet<DeltaId>,
+    /// A turn is being computed: replies meanwhile are ignored.
+    stepping: bool,
     started: u64,
 }
+
+/// Most ids one reconciliation may say this node lacks before it is abandoned (the next
+/// one, after more has arrived by other means, continues).
+const MAX_SLICE_NEED: usize = 1_000_000;
 
 /// Most slices read at once for peers' reconciliations.
 const MAX_BUILDING: usize = 2;
@@ -660,6 +670,9 @@ impl Driver {
                 _ = tick.tick() => {
                     let now = self.now();
                     self.banned.retain(|_, until| *until > now);
+                    if let Ok(mut shared) = self.shared.banned.lock() {
+                        shared.retain(|host| self.banned.contains_key(host));
+                    }
                     self.expire_requests(now);
                     if now >= self.last_exchange + self.shared.config.exchange_every_ms {
                         self.last_exchange = now;
@@ -898,7 +911,8 @@ impl Driver {
                     Outgoing {
                         peer: with,
                         reconciler,
-                        need: Vec::new(),
+                        need: HashSet::new(),
+                        stepping: false,
                         started: self.now(),
                     },
                 );
@@ -956,9 +970,16 @@ impl Driver {
                     return;
                 };
                 let peer = outgoing.peer;
+                outgoing.stepping = false;
                 match step {
                     Ok(step) => {
                         outgoing.need.extend(step.need);
+                        if outgoing.need.len() > MAX_SLICE_NEED {
+                            tracing::warn!(peer = %peer, "a reconciliation found too much missing; fetching happens on the next");
+                            self.outgoing.remove(&session);
+                            self.reconciling.remove(&peer);
+                            return;
+                        }
                         match step.reply {
                             Some(payload) => {
                                 let filter = self.slice_text();
@@ -996,6 +1017,9 @@ impl Driver {
         self.invalid.remove(&from);
         let until = self.now() + self.shared.config.ban_ms;
         self.banned.insert(from, until);
+        if let Ok(mut shared) = self.shared.banned.lock() {
+            shared.insert(from);
+        }
         tracing::warn!(peer = %from, ban_ms = self.shared.config.ban_ms, "disconnecting misbehaving peer");
         let links: Vec<u64> = self
             .links
@@ -1301,10 +1325,10 @@ impl Driver {
                 }
             }
             Message::ReconcileReply { session, payload } => {
-                let Some(outgoing) = self.outgoing.get(&session) else {
+                let Some(outgoing) = self.outgoing.get_mut(&session) else {
                     return;
                 };
-                if outgoing.peer != from {
+                if outgoing.peer != from || outgoing.stepping {
                     return;
                 }
                 if payload.is_empty() {
@@ -1317,6 +1341,7 @@ impl Driver {
                     tracing::warn!(peer = %from, bytes = payload.len(), "dropping an oversized reconciliation reply");
                     return;
                 }
+                outgoing.stepping = true;
                 let reconciler = outgoing.reconciler.clone();
                 let inbound = self.shared.inbound.clone();
                 tokio::task::spawn_blocking(move || {
@@ -1393,7 +1418,8 @@ impl Driver {
         self.reconciling.remove(&outgoing.peer);
         tracing::debug!(peer = %outgoing.peer, missing = outgoing.need.len(), "slice reconciled");
         let deadline = self.now() + REQUEST_LIFETIME_MS;
-        for chunk in outgoing.need.chunks(SLICE_FETCH) {
+        let need: Vec<DeltaId> = outgoing.need.into_iter().collect();
+        for chunk in need.chunks(SLICE_FETCH) {
             let request = self.request_id();
             self.pending.insert(
                 request,
@@ -1653,6 +1679,10 @@ async fn run_router(
                     },
                     PROOF => {
                         let Some((hello, welcome, ephemeral)) = pending.remove(&identity) else { continue };
+                        if shared.banned.lock().is_ok_and(|b| b.contains(&hello.host)) {
+                            // A banned host gets neither the publish key nor a link.
+                            continue;
+                        }
                         let checked = Proof::decode(&payload)
                             .and_then(|proof| hello.check(&proof, &welcome));
                         match checked {

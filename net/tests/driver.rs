@@ -287,6 +287,28 @@ async fn a_peer_sending_forged_deltas_is_disconnected_and_nothing_forged_is_stor
         assert!(victim.store.get(delta.id()).unwrap().is_none());
     }
     assert!(victim.net.peers().await.is_empty());
+
+    // A banned host that handshakes again gets a welcome but, after its proof, no
+    // publish key and no link.
+    let mut again = DealerSocket::new();
+    again.connect(&victim.net.endpoints().router).await.unwrap();
+    let hello = Hello {
+        nonce: nonce(),
+        ..hello
+    };
+    again
+        .send(frames(vec![b"h".to_vec(), hello.encode()]))
+        .await
+        .unwrap();
+    let reply = again.recv().await.unwrap().into_vec();
+    let welcome = Welcome::decode(&reply[1]).unwrap();
+    let proof = welcome.check(&hello, &mallory).unwrap();
+    again
+        .send(frames(vec![b"p".to_vec(), proof.encode()]))
+        .await
+        .unwrap();
+    let answered = tokio::time::timeout(Duration::from_millis(500), again.recv()).await;
+    assert!(answered.is_err(), "a banned host got {answered:?}");
     victim.net.stop().await;
 }
 
