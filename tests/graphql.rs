@@ -421,17 +421,10 @@ fn a_filtered_subscription_replays_then_follows_without_gap_or_duplicate() {
     node.stop();
 }
 
-/// The GraphiQL page loads in headless Chromium with networking to anything but the node
-/// disabled, runs a query, and shows the answer.
-#[test]
-fn the_graphiql_page_runs_a_query_offline_in_headless_chromium() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = NodeProcess::start(dir.path(), &[]);
+/// The page at `url` as headless Chromium renders it, with no way out to the internet:
+/// every host name but the node's own fails to resolve, so no CDN can be reached.
+fn headless_dom(url: &str) -> String {
     let profile = tempfile::tempdir().unwrap();
-    let url = format!(
-        "{}/?query=%7B%20node%20%7B%20id%20version%20%7D%20%7D&run",
-        node.http
-    );
     let output = std::process::Command::new("chromium")
         .args([
             "--headless",
@@ -441,16 +434,29 @@ fn the_graphiql_page_runs_a_query_offline_in_headless_chromium() {
             "--disable-component-update",
             "--disable-sync",
             "--no-first-run",
-            // Anything but the node's own address fails to resolve: no CDN can be reached.
             "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+            // The result pane renders only the lines in view: make room for a delta.
+            "--window-size=1280,2000",
             "--virtual-time-budget=15000",
             "--dump-dom",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(&url)
+        .arg(url)
         .output()
         .expect("chromium must be installed (./dev test installs it)");
-    let dom = String::from_utf8_lossy(&output.stdout);
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The GraphiQL page loads in headless Chromium with networking to anything but the node
+/// disabled, runs a query, and shows the answer.
+#[test]
+fn the_graphiql_page_runs_a_query_offline_in_headless_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(dir.path(), &[]);
+    let dom = headless_dom(&format!(
+        "{}/?query=%7B%20node%20%7B%20id%20version%20%7D%20%7D&run",
+        node.http
+    ));
     assert!(
         dom.contains("graphiql-container"),
         "GraphiQL did not render"
@@ -463,6 +469,7 @@ fn the_graphiql_page_runs_a_query_offline_in_headless_chromium() {
     node.stop();
 }
 
+/// The same page runs a subscription over the node's websocket.
 #[test]
 fn the_graphiql_page_runs_a_subscription_over_the_websocket() {
     let dir = tempfile::tempdir().unwrap();
@@ -472,32 +479,11 @@ fn the_graphiql_page_runs_a_subscription_over_the_websocket() {
         WRITE,
         json!({"p": set("page", "note", json!("seen-through-a-subscription"))}),
     );
-    let profile = tempfile::tempdir().unwrap();
     // subscription { deltas(after: "0") }: replays the journal, so the write above arrives.
-    let url = format!(
+    let dom = headless_dom(&format!(
         "{}/?query=subscription%20%7B%20deltas(after%3A%20%220%22)%20%7D&run",
         node.http
-    );
-    let output = std::process::Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-            // The result pane renders only the lines in view: make room for the delta.
-            "--window-size=1280,2000",
-            "--virtual-time-budget=15000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(&url)
-        .output()
-        .expect("chromium must be installed (./dev test installs it)");
-    let dom = String::from_utf8_lossy(&output.stdout);
+    ));
     assert!(
         dom.contains("graphiql-container"),
         "GraphiQL did not render"
