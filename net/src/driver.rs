@@ -881,6 +881,7 @@ impl Driver {
             Inbound::LinkGone { link, address } => {
                 self.links.remove(&link);
                 self.dialing.remove(&address);
+                self.learnt.remove(&address);
             }
             Inbound::Authenticated { host, router } => {
                 if self.banned.contains_key(&host) || !plausible_address(&router) {
@@ -1045,8 +1046,10 @@ impl Driver {
         let link = self.next_link;
         self.next_link += 1;
         self.dialing.insert(address.clone());
-        let task =
-            tokio::spawn(run_link(link, address.clone(), self.shared.clone()).in_current_span());
+        let learnt = self.learnt.contains(&address);
+        let task = tokio::spawn(
+            run_link(link, address.clone(), self.shared.clone(), learnt).in_current_span(),
+        );
         self.links.insert(
             link,
             LinkHandle {
@@ -1773,15 +1776,23 @@ async fn run_router(
 
 /// Why a link session ended.
 enum Ended {
-    /// Redial after a pause.
+    /// The link never came up: redial after a pause.
     Retry(String),
+    /// The link was up and broke: redial after a pause.
+    Broke(String),
     /// This node dialled itself: never redial.
     SelfLink,
 }
 
+/// A learnt address that fails this many times in a row without linking is given up (its
+/// slot under the learnt-peer cap is freed).
+const LEARNT_ATTEMPTS: u32 = 5;
+
 /// One outbound link: dials, handshakes, relays, and redials with backoff when it breaks.
-async fn run_link(link: u64, address: String, shared: Arc<Shared>) {
+/// A link to a learnt address gives up after `LEARNT_ATTEMPTS` failures in a row.
+async fn run_link(link: u64, address: String, shared: Arc<Shared>, learnt: bool) {
     let mut backoff = Duration::from_millis(100);
+    let mut failures = 0;
     loop {
         match session(link, &address, &shared).await {
             Ended::SelfLink => {
@@ -1792,6 +1803,20 @@ async fn run_link(link: u64, address: String, shared: Arc<Shared>) {
                 return;
             }
             Ended::Retry(why) => {
+                failures += 1;
+                tracing::debug!(%address, why, failures, "link failed");
+                if learnt && failures >= LEARNT_ATTEMPTS {
+                    tracing::info!(%address, "giving up a learnt peer that does not answer");
+                    let _ = shared
+                        .inbound
+                        .send(Inbound::LinkGone { link, address })
+                        .await;
+                    return;
+                }
+            }
+            Ended::Broke(why) => {
+                failures = 0;
+                backoff = Duration::from_millis(100);
                 tracing::debug!(%address, why, "link ended");
             }
         }
@@ -1918,7 +1943,7 @@ async fn session(link: u64, address: &str, shared: &Shared) -> Ended {
     )
     .await;
     let _ = shared.inbound.send(Inbound::LinkDown { link, host }).await;
-    Ended::Retry(ended)
+    Ended::Broke(ended)
 }
 
 /// Passes a linked peer's messages to the driver and the driver's requests to the peer,

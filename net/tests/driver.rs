@@ -522,3 +522,89 @@ async fn encrypted_links_carry_deltas_and_an_eavesdropper_reads_nothing() {
         n.net.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learnt_peer_that_never_answers_frees_its_slot() {
+    use hypha_net::handshake::{nonce, Hello, Welcome};
+    use hypha_net::{wire, Message};
+    use zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+
+    // The learner may dial one learnt peer at a time.
+    let learner = node_configured(51, vec![], |config| config.max_learnt_peers = 1).await;
+    let live = node_configured(52, vec![], |config| config.max_learnt_peers = 0).await;
+    // A peer (a raw socket here) lists a dead address, then a live one.
+    let teller = KeyPair::from_seed([53; 32]);
+    let mut dealer = DealerSocket::new();
+    dealer
+        .connect(&learner.net.endpoints().router)
+        .await
+        .unwrap();
+    let frames = |parts: Vec<Vec<u8>>| {
+        ZmqMessage::try_from(
+            parts
+                .into_iter()
+                .map(Into::into)
+                .collect::<Vec<bytes::Bytes>>(),
+        )
+        .unwrap()
+    };
+    let hello = Hello {
+        host: teller.host_id(),
+        nonce: nonce(),
+        router: "tcp://127.0.0.1:1".into(),
+        publish: "tcp://127.0.0.1:2".into(),
+        ephemeral: hypha_net::seal::Ephemeral::new().public,
+        encrypt: false,
+    };
+    dealer
+        .send(frames(vec![b"h".to_vec(), hello.encode()]))
+        .await
+        .unwrap();
+    let reply = dealer.recv().await.unwrap().into_vec();
+    let welcome = Welcome::decode(&reply[1]).unwrap();
+    let proof = welcome.check(&hello, &teller).unwrap();
+    dealer
+        .send(frames(vec![b"p".to_vec(), proof.encode()]))
+        .await
+        .unwrap();
+    let tell = |peers: Vec<(hypha_primitives::HostId, String)>| {
+        frames(vec![b"m".to_vec(), wire::encode(&Message::Peers(peers))])
+    };
+    let nobody = KeyPair::from_seed([54; 32]).host_id();
+    dealer
+        .send(tell(vec![(nobody, "tcp://127.0.0.1:9".into())]))
+        .await
+        .unwrap();
+    // The slot is taken: the live peer is not dialled yet…
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    dealer
+        .send(tell(vec![(
+            live.key.host_id(),
+            live.net.endpoints().router.clone(),
+        )]))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(learner.net.peers().await.is_empty(), "the cap of one held");
+    // …until the dead address has failed five times and is given up.
+    let start = Instant::now();
+    loop {
+        dealer
+            .send(tell(vec![(
+                live.key.host_id(),
+                live.net.endpoints().router.clone(),
+            )]))
+            .await
+            .unwrap();
+        if learner.net.peers().await.contains(&live.key.host_id()) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the dead address never freed its slot"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    learner.net.stop().await;
+    live.net.stop().await;
+}
