@@ -300,7 +300,7 @@ impl Network {
             config,
             endpoints: endpoints.clone(),
             inbound: inbound_tx,
-            publish_key: publish_key.clone(),
+            publish_key: std::sync::RwLock::new(publish_key),
             seal_publish: seal_publish.clone(),
             banned: std::sync::Mutex::new(HashSet::new()),
         });
@@ -310,15 +310,7 @@ impl Network {
         let background = vec![
             tokio::spawn(run_router(router, shared.clone(), router_rx).instrument(span.clone())),
             tokio::spawn(
-                run_publisher(
-                    publisher,
-                    me,
-                    publish_rx,
-                    counters.clone(),
-                    publish_key,
-                    seal_publish,
-                )
-                .instrument(span.clone()),
+                run_publisher(publisher, me, publish_rx, shared.clone()).instrument(span.clone()),
             ),
         ];
         let storer = run_storer(
@@ -495,8 +487,9 @@ struct Shared {
     config: NetConfig,
     endpoints: Endpoints,
     inbound: mpsc::Sender<Inbound>,
-    /// The key this node's PUB frames are sealed with, handed to authenticated peers.
-    publish_key: GroupKey,
+    /// The key this node's PUB frames are sealed with, handed to authenticated peers;
+    /// replaced when a peer is banned.
+    publish_key: std::sync::RwLock<GroupKey>,
     /// Whether this node seals its PUB frames (its policy, for the bound PUB address).
     seal_publish: Arc<AtomicBool>,
     /// Banned hosts, for the ROUTER task: they get no publish key and no link.
@@ -504,6 +497,14 @@ struct Shared {
 }
 
 impl Shared {
+    /// The publish key in use now.
+    fn current_publish_key(&self) -> GroupKey {
+        self.publish_key
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Whether this node asks for encryption on links through its ROUTER (always when
     /// its PUB stream is sealed, so the publish key never travels in the clear).
     fn listener_wants(&self) -> bool {
@@ -610,8 +611,13 @@ struct LinkHandle {
 
 /// Messages to the ROUTER task: reply to a host, or forget it.
 enum RouterCommand {
-    Send { to: HostId, bytes: Vec<u8> },
+    Send {
+        to: HostId,
+        bytes: Vec<u8>,
+    },
     Forget(HostId),
+    /// Hand the (new) publish key to every proven, unbanned peer on a sealed link.
+    Rekey,
 }
 
 struct Driver {
@@ -1020,6 +1026,18 @@ impl Driver {
         self.banned.insert(from, until);
         if let Ok(mut shared) = self.shared.banned.lock() {
             shared.insert(from);
+        }
+        if self.shared.seal_publish.load(Ordering::Relaxed) {
+            // The banned peer may hold the publish key: replace it, and hand the new one to
+            // everyone else. (Frames sealed under the new key that reach a subscriber before
+            // its key are dropped, like any lost PUB frame, and catch-up repairs them.)
+            *self
+                .shared
+                .publish_key
+                .write()
+                .unwrap_or_else(|e| e.into_inner()) = GroupKey::random();
+            let _ = self.router.send(RouterCommand::Rekey).await;
+            tracing::info!("publish key replaced after a ban");
         }
         tracing::warn!(peer = %from, ban_ms = self.shared.config.ban_ms, "disconnecting misbehaving peer");
         let links: Vec<u64> = self
@@ -1615,20 +1633,18 @@ async fn run_publisher(
     mut socket: PubSocket,
     me: HostId,
     mut queue: mpsc::Receiver<(Vec<u8>, Vec<u8>)>,
-    counters: Arc<Counters>,
-    key: GroupKey,
-    seal: Arc<AtomicBool>,
+    shared: Arc<Shared>,
 ) {
     let sender = Bytes::copy_from_slice(me.as_bytes());
     while let Some((topic, bytes)) = queue.recv().await {
-        let payload = match seal.load(Ordering::Relaxed).then_some(&key) {
-            Some(key) => {
-                let aad = [topic.as_slice(), me.as_bytes()].concat();
-                [&[SEALED][..], &key.seal(&aad, &bytes)].concat()
-            }
-            None => [&[PLAIN][..], &bytes].concat(),
+        let payload = if shared.seal_publish.load(Ordering::Relaxed) {
+            let aad = [topic.as_slice(), me.as_bytes()].concat();
+            let key = shared.current_publish_key();
+            [&[SEALED][..], &key.seal(&aad, &bytes)].concat()
+        } else {
+            [&[PLAIN][..], &bytes].concat()
         };
-        counters.published(payload.len());
+        shared.counters.published(payload.len());
         let Some(message) = frames(vec![topic.into(), sender.clone(), payload.into()]) else {
             continue;
         };
@@ -1700,7 +1716,7 @@ async fn run_router(
                                             // The key goes out only when the stream is sealed
                                             // (and then the link always is: `listener_wants`).
                                             if shared.seal_publish.load(Ordering::Relaxed) {
-                                                handed = keys.send.seal(&shared.publish_key.to_bytes());
+                                                handed = keys.send.seal(&shared.current_publish_key().to_bytes());
                                             }
                                             sealed.insert(identity.clone(), keys);
                                         }
@@ -1767,6 +1783,20 @@ async fn run_router(
                     if let Some(identity) = identity_of.remove(&host) {
                         host_of.remove(&identity);
                         sealed.remove(&identity);
+                    }
+                }
+                Some(RouterCommand::Rekey) => {
+                    let key = shared.current_publish_key().to_bytes();
+                    for (identity, keys) in sealed.iter_mut() {
+                        let banned = host_of
+                            .get(identity)
+                            .is_none_or(|host| shared.banned.lock().is_ok_and(|b| b.contains(host)));
+                        if banned {
+                            continue;
+                        }
+                        if let Some(frame) = frames(vec![identity.clone(), PUBLISH_KEY.into(), keys.send.seal(&key).into()]) {
+                            let _ = send.send(frame).await;
+                        }
                     }
                 }
             }
@@ -1938,6 +1968,7 @@ async fn session(link: u64, address: &str, shared: &Shared) -> Ended {
         Crypto {
             link: keys,
             publish: publish_key,
+            previous: None,
         },
         shared,
     )
@@ -1953,6 +1984,8 @@ async fn session(link: u64, address: &str, shared: &Shared) -> Ended {
 struct Crypto {
     link: Option<LinkKeys>,
     publish: Option<GroupKey>,
+    /// The publish key before the latest replacement, for frames sealed before it.
+    previous: Option<GroupKey>,
 }
 
 async fn relay(
@@ -1979,7 +2012,16 @@ async fn relay(
                 let parts = reply.into_vec();
                 if let [tag, payload] = parts.as_slice() {
                     tracing::trace!(peer = %host, bytes = payload.len(), "reply");
-                    if tag.as_ref() == MESSAGE {
+                    if tag.as_ref() == PUBLISH_KEY {
+                        // The peer replaced its publish key (it banned someone).
+                        let key = crypto.link.as_mut().map(|k| k.open.open(payload));
+                        match key.map(|opened| opened.map(<[u8; 32]>::try_from)) {
+                            Some(Ok(Ok(key))) => {
+                                crypto.previous = crypto.publish.replace(GroupKey::from_bytes(key));
+                            }
+                            _ => tracing::debug!(peer = %host, "ignoring a publish key that does not open"),
+                        }
+                    } else if tag.as_ref() == MESSAGE {
                         match crypto.link.as_mut().map(|k| k.open.open(payload)) {
                             None => forward(host, payload, max, shared).await,
                             Some(Ok(plain)) => forward(host, &plain, max, shared).await,
@@ -2008,7 +2050,11 @@ async fn relay(
                             (Some((&PLAIN, message)), None) => forward(host, message, max, shared).await,
                             (Some((&SEALED, sealed)), Some(key)) => {
                                 let aad = [topic.as_ref(), sender.as_ref()].concat();
-                                match key.open(&aad, sealed) {
+                                let opened = key.open(&aad, sealed).or_else(|e| match &crypto.previous {
+                                    Some(previous) => previous.open(&aad, sealed),
+                                    None => Err(e),
+                                });
+                                match opened {
                                     Ok(plain) => forward(host, &plain, max, shared).await,
                                     Err(e) => tracing::debug!(peer = %host, error = %e, "dropping a PUB frame"),
                                 }

@@ -608,3 +608,128 @@ async fn a_learnt_peer_that_never_answers_frees_its_slot() {
     learner.net.stop().await;
     live.net.stop().await;
 }
+
+/// Whether a frame carrying delta `id` that opens under `key` arrives on `sub` within 3 s.
+async fn opens_under(
+    sub: &mut zeromq::SubSocket,
+    key: &hypha_net::seal::GroupKey,
+    id: DeltaId,
+) -> bool {
+    use zeromq::SocketRecv;
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let Ok(Ok(message)) = tokio::time::timeout(Duration::from_millis(200), sub.recv()).await
+        else {
+            continue;
+        };
+        let parts = message.into_vec();
+        let aad = [parts[0].as_ref(), parts[1].as_ref()].concat();
+        if let Ok(plain) = key.open(&aad, &parts[2][1..]) {
+            if let Ok(hypha_net::Message::Deltas(deltas)) = hypha_net::wire::decode(&plain, 1 << 20)
+            {
+                if deltas.iter().any(|d| d.delta.id() == id) {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_banned_peer_loses_the_publish_key() {
+    use hypha_delta_store::StampedDelta;
+    use hypha_net::handshake::{nonce, transcript, Hello, Welcome};
+    use hypha_net::seal::{Ephemeral, GroupKey};
+    use hypha_net::{wire, Encryption, Message};
+    use zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, SubSocket, ZmqMessage};
+
+    let sealed = |config: &mut NetConfig| config.encryption = Encryption::On;
+    let victim = node_configured(61, vec![], sealed).await;
+    let honest = node_configured(62, vec![victim.net.endpoints().router.clone()], sealed).await;
+    eventually("the honest peer to link", Duration::from_secs(10), || {
+        futures_peers(&victim) == 1
+    })
+    .await;
+    // Mallory links properly (encrypted) and gets the publish key…
+    let mallory = KeyPair::from_seed([63; 32]);
+    let frames = |parts: Vec<Vec<u8>>| {
+        ZmqMessage::try_from(
+            parts
+                .into_iter()
+                .map(Into::into)
+                .collect::<Vec<bytes::Bytes>>(),
+        )
+        .unwrap()
+    };
+    let mut dealer = DealerSocket::new();
+    dealer
+        .connect(&victim.net.endpoints().router)
+        .await
+        .unwrap();
+    let ephemeral = Ephemeral::new();
+    let hello = Hello {
+        host: mallory.host_id(),
+        nonce: nonce(),
+        router: "tcp://127.0.0.1:1".into(),
+        publish: "tcp://127.0.0.1:2".into(),
+        ephemeral: ephemeral.public,
+        encrypt: true,
+    };
+    dealer
+        .send(frames(vec![b"h".to_vec(), hello.encode()]))
+        .await
+        .unwrap();
+    let reply = dealer.recv().await.unwrap().into_vec();
+    let welcome = Welcome::decode(&reply[1]).unwrap();
+    let proof = welcome.check(&hello, &mallory).unwrap();
+    let mut keys = ephemeral
+        .agree(&welcome.ephemeral, &transcript(&hello, &welcome), true)
+        .unwrap();
+    dealer
+        .send(frames(vec![b"p".to_vec(), proof.encode()]))
+        .await
+        .unwrap();
+    let handed = dealer.recv().await.unwrap().into_vec();
+    assert_eq!(handed[0].as_ref(), b"k");
+    let key: [u8; 32] = keys.open.open(&handed[1]).unwrap().try_into().unwrap();
+    let stolen = GroupKey::from_bytes(key);
+    let mut sub = SubSocket::new();
+    sub.subscribe("").await.unwrap();
+    sub.connect(&victim.net.endpoints().publish).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // …with which it reads the victim's stream.
+    let before = write(&victim, 0, 1)[0];
+    assert!(
+        opens_under(&mut sub, &stolen, before).await,
+        "mallory read the stream"
+    );
+
+    // Mallory sends forged deltas, sealed like honest messages, and is banned.
+    for n in 0..3 {
+        let mut bytes = delta(&mallory, 100 + n).encode();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        let forged = Delta::decode(&bytes).unwrap();
+        let message = wire::encode(&Message::Deltas(vec![StampedDelta::from(forged)]));
+        dealer
+            .send(frames(vec![b"m".to_vec(), keys.send.seal(&message)]))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The key was replaced: mallory's no longer opens the stream; the honest peer's does.
+    let after = write(&victim, 1, 1)[0];
+    assert!(
+        !opens_under(&mut sub, &stolen, after).await,
+        "the old key still opens"
+    );
+    eventually(
+        "the honest peer to get the new write",
+        Duration::from_secs(10),
+        || holds(&honest.store, &[after]),
+    )
+    .await;
+    victim.net.stop().await;
+    honest.net.stop().await;
+}
