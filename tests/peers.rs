@@ -164,3 +164,101 @@ fn a_partial_replica_process_holds_its_slice_and_fetches_or_locates_the_rest() {
     a.stop();
     b.stop();
 }
+
+/// A peer that sends a `hypha node` process forged deltas is disconnected, and nothing it
+/// sent is stored. The peer is played by this test over a raw ZeroMQ socket, with a real
+/// handshake.
+#[test]
+fn a_node_process_disconnects_a_peer_sending_forged_deltas() {
+    use hypha_delta_store::StampedDelta;
+    use hypha_net::handshake::{nonce, Hello, Welcome};
+    use hypha_net::{wire, Message};
+    use hypha_primitives::{Delta, DeltaBuilder, Hlc, KeyPair, Pointer};
+    use zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(dir.path(), &[]);
+    let mallory = KeyPair::from_seed([66; 32]);
+    let signed = |n: i64| -> Delta {
+        DeltaBuilder::new(Hlc::new(1_700_000_000_000 + n as u64, 0))
+            .pointer(Pointer::entity("subject", "victim", "n"))
+            .pointer(Pointer::value("n", n))
+            .sign(&mallory)
+            .unwrap()
+    };
+    let forged: Vec<Delta> = (0..3)
+        .map(|n| {
+            let mut bytes = signed(n).encode();
+            let last = bytes.len() - 1;
+            bytes[last] ^= 1;
+            Delta::decode(&bytes).expect("well-formed, badly signed")
+        })
+        .collect();
+    let honest = signed(99);
+    let frames = |parts: Vec<Vec<u8>>| {
+        ZmqMessage::try_from(
+            parts
+                .into_iter()
+                .map(Into::into)
+                .collect::<Vec<bytes::Bytes>>(),
+        )
+        .unwrap()
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut dealer = DealerSocket::new();
+        dealer.connect(&node.router).await.unwrap();
+        let hello = Hello {
+            host: mallory.host_id(),
+            nonce: nonce(),
+            router: "tcp://127.0.0.1:1".into(),
+            publish: "tcp://127.0.0.1:2".into(),
+            ephemeral: hypha_net::seal::Ephemeral::new().public,
+            encrypt: false,
+        };
+        dealer
+            .send(frames(vec![b"h".to_vec(), hello.encode()]))
+            .await
+            .unwrap();
+        let reply = dealer.recv().await.unwrap().into_vec();
+        let welcome = Welcome::decode(&reply[1]).unwrap();
+        let proof = welcome.check(&hello, &mallory).unwrap();
+        dealer
+            .send(frames(vec![b"p".to_vec(), proof.encode()]))
+            .await
+            .unwrap();
+        for delta in &forged {
+            let message = Message::Deltas(vec![StampedDelta::from(delta.clone())]);
+            dealer
+                .send(frames(vec![b"m".to_vec(), wire::encode(&message)]))
+                .await
+                .unwrap();
+        }
+        eventually(
+            "the node to disconnect mallory",
+            Duration::from_secs(20),
+            || {
+                node.logged(&[
+                    "disconnecting misbehaving peer",
+                    &mallory.host_id().to_string(),
+                ])
+            },
+        );
+        // Once banned, even a well-signed delta from mallory is ignored.
+        let message = Message::Deltas(vec![StampedDelta::from(honest.clone())]);
+        dealer
+            .send(frames(vec![b"m".to_vec(), wire::encode(&message)]))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    });
+    for delta in forged.iter().chain([&honest]) {
+        assert!(
+            !node.has(&delta.id().to_string()),
+            "{} was stored",
+            delta.id()
+        );
+    }
+    assert_eq!(node.get("/health").unwrap()["deltas"], json!(0));
+    node.stop();
+}
