@@ -167,14 +167,13 @@ fn a_partial_replica_process_holds_its_slice_and_fetches_or_locates_the_rest() {
 
 /// A peer that sends a `hypha node` process forged deltas is disconnected, and nothing it
 /// sent is stored. The peer is played by this test over a raw ZeroMQ socket, with a real
-/// handshake.
+/// handshake (`hypha_net::raw`).
 #[test]
 fn a_node_process_disconnects_a_peer_sending_forged_deltas() {
     use hypha_delta_store::StampedDelta;
-    use hypha_net::handshake::{nonce, Hello, Welcome};
-    use hypha_net::{wire, Message};
+    use hypha_net::raw::RawPeer;
+    use hypha_net::Message;
     use hypha_primitives::{Delta, DeltaBuilder, Hlc, KeyPair, Pointer};
-    use zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
 
     let dir = tempfile::tempdir().unwrap();
     let node = NodeProcess::start(dir.path(), &[]);
@@ -195,44 +194,12 @@ fn a_node_process_disconnects_a_peer_sending_forged_deltas() {
         })
         .collect();
     let honest = signed(99);
-    let frames = |parts: Vec<Vec<u8>>| {
-        ZmqMessage::try_from(
-            parts
-                .into_iter()
-                .map(Into::into)
-                .collect::<Vec<bytes::Bytes>>(),
-        )
-        .unwrap()
-    };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut dealer = DealerSocket::new();
-        dealer.connect(&node.router).await.unwrap();
-        let hello = Hello {
-            host: mallory.host_id(),
-            nonce: nonce(),
-            router: "tcp://127.0.0.1:1".into(),
-            publish: "tcp://127.0.0.1:2".into(),
-            ephemeral: hypha_net::seal::Ephemeral::new().public,
-            encrypt: false,
-        };
-        dealer
-            .send(frames(vec![b"h".to_vec(), hello.encode()]))
-            .await
-            .unwrap();
-        let reply = dealer.recv().await.unwrap().into_vec();
-        let welcome = Welcome::decode(&reply[1]).unwrap();
-        let proof = welcome.check(&hello, &mallory).unwrap();
-        dealer
-            .send(frames(vec![b"p".to_vec(), proof.encode()]))
-            .await
-            .unwrap();
+        let mut raw = RawPeer::handshake(&node.router, &mallory, false).await;
         for delta in &forged {
-            let message = Message::Deltas(vec![StampedDelta::from(delta.clone())]);
-            dealer
-                .send(frames(vec![b"m".to_vec(), wire::encode(&message)]))
-                .await
-                .unwrap();
+            raw.send(&Message::Deltas(vec![StampedDelta::from(delta.clone())]))
+                .await;
         }
         eventually(
             "the node to disconnect mallory",
@@ -245,11 +212,8 @@ fn a_node_process_disconnects_a_peer_sending_forged_deltas() {
             },
         );
         // Once banned, even a well-signed delta from mallory is ignored.
-        let message = Message::Deltas(vec![StampedDelta::from(honest.clone())]);
-        dealer
-            .send(frames(vec![b"m".to_vec(), wire::encode(&message)]))
-            .await
-            .unwrap();
+        raw.send(&Message::Deltas(vec![StampedDelta::from(honest.clone())]))
+            .await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     });
     for delta in forged.iter().chain([&honest]) {

@@ -10,8 +10,8 @@
 //! coverage announcements, catch-up in bounded pages, anti-entropy on ticks, propagation
 //! confidence ([`Peer::holders`]), and the versioned, bounded wire encoding of messages
 //! ([`wire`]), the signed [`handshake`], and the ZeroMQ driver ([`Network`]) that runs the
-//! state machine over real sockets and a real journal. Not yet: filtered replication, set
-//! reconciliation, learnt-peer exchange and encrypted links (see the peers issue).
+//! state machine over real sockets and a real journal, with partial replicas
+//! ([`reconcile`]), encrypted links ([`seal`]) and learnt peers.
 //!
 //! ```
 //! use hypha_net::sim::{run, DeltaPool, SimConfig};
@@ -30,6 +30,8 @@ mod driver;
 pub mod handshake;
 mod message;
 mod peer;
+#[cfg(feature = "test-utils")]
+pub mod raw;
 pub mod reconcile;
 pub mod seal;
 mod serve;

@@ -203,65 +203,20 @@ fn last_seq(node: &Node) -> hypha_primitives::Seq {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_sending_forged_deltas_is_disconnected_and_nothing_forged_is_stored() {
     use hypha_delta_store::StampedDelta;
-    use hypha_net::handshake::{nonce, Hello, Welcome};
-    use hypha_net::{wire, Message};
-    use zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+    use hypha_net::raw::RawPeer;
+    use hypha_net::Message;
 
     let victim = node(21, vec![]).await;
     let mut events = victim.net.events();
     let mallory = KeyPair::from_seed([22; 32]);
-    let mut dealer = DealerSocket::new();
-    dealer
-        .connect(&victim.net.endpoints().router)
-        .await
-        .unwrap();
-    let frames = |parts: Vec<Vec<u8>>| {
-        ZmqMessage::try_from(
-            parts
-                .into_iter()
-                .map(Into::into)
-                .collect::<Vec<bytes::Bytes>>(),
-        )
-        .unwrap()
-    };
-    let hello = Hello {
-        host: mallory.host_id(),
-        nonce: nonce(),
-        router: "tcp://127.0.0.1:1".into(),
-        publish: "tcp://127.0.0.1:2".into(),
-        ephemeral: hypha_net::seal::Ephemeral::new().public,
-        // On loopback the victim does not ask for encryption either: frames stay plain.
-        encrypt: false,
-    };
-    dealer
-        .send(frames(vec![b"h".to_vec(), hello.encode()]))
-        .await
-        .unwrap();
-    let reply = dealer.recv().await.unwrap().into_vec();
-    assert_eq!(reply[0].as_ref(), b"w");
-    let welcome = Welcome::decode(&reply[1]).unwrap();
-    assert_eq!(welcome.host, victim.key.host_id());
-    let proof = welcome.check(&hello, &mallory).unwrap();
-    dealer
-        .send(frames(vec![b"p".to_vec(), proof.encode()]))
-        .await
-        .unwrap();
+    // On loopback neither side asks for encryption: frames stay plain.
+    let mut raw = RawPeer::handshake(&victim.net.endpoints().router, &mallory, false).await;
 
     // Deltas whose signatures do not verify: each one's last signature byte flipped.
-    let forged: Vec<Delta> = (0..3)
-        .map(|n| {
-            let mut bytes = delta(&mallory, 100 + n).encode();
-            let last = bytes.len() - 1;
-            bytes[last] ^= 1;
-            Delta::decode(&bytes).expect("well-formed, badly signed")
-        })
-        .collect();
+    let forged: Vec<Delta> = (0..3).map(|n| forge(&mallory, 100 + n)).collect();
     for delta in &forged {
-        let message = Message::Deltas(vec![StampedDelta::from(delta.clone())]);
-        dealer
-            .send(frames(vec![b"m".to_vec(), wire::encode(&message)]))
-            .await
-            .unwrap();
+        raw.send(&Message::Deltas(vec![StampedDelta::from(delta.clone())]))
+            .await;
     }
     // Mallory joined, then was disconnected past the threshold of three invalid deltas.
     let left = tokio::time::timeout(Duration::from_secs(10), async {
@@ -277,11 +232,8 @@ async fn a_peer_sending_forged_deltas_is_disconnected_and_nothing_forged_is_stor
     assert!(left.is_ok(), "mallory was never disconnected");
     // Once banned, even a valid delta from mallory is ignored.
     let honest = delta(&mallory, 200);
-    let message = Message::Deltas(vec![StampedDelta::from(honest.clone())]);
-    dealer
-        .send(frames(vec![b"m".to_vec(), wire::encode(&message)]))
-        .await
-        .unwrap();
+    raw.send(&Message::Deltas(vec![StampedDelta::from(honest.clone())]))
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     for delta in forged.iter().chain([&honest]) {
         assert!(victim.store.get(delta.id()).unwrap().is_none());
@@ -290,26 +242,18 @@ async fn a_peer_sending_forged_deltas_is_disconnected_and_nothing_forged_is_stor
 
     // A banned host that handshakes again gets a welcome but, after its proof, no
     // publish key and no link.
-    let mut again = DealerSocket::new();
-    again.connect(&victim.net.endpoints().router).await.unwrap();
-    let hello = Hello {
-        nonce: nonce(),
-        ..hello
-    };
-    again
-        .send(frames(vec![b"h".to_vec(), hello.encode()]))
-        .await
-        .unwrap();
-    let reply = again.recv().await.unwrap().into_vec();
-    let welcome = Welcome::decode(&reply[1]).unwrap();
-    let proof = welcome.check(&hello, &mallory).unwrap();
-    again
-        .send(frames(vec![b"p".to_vec(), proof.encode()]))
-        .await
-        .unwrap();
-    let answered = tokio::time::timeout(Duration::from_millis(500), again.recv()).await;
-    assert!(answered.is_err(), "a banned host got {answered:?}");
+    let mut again = RawPeer::handshake(&victim.net.endpoints().router, &mallory, false).await;
+    let answered = again.next(Duration::from_millis(500)).await;
+    assert!(answered.is_none(), "a banned host got {answered:?}");
     victim.net.stop().await;
+}
+
+/// A delta by `key` whose signature does not verify (its last byte flipped).
+fn forge(key: &KeyPair, n: u64) -> Delta {
+    let mut bytes = delta(key, n).encode();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    Delta::decode(&bytes).expect("well-formed, badly signed")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -525,77 +469,28 @@ async fn encrypted_links_carry_deltas_and_an_eavesdropper_reads_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_learnt_peer_that_never_answers_frees_its_slot() {
-    use hypha_net::handshake::{nonce, Hello, Welcome};
-    use hypha_net::{wire, Message};
-    use zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+    use hypha_net::raw::RawPeer;
+    use hypha_net::Message;
 
     // The learner may dial one learnt peer at a time.
     let learner = node_configured(51, vec![], |config| config.max_learnt_peers = 1).await;
     let live = node_configured(52, vec![], |config| config.max_learnt_peers = 0).await;
-    // A peer (a raw socket here) lists a dead address, then a live one.
+    // A peer (played by hand) lists a dead address, then a live one.
     let teller = KeyPair::from_seed([53; 32]);
-    let mut dealer = DealerSocket::new();
-    dealer
-        .connect(&learner.net.endpoints().router)
-        .await
-        .unwrap();
-    let frames = |parts: Vec<Vec<u8>>| {
-        ZmqMessage::try_from(
-            parts
-                .into_iter()
-                .map(Into::into)
-                .collect::<Vec<bytes::Bytes>>(),
-        )
-        .unwrap()
-    };
-    let hello = Hello {
-        host: teller.host_id(),
-        nonce: nonce(),
-        router: "tcp://127.0.0.1:1".into(),
-        publish: "tcp://127.0.0.1:2".into(),
-        ephemeral: hypha_net::seal::Ephemeral::new().public,
-        encrypt: false,
-    };
-    dealer
-        .send(frames(vec![b"h".to_vec(), hello.encode()]))
-        .await
-        .unwrap();
-    let reply = dealer.recv().await.unwrap().into_vec();
-    let welcome = Welcome::decode(&reply[1]).unwrap();
-    let proof = welcome.check(&hello, &teller).unwrap();
-    dealer
-        .send(frames(vec![b"p".to_vec(), proof.encode()]))
-        .await
-        .unwrap();
-    let tell = |peers: Vec<(hypha_primitives::HostId, String)>| {
-        frames(vec![b"m".to_vec(), wire::encode(&Message::Peers(peers))])
-    };
+    let mut raw = RawPeer::handshake(&learner.net.endpoints().router, &teller, false).await;
     let nobody = KeyPair::from_seed([54; 32]).host_id();
-    dealer
-        .send(tell(vec![(nobody, "tcp://127.0.0.1:9".into())]))
-        .await
-        .unwrap();
+    raw.send(&Message::Peers(vec![(nobody, "tcp://127.0.0.1:9".into())]))
+        .await;
+    let live_entry = (live.key.host_id(), live.net.endpoints().router.clone());
     // The slot is taken: the live peer is not dialled yet…
     tokio::time::sleep(Duration::from_millis(300)).await;
-    dealer
-        .send(tell(vec![(
-            live.key.host_id(),
-            live.net.endpoints().router.clone(),
-        )]))
-        .await
-        .unwrap();
+    raw.send(&Message::Peers(vec![live_entry.clone()])).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(learner.net.peers().await.is_empty(), "the cap of one held");
     // …until the dead address has failed five times and is given up.
     let start = Instant::now();
     loop {
-        dealer
-            .send(tell(vec![(
-                live.key.host_id(),
-                live.net.endpoints().router.clone(),
-            )]))
-            .await
-            .unwrap();
+        raw.send(&Message::Peers(vec![live_entry.clone()])).await;
         if learner.net.peers().await.contains(&live.key.host_id()) {
             break;
         }
@@ -639,10 +534,9 @@ async fn opens_under(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_banned_peer_loses_the_publish_key() {
     use hypha_delta_store::StampedDelta;
-    use hypha_net::handshake::{nonce, transcript, Hello, Welcome};
-    use hypha_net::seal::{Ephemeral, GroupKey};
-    use hypha_net::{wire, Encryption, Message};
-    use zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, SubSocket, ZmqMessage};
+    use hypha_net::raw::RawPeer;
+    use hypha_net::{Encryption, Message};
+    use zeromq::{Socket, SubSocket};
 
     let sealed = |config: &mut NetConfig| config.encryption = Encryption::On;
     let victim = node_configured(61, vec![], sealed).await;
@@ -653,47 +547,12 @@ async fn a_banned_peer_loses_the_publish_key() {
     .await;
     // Mallory links properly (encrypted) and gets the publish key…
     let mallory = KeyPair::from_seed([63; 32]);
-    let frames = |parts: Vec<Vec<u8>>| {
-        ZmqMessage::try_from(
-            parts
-                .into_iter()
-                .map(Into::into)
-                .collect::<Vec<bytes::Bytes>>(),
-        )
-        .unwrap()
-    };
-    let mut dealer = DealerSocket::new();
-    dealer
-        .connect(&victim.net.endpoints().router)
+    let mut raw = RawPeer::handshake(&victim.net.endpoints().router, &mallory, true).await;
+    let stolen = raw
+        .publish_key(Duration::from_secs(5))
         .await
-        .unwrap();
-    let ephemeral = Ephemeral::new();
-    let hello = Hello {
-        host: mallory.host_id(),
-        nonce: nonce(),
-        router: "tcp://127.0.0.1:1".into(),
-        publish: "tcp://127.0.0.1:2".into(),
-        ephemeral: ephemeral.public,
-        encrypt: true,
-    };
-    dealer
-        .send(frames(vec![b"h".to_vec(), hello.encode()]))
-        .await
-        .unwrap();
-    let reply = dealer.recv().await.unwrap().into_vec();
-    let welcome = Welcome::decode(&reply[1]).unwrap();
-    let proof = welcome.check(&hello, &mallory).unwrap();
-    let mut keys = ephemeral
-        .agree(&welcome.ephemeral, &transcript(&hello, &welcome), true)
-        .unwrap();
-    dealer
-        .send(frames(vec![b"p".to_vec(), proof.encode()]))
-        .await
-        .unwrap();
-    let handed = dealer.recv().await.unwrap().into_vec();
-    assert_eq!(handed[0].as_ref(), b"k");
-    let key: [u8; 32] = keys.open.open(&handed[1]).unwrap().try_into().unwrap();
-    let stolen = GroupKey::from_bytes(key);
+        .expect("a publish-key frame")
+        .expect("a sealed stream's key");
     let mut sub = SubSocket::new();
     sub.subscribe("").await.unwrap();
     sub.connect(&victim.net.endpoints().publish).await.unwrap();
@@ -707,18 +566,14 @@ async fn a_banned_peer_loses_the_publish_key() {
 
     // Mallory sends forged deltas, sealed like honest messages, and is banned.
     for n in 0..3 {
-        let mut bytes = delta(&mallory, 100 + n).encode();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 1;
-        let forged = Delta::decode(&bytes).unwrap();
-        let message = wire::encode(&Message::Deltas(vec![StampedDelta::from(forged)]));
-        dealer
-            .send(frames(vec![b"m".to_vec(), keys.send.seal(&message)]))
-            .await
-            .unwrap();
+        raw.send(&Message::Deltas(vec![StampedDelta::from(forge(
+            &mallory,
+            100 + n,
+        ))]))
+        .await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    // The key was replaced: mallory's no longer opens the stream; the honest peer's does.
+    // The key was replaced: mallory's no longer opens the stream; the honest peer goes on.
     let after = write(&victim, 1, 1)[0];
     assert!(
         !opens_under(&mut sub, &stolen, after).await,
