@@ -137,6 +137,9 @@ mod tests {
                 max_delta_bytes = 1000
                 http = "0.0.0.0:80"
                 peers = ["tcp://10.0.0.2:7400", "tcp://10.0.0.3:7400"]
+                replicate = '{"in": ["a", {"var": "targets"}]}'
+                learn_peers = 0
+                encrypt = "on"
             "#,
         )
         .unwrap();
@@ -147,6 +150,12 @@ mod tests {
         assert_eq!(args.http, "127.0.0.1:9999", "the flag wins");
         assert_eq!(args.listen, "tcp://127.0.0.1:7400", "the default stays");
         assert_eq!(args.peers.len(), 2);
+        assert_eq!(
+            args.replicate.as_deref(),
+            Some(r#"{"in": ["a", {"var": "targets"}]}"#)
+        );
+        assert_eq!(args.learn_peers, 0);
+        assert!(matches!(args.encrypt, crate::cli::EncryptArg::On));
     }
 
     #[test]
@@ -155,6 +164,8 @@ mod tests {
         assert!(format!("{e:#}").contains("unknown field `htpp`"), "{e:#}");
         let e = parse(&[], "durability = \"sometimes\"").unwrap_err();
         assert!(format!("{e:#}").contains("sometimes"), "{e:#}");
+        let e = parse(&[], "encrypt = \"maybe\"").unwrap_err();
+        assert!(format!("{e:#}").contains("maybe"), "{e:#}");
         let e = parse(&[], "max_delta_bytes = \"big\"").unwrap_err();
         assert!(format!("{e:#}").contains("max_delta_bytes"), "{e:#}");
     }

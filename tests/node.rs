@@ -99,4 +99,17 @@ fn a_config_file_sets_what_flags_do_not() {
     );
     assert!(!out.ok);
     assert!(out.stderr.contains("htpp"), "{}", out.stderr);
+
+    // So does a slice filter that does not parse, with the option's name.
+    let out = crate::support::run(
+        &dir.path().join("data"),
+        &["node", "--replicate", "{not json"],
+        "",
+    );
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains("--replicate") && out.stderr.contains("not valid json"),
+        "{}",
+        out.stderr
+    );
 }
