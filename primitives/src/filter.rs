@@ -19,8 +19,9 @@
 //!   an operator), even when they come from the data.
 //! - A malformed operation (wrong argument count, non-array arguments) in a branch that
 //!   may never be taken (an `if` branch, an `or`/`and` argument after the first, an
-//!   `all`/`some`/`none` predicate over items that may be empty) is not an error; it fails
-//!   only if evaluated. Everywhere else it fails [`Filter::parse`].
+//!   `all`/`some`/`none` predicate over items that may be empty, or inside a lazy operator
+//!   in a `map`/`filter`/`reduce` expression, which runs per item) is not an error; it
+//!   fails only if evaluated. Everywhere else it fails [`Filter::parse`].
 //!
 //! Deliberate differences from jsonlogic-rs:
 //!

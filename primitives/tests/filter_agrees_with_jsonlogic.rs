@@ -497,6 +497,12 @@ fn cases() -> Vec<Case> {
         json!({"reduce": [{"var": "c"}, {"var": ""}, 0]}),
         json!({"reduce": [{"var": "c"}, {"max": [{"var": "current"}, {"var": "accumulator"}]}, -1000]}),
         json!({"reduce": [{"var": "objs"}, {"+": [{"var": "accumulator"}, {"var": "current.v"}]}, 0.5]}),
+        // The expression runs per item, and a lazy operator's arguments are parsed only when
+        // it runs: with no items, a malformed operation inside an `or` is no error (found by
+        // the random test below).
+        json!({"map": [{"var": "nope"}, {"or": {"substr": [null, null, null, null]}}]}),
+        json!({"filter": [[], {"and": [{"substr": [1]}]}]}),
+        json!({"reduce": [null, {"+": [{"if": [{"substr": []}]}, 1]}, 7]}),
     ] {
         ok(rule, &d);
     }
@@ -601,6 +607,14 @@ fn cases() -> Vec<Case> {
             expect: Expect::Error,
         })
     };
+    // The per-item expression is still parsed (shallowly) when the operation runs, and a
+    // lazy operator's malformed argument fails once an item makes it run.
+    err(json!({"map": [[], {"substr": [1]}]}), &d);
+    err(
+        json!({"map": [[1], {"or": {"substr": [null, null, null, null]}}]}),
+        &d,
+    );
+    err(json!({"filter": [[1, 2], {"and": [{"substr": [1]}]}]}), &d);
     for rule in [
         // Argument counts and shapes.
         json!({"==": [1]}),

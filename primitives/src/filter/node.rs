@@ -199,6 +199,71 @@ fn compile_lazy(rule: &Value, mode: Mode) -> Result<Node, FilterError> {
     }
 }
 
+/// Compiles the expression of `map`/`filter`/`reduce`, which jsonlogic-rs parses when the
+/// operation runs but evaluates only per item, so maybe never. Its parse is shallow: eager
+/// operators are checked with their arguments, lazy ones (`if`, `or`, `and`, `map`, …)
+/// only for their own shape, their arguments waiting until they run. A structural error
+/// that parse would not see is kept as a [`Node::Deferred`], failing only if evaluated.
+fn compile_per_item(rule: &Value, mode: Mode) -> Result<Node, FilterError> {
+    match compile(rule, mode) {
+        Ok(node) => Ok(node),
+        Err(e @ FilterError::UnknownOperator { .. }) => Err(e),
+        Err(e) => {
+            check_shallow(rule)?;
+            Ok(Node::Deferred(e))
+        }
+    }
+}
+
+/// What jsonlogic-rs's parse checks of a rule: an operation's own arguments (their being
+/// an array, their count) and, for an eager operator, each argument that is an operation.
+fn check_shallow(rule: &Value) -> Result<(), FilterError> {
+    let Value::Object(map) = rule else {
+        return Ok(());
+    };
+    let Some((key, args)) = map.iter().next().filter(|_| map.len() == 1) else {
+        return Ok(());
+    };
+    let Some(op) = Op::from_key(key) else {
+        return Ok(());
+    };
+    let arity = op.arity();
+    let args: Vec<&Value> = match args {
+        Value::Array(args) => args.iter().collect(),
+        other if arity.accepts_unary() => vec![other],
+        _ => {
+            return Err(FilterError::InvalidArguments {
+                operator: op.symbol().to_owned(),
+                reason: "arguments to non-unary operations must be arrays".to_owned(),
+            })
+        }
+    };
+    if !arity.accepts(args.len()) {
+        return Err(FilterError::WrongArgumentCount {
+            operator: op.symbol().to_owned(),
+            expected: arity.to_string(),
+            actual: args.len(),
+        });
+    }
+    let lazy = matches!(
+        op,
+        Op::If
+            | Op::Ternary
+            | Op::Or
+            | Op::And
+            | Op::Map
+            | Op::Filter
+            | Op::Reduce
+            | Op::All
+            | Op::Some
+            | Op::None
+    );
+    if lazy {
+        return Ok(());
+    }
+    args.into_iter().try_for_each(check_shallow)
+}
+
 fn compile_all(args: &[&Value], mode: Mode) -> Result<Vec<Node>, FilterError> {
     args.iter().map(|arg| compile(arg, mode)).collect()
 }
@@ -250,18 +315,18 @@ fn compile_op(op: Op, args: &Value, mode: Mode) -> Result<Node, FilterError> {
         Op::Or => Node::Or(compile_first_eager(&args, mode)?),
         Op::And => Node::And(compile_first_eager(&args, mode)?),
         // jsonlogic-rs parses all of `map`/`filter`/`reduce`'s arguments whenever it
-        // evaluates one without error, so compiling them eagerly changes no outcome.
+        // evaluates the operation, but evaluates the expression only per item.
         Op::Map => Node::Map(
             Box::new(compile(args[0], mode)?),
-            Box::new(compile(args[1], mode)?),
+            Box::new(compile_per_item(args[1], mode)?),
         ),
         Op::Filter => Node::Filter(
             Box::new(compile(args[0], mode)?),
-            Box::new(compile(args[1], mode)?),
+            Box::new(compile_per_item(args[1], mode)?),
         ),
         Op::Reduce => Node::Reduce(Box::new(Reduce {
             items: compile(args[0], mode)?,
-            expression: compile(args[1], mode)?,
+            expression: compile_per_item(args[1], mode)?,
             initial: compile(args[2], mode)?,
         })),
         Op::All | Op::Some | Op::None => {
