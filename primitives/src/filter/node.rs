@@ -227,24 +227,7 @@ fn check_shallow(rule: &Value) -> Result<(), FilterError> {
     let Some(op) = Op::from_key(key) else {
         return Ok(());
     };
-    let arity = op.arity();
-    let args: Vec<&Value> = match args {
-        Value::Array(args) => args.iter().collect(),
-        other if arity.accepts_unary() => vec![other],
-        _ => {
-            return Err(FilterError::InvalidArguments {
-                operator: op.symbol().to_owned(),
-                reason: "arguments to non-unary operations must be arrays".to_owned(),
-            })
-        }
-    };
-    if !arity.accepts(args.len()) {
-        return Err(FilterError::WrongArgumentCount {
-            operator: op.symbol().to_owned(),
-            expected: arity.to_string(),
-            actual: args.len(),
-        });
-    }
+    let args = operation_args(op, args)?;
     let lazy = matches!(
         op,
         Op::If
@@ -284,9 +267,10 @@ fn compile_first_eager(args: &[&Value], mode: Mode) -> Result<Vec<Node>, FilterE
 }
 
 /// Compiles one operation (jsonlogic-rs's `op_from_map` plus the operator's own parsing).
-fn compile_op(op: Op, args: &Value, mode: Mode) -> Result<Node, FilterError> {
+/// An operation's arguments, checked for shape and count as jsonlogic-rs's parser does:
+/// a non-array argument is a single argument, for operators that can take one.
+fn operation_args(op: Op, args: &Value) -> Result<Vec<&Value>, FilterError> {
     let arity = op.arity();
-    // A non-array argument is a single argument, for operators that can take one.
     let args: Vec<&Value> = match args {
         Value::Array(args) => args.iter().collect(),
         other if arity.accepts_unary() => vec![other],
@@ -304,6 +288,11 @@ fn compile_op(op: Op, args: &Value, mode: Mode) -> Result<Node, FilterError> {
             actual: args.len(),
         });
     }
+    Ok(args)
+}
+
+fn compile_op(op: Op, args: &Value, mode: Mode) -> Result<Node, FilterError> {
+    let args = operation_args(op, args)?;
     Ok(match op {
         Op::Var => compile_var(&args, mode)?,
         Op::Missing => Node::Missing(compile_all(&args, mode)?),
