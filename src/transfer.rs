@@ -240,6 +240,7 @@ impl RhizomeImport {
     }
 
     fn convert(&mut self, line: &str) -> Result<StampedDelta> {
+        hypha_primitives::check_integer_literals(line)?;
         let value: Value =
             serde_json::from_str(line).map_err(|e| hypha_primitives::Error::Json(e.to_string()))?;
         let old = value["id"]

@@ -775,6 +775,7 @@ fn build(api: Arc<NodeApi>, types: BTreeMap<String, HyphaSchema>) -> Result<Sche
             types,
             confirmed_at: 1,
         })
+        .extension(crate::guard::QueryGuard)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY);
     for t in builder_types {

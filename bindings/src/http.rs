@@ -21,15 +21,18 @@ use std::time::Duration;
 use async_graphql::dynamic::Schema;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
-use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::{Message as WsMessage, WebSocketUpgrade};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures_util::StreamExt;
 use hypha_delta_store::{PutOutcome, StampedDelta, Store};
 use hypha_net::Network;
-use hypha_primitives::{Delta, DeltaBuilder, DeltaId, HlcClock, KeyPair, Pointer, Seq};
+use hypha_primitives::{
+    check_integer_literals, Delta, DeltaBuilder, DeltaId, HlcClock, KeyPair, Pointer, Seq,
+};
 use serde_json::{json, Value};
 
 use crate::graphql::GraphQl;
@@ -209,8 +212,49 @@ async fn graphql_websocket(
         Err(e) => return e.into_response(),
     };
     upgrade
+        // tungstenite's defaults reserve 128 KiB per connection for reading; GraphQL
+        // frames are small. A frame or message past the limits closes the socket.
+        .read_buffer_size(WEBSOCKET_READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(WEBSOCKET_MAX_MESSAGE * 4)
+        .max_message_size(WEBSOCKET_MAX_MESSAGE)
+        .max_frame_size(WEBSOCKET_MAX_MESSAGE)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| GraphQLWebSocket::new(socket, schema, protocol).serve())
+        .on_upgrade(move |socket| {
+            let (sink, frames) = socket.split();
+            let frames = frames.map(|frame| frame.map(refuse_unrepresentable_integers));
+            GraphQLWebSocket::new_with_pair(sink, frames, schema, protocol).serve()
+        })
+}
+
+/// The read buffer of a GraphQL websocket, in bytes.
+const WEBSOCKET_READ_BUFFER: usize = 4 * 1024;
+/// The largest message a GraphQL websocket takes (a query is bounded far below it).
+const WEBSOCKET_MAX_MESSAGE: usize = 256 * 1024;
+
+/// A websocket frame whose JSON holds an integer literal no 64-bit integer holds would be
+/// rounded by async-graphql's parser: its request is marked refused instead, and the
+/// query guard answers it with the reason (`guard.rs`).
+fn refuse_unrepresentable_integers(frame: WsMessage) -> WsMessage {
+    let WsMessage::Text(text) = &frame else {
+        return frame;
+    };
+    let Err(e) = check_integer_literals(text.as_str()) else {
+        return frame;
+    };
+    let Ok(mut message) = serde_json::from_str::<Value>(text.as_str()) else {
+        return frame;
+    };
+    let Some(payload) = message.get_mut("payload").and_then(Value::as_object_mut) else {
+        return frame;
+    };
+    let extensions = payload
+        .entry("extensions")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if let Some(extensions) = extensions.as_object_mut() {
+        extensions.insert(crate::guard::REFUSED.into(), Value::String(e.to_string()));
+    }
+    WsMessage::Text(message.to_string().into())
 }
 
 /// `POST /graphql`: `{"query", "variables"?, "operationName"?}`, answered as GraphQL does
@@ -221,6 +265,15 @@ async fn graphql_request(
     headers: HeaderMap,
     body: String,
 ) -> Result<Json<Value>, ApiError> {
+    // Integers outside i64 in the variables would be rounded by the parser: refused first,
+    // as a GraphQL error like the same literal written in the query.
+    if let Err(e) = check_integer_literals(&body) {
+        let refused = async_graphql::Response::from_errors(vec![async_graphql::ServerError::new(
+            e.to_string(),
+            None,
+        )]);
+        return Ok(Json(serde_json::to_value(&refused).map_err(internal)?));
+    }
     let request: async_graphql::Request = serde_json::from_str(&body)
         .map_err(|e| bad_request(format!("not a GraphQL request: {e}")))?;
     let request = request.data(crate::graphql::MayWrite(graphql.api().may_write(&headers)));
@@ -262,6 +315,7 @@ async fn write(
     body: String,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&api, &headers)?;
+    check_integer_literals(&body).map_err(bad_request)?;
     // Any content type: `curl -d` sends a form type, and the body is JSON either way.
     let body: Value =
         serde_json::from_str(&body).map_err(|e| bad_request(format!("malformed JSON: {e}")))?;

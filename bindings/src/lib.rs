@@ -7,5 +7,6 @@
 
 mod graphiql;
 pub mod graphql;
+mod guard;
 pub mod http;
 mod hub;

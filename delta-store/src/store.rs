@@ -72,6 +72,7 @@ impl StampedDelta {
 
     /// [`StampedDelta::from_json`] of JSON text.
     pub fn from_json_str(text: &str) -> hypha_primitives::Result<StampedDelta> {
+        hypha_primitives::check_integer_literals(text)?;
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| hypha_primitives::Error::Json(e.to_string()))?;
         StampedDelta::from_json(&value)

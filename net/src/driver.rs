@@ -32,6 +32,7 @@ use zeromq::{
     DealerSocket, PubSocket, RouterSocket, Socket, SocketRecv, SocketSend, SubSocket, ZmqMessage,
 };
 
+use crate::bans::{self, Bans};
 use crate::handshake::{self, nonce, Hello, Proof, Welcome};
 use crate::reconcile::{ReconcileError, Reconciler, Step};
 use crate::seal::{is_loopback, Ephemeral, GroupKey, LinkKeys};
@@ -46,6 +47,11 @@ const PROOF: &[u8] = b"p";
 const MESSAGE: &[u8] = b"m";
 /// The listener's publish key, sealed under the link's key (empty: the link is plain).
 const PUBLISH_KEY: &[u8] = b"k";
+/// A dialler's keepalive on an idle link, answered with [`PONG`] by a listener that still
+/// knows the connection (one that forgot it, after a ban, stays silent and the dialler
+/// redials).
+const PING: &[u8] = b"i";
+const PONG: &[u8] = b"o";
 /// First byte of a PUB payload: the message as is, or sealed under the publish key.
 const PLAIN: u8 = 0;
 const SEALED: u8 = 1;
@@ -331,7 +337,8 @@ impl Network {
             dialing: HashSet::new(),
             next_link: 0,
             invalid: HashMap::new(),
-            banned: HashMap::new(),
+            bans: Bans::default(),
+            gone: HashSet::new(),
             waiters: HashMap::new(),
             next_token: 0,
             events: events.clone(),
@@ -630,7 +637,10 @@ struct Driver {
     dialing: HashSet<String>,
     next_link: u64,
     invalid: HashMap<HostId, u32>,
-    banned: HashMap<HostId, u64>,
+    /// Bans in force, and the links to redial when they end (`bans.rs`).
+    bans: Bans,
+    /// Addresses whose link ended for good (this node's own address).
+    gone: HashSet<String>,
     waiters: HashMap<u64, oneshot::Sender<(usize, bool)>>,
     next_token: u64,
     events: broadcast::Sender<Event>,
@@ -675,10 +685,7 @@ impl Driver {
             tokio::select! {
                 _ = tick.tick() => {
                     let now = self.now();
-                    self.banned.retain(|_, until| *until > now);
-                    if let Ok(mut shared) = self.shared.banned.lock() {
-                        shared.retain(|host| self.banned.contains_key(host));
-                    }
+                    self.redial(now);
                     self.expire_requests(now);
                     if now >= self.last_exchange + self.shared.config.exchange_every_ms {
                         self.last_exchange = now;
@@ -840,10 +847,8 @@ impl Driver {
                 );
             }
             Command::Peers(reply) => {
-                let mut peers: Vec<HostId> = self.links.values().filter_map(|l| l.host).collect();
-                peers.sort();
-                peers.dedup();
-                let _ = reply.send(peers);
+                // Linked now: a link that broke and is redialling is not listed.
+                let _ = reply.send(self.linked());
             }
             Command::Stop => {}
         }
@@ -856,7 +861,7 @@ impl Driver {
                 host,
                 outbound,
             } => {
-                if self.banned.contains_key(&host) || host == self.peer.id() {
+                if self.bans.is_banned(&host) || host == self.peer.id() {
                     self.close_link(link);
                     return;
                 }
@@ -887,10 +892,12 @@ impl Driver {
             Inbound::LinkGone { link, address } => {
                 self.links.remove(&link);
                 self.dialing.remove(&address);
-                self.learnt.remove(&address);
+                if !self.learnt.remove(&address) {
+                    self.gone.insert(address);
+                }
             }
             Inbound::Authenticated { host, router } => {
-                if self.banned.contains_key(&host) || !plausible_address(&router) {
+                if self.bans.is_banned(&host) || !plausible_address(&router) {
                     let _ = self.router.send(RouterCommand::Forget(host)).await;
                     return;
                 }
@@ -900,7 +907,7 @@ impl Driver {
                 }
             }
             Inbound::Message { from, message } => {
-                if self.banned.contains_key(&from) {
+                if self.bans.is_banned(&from) {
                     return;
                 }
                 self.handle(Input::Received { from, message }).await;
@@ -1022,8 +1029,14 @@ impl Driver {
             return;
         }
         self.invalid.remove(&from);
-        let until = self.now() + self.shared.config.ban_ms;
-        self.banned.insert(from, until);
+        let dialled: Vec<String> = self
+            .links
+            .values()
+            .filter(|l| l.host == Some(from))
+            .map(|l| l.address.clone())
+            .collect();
+        let now = self.now();
+        self.bans.ban(from, now, self.shared.config.ban_ms, dialled);
         if let Ok(mut shared) = self.shared.banned.lock() {
             shared.insert(from);
         }
@@ -1051,6 +1064,25 @@ impl Driver {
         }
         let _ = self.router.send(RouterCommand::Forget(from)).await;
         self.handle(Input::PeerDown(from)).await;
+    }
+
+    /// Ends the bans that are over (redialling the links they closed) and redials any
+    /// configured peer left without a link.
+    fn redial(&mut self, now: u64) {
+        let mut addresses = self.bans.expire(now);
+        if let Ok(mut shared) = self.shared.banned.lock() {
+            shared.retain(|host| self.bans.is_banned(host));
+        }
+        let dialing = |address: &str| self.dialing.contains(address) || self.gone.contains(address);
+        addresses.extend(
+            bans::configured_to_redial(&self.shared.config.peers, &dialing, &self.bans).cloned(),
+        );
+        for address in addresses {
+            if !self.dialing.contains(&address) {
+                tracing::info!(%address, "redialling a peer");
+                self.dial(address);
+            }
+        }
     }
 
     fn close_link(&mut self, link: u64) {
@@ -1192,7 +1224,7 @@ impl Driver {
             if host == self.peer.id()
                 || linked
                 || !plausible_address(&address)
-                || self.banned.contains_key(&host)
+                || self.bans.is_banned(&host)
                 || self.dialing.contains(&address)
             {
                 continue;
@@ -1744,6 +1776,11 @@ async fn run_router(
                             Err(e) => tracing::warn!(error = %e, claimed = %hello.host, "refusing a peer that cannot prove its identity"),
                         }
                     }
+                    PING if host_of.contains_key(&identity) => {
+                        if let Some(reply) = frames(vec![identity, PONG.into(), Bytes::new()]) {
+                            let _ = send.send(reply).await;
+                        }
+                    }
                     MESSAGE => {
                         // Messages count only from a peer that has proven who it is.
                         let Some(&from) = host_of.get(&identity) else { continue };
@@ -2001,6 +2038,10 @@ async fn relay(
     let quiet_limit = Duration::from_millis(config.protocol.peer_timeout_ms);
     let mut awaiting: Option<Instant> = None;
     let mut last_heard = Instant::now();
+    // The listener is asked for a sign of life at least this often: a PUB stream alone
+    // does not show that it still knows this link.
+    let keepalive = quiet_limit / 2;
+    let mut last_asked = Instant::now();
     let mut check = tokio::time::interval(Duration::from_millis(config.tick_ms.max(10)));
     let max = config.max_message_bytes;
     loop {
@@ -2078,6 +2119,7 @@ async fn relay(
                 }
                 if is_request && awaiting.is_none() {
                     awaiting = Some(Instant::now());
+                    last_asked = Instant::now();
                 }
             }
             _ = check.tick() => {
@@ -2086,6 +2128,14 @@ async fn relay(
                 }
                 if last_heard.elapsed() > quiet_limit {
                     return "peer quiet; redialling".into();
+                }
+                if awaiting.is_none() && last_asked.elapsed() > keepalive {
+                    let Some(frame) = frames(vec![PING.into(), Bytes::new()]) else { continue };
+                    if let Err(e) = dealer.send(frame).await {
+                        return format!("send: {e}");
+                    }
+                    awaiting = Some(Instant::now());
+                    last_asked = Instant::now();
                 }
             }
         }

@@ -25,6 +25,7 @@
 #![deny(missing_docs)]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod bans;
 mod coverage;
 mod driver;
 pub mod handshake;

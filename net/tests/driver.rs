@@ -588,3 +588,80 @@ async fn a_banned_peer_loses_the_publish_key() {
     victim.net.stop().await;
     honest.net.stop().await;
 }
+
+/// A ban is a timed state: an honest node banned (here through a connection that played
+/// its identity and sent forgeries) is cut off for the ban, and when it ends both links
+/// come back, each redialled by the side that dialled it, and writes cross both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_closed_by_a_ban_come_back_when_it_ends() {
+    use hypha_delta_store::StampedDelta;
+    use hypha_net::raw::RawPeer;
+    use hypha_net::Message;
+
+    let ban = |config: &mut NetConfig| config.ban_ms = 2_000;
+    let judge = node_configured(71, vec![], ban).await;
+    let judged = node_configured(72, vec![judge.net.endpoints().router.clone()], ban).await;
+    let judge_id = judge.key.host_id();
+    let judged_id = judged.key.host_id();
+    eventually("the two nodes to link", Duration::from_secs(10), || {
+        futures_peers(&judge) == 1 && futures_peers(&judged) == 1
+    })
+    .await;
+
+    // Forgeries under the judged node's identity get it banned by the judge.
+    let mut raw = RawPeer::handshake(&judge.net.endpoints().router, &judged.key, false).await;
+    for n in 0..3 {
+        raw.send(&Message::Deltas(vec![StampedDelta::from(forge(
+            &judged.key,
+            300 + n,
+        ))]))
+        .await;
+    }
+    eventually(
+        "the judge to drop the judged node",
+        Duration::from_secs(5),
+        || !peer_list(&judge).contains(&judged_id),
+    )
+    .await;
+    let banned_at = Instant::now();
+    drop(raw);
+
+    // The judged node notices the judge forgot its link (its keepalive goes unanswered),
+    // and its redials are refused while the ban lasts.
+    eventually(
+        "the judged node to drop the judge",
+        Duration::from_secs(5),
+        || !peer_list(&judged).contains(&judge_id),
+    )
+    .await;
+    if banned_at.elapsed() < Duration::from_millis(1_500) {
+        assert!(
+            !peer_list(&judge).contains(&judged_id),
+            "relinked during the ban"
+        );
+    }
+
+    // After the ban, both links return and writes cross both ways.
+    eventually("both links to return", Duration::from_secs(15), || {
+        peer_list(&judge).contains(&judged_id) && peer_list(&judged).contains(&judge_id)
+    })
+    .await;
+    assert!(
+        banned_at.elapsed() >= Duration::from_millis(2_000),
+        "the ban was cut short"
+    );
+    let from_judged = write(&judged, 400, 3);
+    let from_judge = write(&judge, 500, 3);
+    eventually("writes to cross both ways", Duration::from_secs(10), || {
+        holds(&judge.store, &from_judged) && holds(&judged.store, &from_judge)
+    })
+    .await;
+    judge.net.stop().await;
+    judged.net.stop().await;
+}
+
+/// The peers `node` lists as linked now, from a synchronous check.
+fn peer_list(node: &Node) -> Vec<hypha_primitives::HostId> {
+    let net = &node.net;
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(net.peers()))
+}

@@ -1,9 +1,7 @@
 //! Deltas: immutable, signed statements made of pointers; building, encoding and verifying them.
 
-use std::collections::HashMap;
-
 use crate::codec::{Reader, Writer, FORMAT_VERSION};
-use crate::keys::{verify_one, verifying_key};
+use crate::verify::{verify_many, verify_one};
 use crate::{AuthorKey, DeltaId, EntityId, Error, Hlc, KeyPair, Result, Signature};
 
 /// The most pointers one delta may carry.
@@ -419,15 +417,16 @@ impl DeltaBuilder {
 
 /// Verifies many deltas' signatures at once, returning one result per delta in order.
 ///
-/// Uses ed25519 batch verification (about three times the single-verify rate); when a
-/// batch fails it is split in halves until the bad signatures are found, so one forgery
-/// costs O(log n) extra batch checks and never rejects its honest neighbours.
+/// Uses batch verification (about three times the single-verify rate) under the same
+/// acceptance rule as [`Delta::verify`] (see `markdown/DATA-MODEL.md`); when a batch fails
+/// it is split in halves until the bad signatures are found, so one forgery costs
+/// O(log n) extra batch checks and never rejects its honest neighbours.
 pub fn verify_batch(deltas: &[&Delta]) -> Vec<Result<()>> {
     let items: Vec<(&[u8; 32], &[u8], &Signature)> = deltas
         .iter()
         .map(|d| (d.author.as_bytes(), d.body.as_slice(), &d.signature))
         .collect();
-    verify_signatures(&items)
+    verify_many(&items)
         .into_iter()
         .zip(deltas)
         .map(|(ok, d)| {
@@ -440,52 +439,6 @@ pub fn verify_batch(deltas: &[&Delta]) -> Vec<Result<()>> {
             }
         })
         .collect()
-}
-
-/// Checks many `(public key, message, signature)` triples at once: true for each that is a
-/// strict ed25519 signature. Batch verification with bisection on failure; weak keys fail.
-pub(crate) fn verify_signatures(items: &[(&[u8; 32], &[u8], &Signature)]) -> Vec<bool> {
-    let mut ok = vec![true; items.len()];
-    let mut keys: HashMap<[u8; 32], Option<ed25519_dalek::VerifyingKey>> = HashMap::new();
-    let mut pending = Vec::with_capacity(items.len());
-    for (i, (key, _, _)) in items.iter().enumerate() {
-        let key = *keys
-            .entry(**key)
-            .or_insert_with(|| verifying_key(key).ok().filter(|k| !k.is_weak()));
-        match key {
-            Some(key) => pending.push((i, key)),
-            None => ok[i] = false,
-        }
-    }
-    bisect(items, &pending, &mut ok);
-    ok
-}
-
-fn bisect(
-    items: &[(&[u8; 32], &[u8], &Signature)],
-    pending: &[(usize, ed25519_dalek::VerifyingKey)],
-    ok: &mut [bool],
-) {
-    match pending {
-        [] => {}
-        [(i, _)] => {
-            let (key, message, signature) = items[*i];
-            ok[*i] = verify_one(key, message, signature);
-        }
-        _ => {
-            let messages: Vec<&[u8]> = pending.iter().map(|(i, _)| items[*i].1).collect();
-            let signatures: Vec<ed25519_dalek::Signature> = pending
-                .iter()
-                .map(|(i, _)| ed25519_dalek::Signature::from_bytes(items[*i].2.as_bytes()))
-                .collect();
-            let keys: Vec<ed25519_dalek::VerifyingKey> = pending.iter().map(|(_, k)| *k).collect();
-            if ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_err() {
-                let (left, right) = pending.split_at(pending.len() / 2);
-                bisect(items, left, ok);
-                bisect(items, right, ok);
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -84,6 +84,14 @@ pub enum FilterError {
         /// What is wrong.
         reason: String,
     },
+    /// The filter is not a rule: a filter must be a JSON-Logic operation (an object with
+    /// one operator key) or a boolean. Anything else (a string, a number, `{}`, an array, a
+    /// rule sent as a JSON string) would select every delta or none.
+    #[error("a filter must be a JSON-Logic rule (an object with one operator, such as {{\"==\": [..]}}) or a boolean, not {received}")]
+    NotARule {
+        /// What was received, described ("a string", "an empty object", …).
+        received: String,
+    },
     /// Evaluation failed (a value of the wrong type, a result that is not a JSON number, …);
     /// the message is jsonlogic-rs's.
     #[error("filter evaluation failed: {0}")]
@@ -102,8 +110,19 @@ struct Inner {
 }
 
 impl Filter {
-    /// Compiles a JSON-Logic rule.
+    /// Compiles a filter: a JSON-Logic rule (an object with one operator) or a boolean.
+    ///
+    /// Any other JSON value is refused with [`FilterError::NotARule`], because as a rule it
+    /// is a constant: a string, `{}` or a rule encoded twice as a JSON string would select
+    /// every delta. [`Filter::expression`] compiles any expression, literals included.
     pub fn parse(rule: &Value) -> Result<Filter, FilterError> {
+        check_rule_shape(rule)?;
+        Filter::expression(rule)
+    }
+
+    /// Compiles any JSON-Logic expression, a bare literal included: what computes a value
+    /// rather than selects deltas. Use [`Filter::parse`] for filters.
+    pub fn expression(rule: &Value) -> Result<Filter, FilterError> {
         node::check_operators(rule)?;
         let root = node::compile(rule, Mode::Strict)?;
         Ok(Filter {
@@ -170,6 +189,24 @@ impl fmt::Display for Filter {
     }
 }
 
+/// Refuses a filter that is not an operation or a boolean, naming what it is.
+fn check_rule_shape(rule: &Value) -> Result<(), FilterError> {
+    let received = match rule {
+        Value::Bool(_) => return Ok(()),
+        Value::Object(map) if map.len() == 1 => return Ok(()),
+        Value::Object(map) if map.is_empty() => "an empty object".to_owned(),
+        Value::Object(map) => format!("an object with {} keys", map.len()),
+        Value::String(text) if serde_json::from_str::<Value>(text).is_ok_and(|v| v.is_object()) => {
+            "a string holding JSON (a rule encoded twice?)".to_owned()
+        }
+        Value::String(_) => "a string".to_owned(),
+        Value::Number(_) => "a number".to_owned(),
+        Value::Null => "null".to_owned(),
+        Value::Array(_) => "an array".to_owned(),
+    };
+    Err(FilterError::NotARule { received })
+}
+
 /// Same as [`Filter::from_json_str`].
 impl FromStr for Filter {
     type Err = FilterError;
@@ -202,7 +239,47 @@ mod tests {
     }
 
     fn parse(rule: Value) -> Result<Filter, FilterError> {
-        Filter::parse(&rule)
+        Filter::expression(&rule)
+    }
+
+    #[test]
+    fn a_filter_must_be_an_operation_or_a_boolean() {
+        let not_a_rule = |received: &str| {
+            Err(FilterError::NotARule {
+                received: received.into(),
+            })
+        };
+        let cases = [
+            (json!({}), "an empty object"),
+            (json!("hello"), "a string"),
+            (
+                json!(r#"{"in": ["alice", {"var": "targets"}]}"#),
+                "a string holding JSON (a rule encoded twice?)",
+            ),
+            (json!(1), "a number"),
+            (json!(null), "null"),
+            (json!([{"var": "id"}]), "an array"),
+            (json!({"a": 1, "b": 2}), "an object with 2 keys"),
+        ];
+        for (rule, received) in cases {
+            let shown = rule.to_string();
+            assert_eq!(
+                Filter::parse(&rule).map(|_| ()),
+                not_a_rule(received),
+                "{shown}"
+            );
+            // The same values are fine as expressions (they evaluate to themselves).
+            assert!(Filter::expression(&rule).is_ok(), "{shown}");
+        }
+        let doc = delta_doc();
+        assert!(Filter::parse(&json!(true)).unwrap().matches(&doc));
+        assert!(!Filter::parse(&json!(false)).unwrap().matches(&doc));
+        let text = Filter::from_json_str(r#""{\"==\": [1, 1]}""#).unwrap_err();
+        assert!(text.to_string().contains("encoded twice"), "{text}");
+        assert_eq!(
+            Filter::parse(&json!({"nope": 1})).map(|_| ()),
+            unknown("nope").map(|_| ())
+        );
     }
 
     fn eval(rule: Value, data: &Value) -> Result<Value, FilterError> {

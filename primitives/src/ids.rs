@@ -85,7 +85,7 @@ impl HostId {
     /// True when `signature` is this host's strict ed25519 signature of `message` (used to
     /// prove a node's identity when peers connect).
     pub fn verifies(&self, message: &[u8], signature: &Signature) -> bool {
-        crate::keys::verify_one(&self.0, message, signature)
+        crate::verify::verify_one(&self.0, message, signature)
     }
 }
 

@@ -108,6 +108,7 @@ impl Pointer {
 
     /// Parses a JSON array of pointers (what `hypha write` takes).
     pub fn list_from_json_str(text: &str) -> Result<Vec<Pointer>> {
+        crate::check_integer_literals(text)?;
         let list: Vec<PointerJson> = serde_json::from_str(text).map_err(json_error)?;
         list.into_iter().map(pointer_from_json).collect()
     }
@@ -164,6 +165,7 @@ impl Delta {
     /// Parses the JSON form. The id, if present, must match the content; the signature
     /// must be present. The signature itself is not checked: call [`Delta::verify`].
     pub fn from_json_str(text: &str) -> Result<Delta> {
+        crate::check_integer_literals(text)?;
         let mirror: DeltaJson = serde_json::from_str(text).map_err(json_error)?;
         Self::from_json_mirror(mirror)
     }

@@ -2,8 +2,10 @@
 
 use std::fmt;
 
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey};
 
+#[cfg(test)]
+use crate::verify::verify_one;
 use crate::{AuthorKey, Error, HostId, Result, Signature};
 
 /// The first word of a key file; the version lets the format change later.
@@ -92,20 +94,6 @@ impl fmt::Debug for KeyPair {
             .field("public", &self.author())
             .finish_non_exhaustive()
     }
-}
-
-/// Parses an author key into the curve point ed25519 verifies against.
-pub(crate) fn verifying_key(key: &[u8; 32]) -> Result<VerifyingKey> {
-    VerifyingKey::from_bytes(key).map_err(|_| Error::InvalidKey(hex::encode(key)))
-}
-
-/// Verifies one signature, rejecting weak keys and malleable signatures.
-pub(crate) fn verify_one(key: &[u8; 32], message: &[u8], signature: &Signature) -> bool {
-    let Ok(key) = verifying_key(key) else {
-        return false;
-    };
-    let signature = ed25519_dalek::Signature::from_bytes(signature.as_bytes());
-    key.verify_strict(message, &signature).is_ok()
 }
 
 #[cfg(test)]

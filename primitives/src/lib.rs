@@ -46,8 +46,10 @@ mod hlc;
 mod ids;
 mod json;
 mod keys;
+mod literals;
 mod schema;
 mod stamp;
+mod verify;
 
 pub use delta::{
     verify_batch, Delta, DeltaBuilder, Pointer, Primitive, Target, MAX_POINTERS, NEGATES,
@@ -57,6 +59,7 @@ pub use filter::{Filter, FilterError, FilterIndex};
 pub use hlc::{Hlc, HlcClock};
 pub use ids::{AuthorKey, DeltaId, EntityId, HostId, Seq, Signature};
 pub use keys::KeyPair;
+pub use literals::check_integer_literals;
 pub use schema::{
     PropertySpec, ResolverName, Schema, ValueType, SCHEMA_DEFINITION_CONTEXT, SCHEMA_ENTITY_PREFIX,
 };

@@ -1,7 +1,7 @@
 //! Origin stamps: a host's signed claim "I accepted this delta as my number `seq`".
 
 use crate::codec::{Reader, Writer};
-use crate::keys::verify_one;
+use crate::verify::{verify_many, verify_one};
 use crate::{DeltaId, Error, HostId, KeyPair, Result, Seq, Signature};
 
 /// Domain separation: a stamp signature can never be mistaken for a delta signature,
@@ -46,7 +46,7 @@ impl Stamp {
             .zip(&messages)
             .map(|((s, _), m)| (s.host.as_bytes(), m.as_slice(), &s.signature))
             .collect();
-        crate::delta::verify_signatures(&items)
+        verify_many(&items)
             .into_iter()
             .zip(stamps)
             .map(|(ok, (s, id))| {

@@ -3,7 +3,7 @@
 //! For every (rule, data) pair, in a hand-written table covering every JSON-Logic operator
 //! and in randomly generated rules:
 //!
-//! - if jsonlogic-rs returns `Ok(v)`, `Filter::parse(rule)` succeeds and `evaluate(data)`
+//! - if jsonlogic-rs returns `Ok(v)`, `Filter::expression(rule)` succeeds and `evaluate(data)`
 //!   returns exactly `v` (same JSON type, floats bit for bit), and `matches(data)` is `v`'s
 //!   truthiness as jsonlogic-rs computes it (`{"!!": [rule]}`);
 //! - if jsonlogic-rs fails, parsing or evaluating fails, and `matches` is `false`.
@@ -77,11 +77,11 @@ enum Agreement {
 /// Checks the agreement described in the module docs.
 fn check(rule: &Value, data: &Value) -> Result<Agreement, String> {
     let reference = jsonlogic_rs::apply(rule, data);
-    let parsed = Filter::parse(rule);
+    let parsed = Filter::expression(rule);
     match reference {
         Ok(expected) => {
             let filter = parsed.map_err(|e| {
-                format!("jsonlogic-rs returns {expected} but Filter::parse fails: {e:?}")
+                format!("jsonlogic-rs returns {expected} but Filter::expression fails: {e:?}")
             })?;
             let got = filter.evaluate(data).map_err(|e| {
                 format!("jsonlogic-rs returns {expected} but Filter::evaluate fails: {e:?}")
@@ -928,7 +928,7 @@ fn documented_exceptions_still_differ() {
             (Reference::Overflows, Err(_) | Ok(Err(_))) => {}
             (_, other) => panic!("{rule}: jsonlogic-rs no longer does as documented: {other:?}"),
         }
-        let ours = Filter::parse(rule).and_then(|f| f.evaluate(data));
+        let ours = Filter::expression(rule).and_then(|f| f.evaluate(data));
         assert_eq!(ours, exception.filter, "{rule}");
         if let Reference::Returns(_) = exception.jsonlogic {
             assert!(check(rule, data).is_err(), "{rule}: check() accepts it");
@@ -1176,7 +1176,7 @@ fn speed_against_jsonlogic() {
     ];
     const N: u32 = 1_000_000;
     for rule in rules {
-        let filter = Filter::parse(&rule).unwrap();
+        let filter = Filter::expression(&rule).unwrap();
         let start = Instant::now();
         let mut hits = 0u32;
         for _ in 0..N {

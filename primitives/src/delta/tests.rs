@@ -139,6 +139,56 @@ fn json_values_must_be_scalars_and_in_range() {
 }
 
 #[test]
+fn integer_values_outside_i64_are_refused_on_every_parse_path_and_the_edges_kept() {
+    let pointers =
+        |literal: &str| format!(r#"[{{"local_context":"n","target":{{"value":{literal}}}}}]"#);
+    let delta_json = |literal: &str| {
+        let d = DeltaBuilder::new(Hlc::new(1, 0))
+            .pointer(Pointer::value("n", 1234567i64))
+            .sign(&key(1))
+            .unwrap();
+        d.to_json_string().replace("1234567", literal)
+    };
+    let table: [(&str, Option<Primitive>); 10] = [
+        ("9223372036854775807", Some(Primitive::Int(i64::MAX))),
+        ("-9223372036854775808", Some(Primitive::Int(i64::MIN))),
+        ("0", Some(Primitive::Int(0))),
+        ("9223372036854775808", None),
+        ("-9223372036854775809", None),
+        ("18446744073709551615", None),
+        ("18446744073709551616", None),
+        ("-18446744073709551616", None),
+        ("123456789012345678901234567890", None),
+        (
+            "1.8446744073709552e19",
+            Some(Primitive::Float(1.8446744073709552e19)),
+        ),
+    ];
+    for (literal, expected) in table {
+        let parsed = Pointer::list_from_json_str(&pointers(literal));
+        match &expected {
+            Some(value) => {
+                let parsed = parsed.unwrap_or_else(|e| panic!("{literal}: {e}"));
+                assert_eq!(parsed[0].target, Target::Value(value.clone()), "{literal}");
+            }
+            None => assert!(
+                matches!(&parsed, Err(Error::NumberOutOfRange(n)) if n == literal),
+                "{literal}: {parsed:?}"
+            ),
+        }
+        // A signed delta's JSON form: only the value changes (so the signature no longer
+        // matches, but the number is refused before that matters).
+        let from_delta = Delta::from_json_str(&delta_json(literal));
+        if expected.is_none() {
+            assert!(
+                matches!(&from_delta, Err(Error::NumberOutOfRange(n)) if n == literal),
+                "{literal}: {from_delta:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn shape_rules_hold_for_every_way_in() {
     let k = key(1);
     let sign = |pointers: Vec<Pointer>| {
