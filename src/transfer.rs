@@ -279,10 +279,10 @@ impl RhizomeImport {
                 (None, Some(context)) => Pointer::entity(local, s.as_str(), context),
                 (None, None) => Pointer::value(local, s.as_str()),
             },
-            Value::Number(n) => match n.as_i64() {
-                Some(i) => Pointer::value(local, i),
-                None => Pointer::value(local, n.as_f64().context("a number out of range")?),
-            },
+            // One reading of numbers for every input: integers must fit in i64.
+            number @ Value::Number(_) => {
+                Pointer::value(local, hypha_primitives::Primitive::from_json(number)?)
+            }
             Value::Bool(b) => Pointer::value(local, *b),
             other => bail!("unsupported target {other} (strings, numbers and booleans are)"),
         })

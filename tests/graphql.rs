@@ -290,12 +290,12 @@ fn a_provisional_value_is_confirmed_once_a_second_node_holds_it() {
 }
 
 /// A graphql-transport-ws client over a real websocket.
-struct Subscriber {
+pub(crate) struct Subscriber {
     socket: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
 }
 
 impl Subscriber {
-    fn open(node: &NodeProcess, query: &str, variables: Value) -> Subscriber {
+    pub(crate) fn open(node: &NodeProcess, query: &str, variables: Value) -> Subscriber {
         use tungstenite::client::IntoClientRequest;
         let url = node.http.replace("http://", "ws://") + "/graphql/ws";
         let mut request = url.into_client_request().unwrap();
@@ -325,7 +325,7 @@ impl Subscriber {
         subscriber
     }
 
-    fn next_message(&mut self) -> Value {
+    pub(crate) fn next_message(&mut self) -> Value {
         loop {
             match self.socket.read().expect("websocket read") {
                 tungstenite::Message::Text(text) => return serde_json::from_str(&text).unwrap(),

@@ -4,4 +4,5 @@ mod cli;
 mod graphql;
 mod node;
 mod peers;
+mod security;
 mod support;
