@@ -351,6 +351,7 @@ fn a_fragment_fan_out_is_refused_before_it_costs_and_health_keeps_answering() {
                 ureq::post(&format!("{url}/graphql"))
                     .send_string(&body)
                     .map(|r| r.into_string().unwrap_or_default())
+                    .map_err(|e| e.to_string())
             })
         })
         .collect();
