@@ -153,5 +153,6 @@ pub(crate) fn run(
         "1/s",
         Some(("http_health_per_s", plain_rate)),
     );
+    crate::subscription_memory::run(&node, subscriptions)?;
     crate::subscriptions::run(&node, subscriptions, writes)
 }

@@ -8,6 +8,7 @@
 mod graphql;
 mod net;
 mod reconcile;
+mod subscription_memory;
 mod subscriptions;
 
 use std::time::Instant;
@@ -174,6 +175,62 @@ fn round(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
 }
 
+/// Hypha's signature rule (one cofactored equation for single and batch checks, see
+/// `markdown/DATA-MODEL.md`) beside ed25519-dalek's own `verify_strict` and `verify_batch`
+/// on the same deltas and threads.
+fn library_references(deltas: &[Delta], single: f64, batch: f64) -> Result<()> {
+    use ed25519_dalek::{Signature, VerifyingKey};
+    let parts = |d: &Delta| {
+        (
+            VerifyingKey::from_bytes(d.author().as_bytes()).expect("a valid key"),
+            Signature::from_bytes(d.signature().as_bytes()),
+        )
+    };
+    eprintln!("reference: ed25519-dalek's verify_strict and verify_batch…");
+    let start = Instant::now();
+    let ok = deltas
+        .par_iter()
+        .filter(|d| {
+            let (key, signature) = parts(d);
+            key.verify_strict(d.canonical_body(), &signature).is_ok()
+        })
+        .count();
+    let strict = rate(deltas.len(), start);
+    anyhow::ensure!(
+        ok == deltas.len(),
+        "verify_strict refused a generated delta"
+    );
+    let start = Instant::now();
+    let ok: usize = deltas
+        .par_chunks(1024)
+        .map(|chunk| {
+            let (keys, signatures): (Vec<_>, Vec<_>) = chunk.iter().map(parts).unzip();
+            let messages: Vec<&[u8]> = chunk.iter().map(|d| d.canonical_body()).collect();
+            match ed25519_dalek::verify_batch(&messages, &signatures, &keys) {
+                Ok(()) => chunk.len(),
+                Err(_) => 0,
+            }
+        })
+        .sum();
+    let library_batch = rate(deltas.len(), start);
+    anyhow::ensure!(ok == deltas.len(), "verify_batch refused a generated chunk");
+    figure(
+        "ingest",
+        "signature_rule_verify_per_s",
+        single,
+        "1/s",
+        Some(("ed25519_dalek_verify_strict_per_s", strict)),
+    );
+    figure(
+        "ingest",
+        "signature_rule_batch_verify_per_s",
+        batch,
+        "1/s",
+        Some(("ed25519_dalek_verify_batch_per_s", library_batch)),
+    );
+    Ok(())
+}
+
 fn rate(count: usize, start: Instant) -> f64 {
     count as f64 / start.elapsed().as_secs_f64()
 }
@@ -261,6 +318,7 @@ fn ingest(
         "1/s",
         Some(("ed25519_verify_per_s", single)),
     );
+    library_references(&deltas, single, batch_rate)?;
 
     let dir = tempfile::tempdir().context("temp dir")?;
     let store = Store::builder(dir.path()).durability(durability).open()?;

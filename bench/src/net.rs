@@ -33,6 +33,11 @@ pub(crate) struct NodeProcess {
 }
 
 impl NodeProcess {
+    /// The node's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub(crate) fn start(peers: &[&str]) -> Result<NodeProcess> {
         Self::start_with(peers, &[])
     }

@@ -92,7 +92,8 @@ fn connect(
     Ok(())
 }
 
-fn metric(node: &NodeProcess, name: &str) -> Result<u64> {
+/// A gauge or counter from the node's `/metrics`.
+pub(crate) fn metric(node: &NodeProcess, name: &str) -> Result<u64> {
     let text = ureq::get(&format!("{}/metrics", node.http))
         .call()?
         .into_string()?;
