@@ -1130,6 +1130,12 @@ fn delta_stream(
                     }
                 }
             }
+            // A subscription from the journal's end joins the hub at once, without a scan
+            // on a blocking thread (many opening together would each take one).
+            if let Some(live) = state.hub.join(state.filter.clone(), state.cursor) {
+                state.live = Some(live);
+                continue;
+            }
             let (store, cursor, filter) = (state.store.clone(), state.cursor, state.filter.clone());
             let scanned = blocking(move || {
                 let mut last = cursor;
