@@ -153,6 +153,7 @@ pub(crate) fn run(
         "1/s",
         Some(("http_health_per_s", plain_rate)),
     );
-    crate::subscription_memory::run(&node, subscriptions)?;
-    crate::subscriptions::run(&node, subscriptions, writes)
+    crate::subscriptions::run(&node, subscriptions, writes)?;
+    drop(node);
+    crate::subscription_memory::run(subscriptions)
 }

@@ -2,8 +2,9 @@
 //!
 //! The node's resident memory (`VmRSS` of the `hypha node` process) is read before a batch
 //! of `deltas` subscriptions opens, once they are all live, and after they close, over
-//! several open/close cycles. Two layouts: one subscription per websocket (what `hypha
-//! subscribe` does, so each pays for a connection) and 500 per websocket.
+//! several open/close cycles. Two layouts, each on a fresh node (so neither reuses memory
+//! the other freed): one subscription per websocket (what `hypha subscribe` does, so each
+//! pays for a connection) and 500 per websocket. The worst cycle is reported.
 
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
@@ -137,8 +138,18 @@ fn layout(node: &NodeProcess, subscriptions: usize, per_socket: usize, name: &st
     Ok(())
 }
 
-/// Runs both layouts on `node`.
-pub(crate) fn run(node: &NodeProcess, subscriptions: usize) -> Result<()> {
-    layout(node, subscriptions, 1, "one_per_websocket")?;
-    layout(node, subscriptions, 500, "500_per_websocket")
+/// Runs both layouts, each on a node of its own.
+pub(crate) fn run(subscriptions: usize) -> Result<()> {
+    layout(
+        &NodeProcess::start(&[])?,
+        subscriptions,
+        1,
+        "one_per_websocket",
+    )?;
+    layout(
+        &NodeProcess::start(&[])?,
+        subscriptions,
+        500,
+        "500_per_websocket",
+    )
 }

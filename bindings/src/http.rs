@@ -213,10 +213,9 @@ async fn graphql_websocket(
     };
     upgrade
         // tungstenite's defaults reserve 128 KiB per connection for reading; GraphQL
-        // frames are small. A frame or message past the limits closes the socket.
+        // frames are small. (Its write buffer grows only as frames need.) A frame or
+        // message past the limits closes the socket.
         .read_buffer_size(WEBSOCKET_READ_BUFFER)
-        .write_buffer_size(0)
-        .max_write_buffer_size(WEBSOCKET_MAX_MESSAGE * 4)
         .max_message_size(WEBSOCKET_MAX_MESSAGE)
         .max_frame_size(WEBSOCKET_MAX_MESSAGE)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
