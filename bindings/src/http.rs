@@ -286,7 +286,15 @@ pub async fn serve(
     api: Arc<NodeApi>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
     let router = router(api).map_err(|e| std::io::Error::other(e.1))?;
+    // Small answers and websocket frames go out at once: with Nagle's algorithm a frame
+    // sent while the previous one is unacknowledged waits for the peer's delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
