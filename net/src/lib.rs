@@ -27,6 +27,7 @@
 
 mod bans;
 mod coverage;
+mod dialer;
 mod driver;
 pub mod handshake;
 mod message;

@@ -43,7 +43,7 @@ use publisher::run_publisher;
 use router::run_router;
 use storer::{read_page, run_storer, store_fetched, STORE_QUEUE};
 
-use crate::bans::{self, Bans};
+use crate::dialer::{Authenticated, Dialer, MAX_PEER_LIST};
 use crate::reconcile::{ReconcileError, Reconciler, Step};
 use crate::seal::GroupKey;
 use crate::{serve, topics, wire, Coverage, Event, Input, Message, Output, Peer, Replication};
@@ -185,17 +185,20 @@ impl Network {
         );
         let mut protocol = shared.config.protocol.clone();
         protocol.partial |= shared.config.replicate.is_some();
+        let dialer = Dialer::new(
+            me,
+            shared.config.peers.clone(),
+            shared.config.max_learnt_peers,
+        );
         let mut driver = Driver {
             peer: Peer::new(me, coverage, protocol),
             store: store.clone(),
             shared,
             start: Instant::now(),
             links: HashMap::new(),
-            dialing: HashSet::new(),
+            dialer,
             next_link: 0,
             invalid: HashMap::new(),
-            bans: Bans::default(),
-            gone: HashSet::new(),
             waiters: HashMap::new(),
             next_token: 0,
             events: events.clone(),
@@ -210,12 +213,11 @@ impl Network {
             reconciling: HashMap::new(),
             outgoing: HashMap::new(),
             incoming: HashMap::new(),
-            learnt: HashSet::new(),
             building: HashSet::new(),
             last_exchange: 0,
         };
         let _entered = span.enter();
-        for address in driver.shared.config.peers.clone() {
+        for address in driver.dialer.start() {
             driver.dial(address);
         }
         tracing::debug!(router = %endpoints.router, publish = %endpoints.publish, peers = driver.shared.config.peers.len(), "network listening");
@@ -457,8 +459,6 @@ const MAX_SLICE_NEED: usize = 1_000_000;
 const MAX_BUILDING: usize = 2;
 /// Largest reconciliation message taken from a peer (twice the default budget).
 const MAX_RECONCILE_PAYLOAD: usize = 512 * 1024;
-/// Most peers one peer list carries (and is read from one).
-const MAX_PEER_LIST: usize = 64;
 /// How long a request to peers (fetch, who-has, a reconciliation) may take (ms).
 const REQUEST_LIFETIME_MS: u64 = 60_000;
 /// Most reconciliations peers may have open here at once.
@@ -490,14 +490,10 @@ struct Driver {
     shared: Arc<Shared>,
     start: Instant,
     links: HashMap<u64, LinkHandle>,
-    /// Addresses with a link, so a peer is dialled once.
-    dialing: HashSet<String>,
+    /// Which addresses to dial and when, bans included (`dialer.rs`).
+    dialer: Dialer,
     next_link: u64,
     invalid: HashMap<HostId, u32>,
-    /// Bans in force, and the links to redial when they end (`bans.rs`).
-    bans: Bans,
-    /// Addresses whose link ended for good (this node's own address).
-    gone: HashSet<String>,
     waiters: HashMap<u64, oneshot::Sender<(usize, bool)>>,
     next_token: u64,
     events: broadcast::Sender<Event>,
@@ -517,8 +513,6 @@ struct Driver {
     outgoing: HashMap<u64, Outgoing>,
     /// Peers' reconciliations with this node, by (peer, session), and when last used.
     incoming: HashMap<(HostId, u64), (Arc<Reconciler>, u64)>,
-    /// Addresses dialled because a peer listed them (bounded by `max_learnt_peers`).
-    learnt: HashSet<String>,
     /// Peers whose reconciliation slice is being read.
     building: HashSet<HostId>,
     /// When peer lists were last sent.
@@ -718,16 +712,11 @@ impl Driver {
                 host,
                 outbound,
             } => {
-                if self.bans.is_banned(&host) || host == self.peer.id() {
-                    self.close_link(link);
-                    return;
-                }
                 let duplicate = self
                     .links
                     .iter()
                     .any(|(id, l)| *id != link && l.host == Some(host) && l.outbound.is_some());
-                if duplicate {
-                    // Both sides dialled each other: one link per peer is enough.
+                if !self.dialer.keep_link(&host, duplicate) {
                     self.close_link(link);
                     return;
                 }
@@ -748,23 +737,20 @@ impl Driver {
             }
             Inbound::LinkGone { link, address } => {
                 self.links.remove(&link);
-                self.dialing.remove(&address);
-                if !self.learnt.remove(&address) {
-                    self.gone.insert(address);
-                }
+                self.dialer.gone(&address);
             }
             Inbound::Authenticated { host, router } => {
-                if self.bans.is_banned(&host) || !plausible_address(&router) {
-                    let _ = self.router.send(RouterCommand::Forget(host)).await;
-                    return;
-                }
                 let linked = self.links.values().any(|l| l.host == Some(host));
-                if !linked && !self.dialing.contains(&router) {
-                    self.dial(router);
+                match self.dialer.authenticated(host, &router, linked) {
+                    Authenticated::DialBack(address) => self.dial(address),
+                    Authenticated::Nothing => {}
+                    Authenticated::Forget => {
+                        let _ = self.router.send(RouterCommand::Forget(host)).await;
+                    }
                 }
             }
             Inbound::Message { from, message } => {
-                if self.bans.is_banned(&from) {
+                if self.dialer.is_banned(&from) {
                     return;
                 }
                 self.handle(Input::Received { from, message }).await;
@@ -893,7 +879,8 @@ impl Driver {
             .map(|l| l.address.clone())
             .collect();
         let now = self.now();
-        self.bans.ban(from, now, self.shared.config.ban_ms, dialled);
+        self.dialer
+            .ban(from, now, self.shared.config.ban_ms, dialled);
         if let Ok(mut shared) = self.shared.banned.lock() {
             shared.insert(from);
         }
@@ -926,34 +913,27 @@ impl Driver {
     /// Ends the bans that are over (redialling the links they closed) and redials any
     /// configured peer left without a link.
     fn redial(&mut self, now: u64) {
-        let mut addresses = self.bans.expire(now);
+        let addresses = self.dialer.tick(now);
         if let Ok(mut shared) = self.shared.banned.lock() {
-            shared.retain(|host| self.bans.is_banned(host));
+            shared.retain(|host| self.dialer.is_banned(host));
         }
-        let dialing = |address: &str| self.dialing.contains(address) || self.gone.contains(address);
-        addresses.extend(
-            bans::configured_to_redial(&self.shared.config.peers, &dialing, &self.bans).cloned(),
-        );
         for address in addresses {
-            if !self.dialing.contains(&address) {
-                tracing::info!(%address, "redialling a peer");
-                self.dial(address);
-            }
+            tracing::info!(%address, "redialling a peer");
+            self.dial(address);
         }
     }
 
     fn close_link(&mut self, link: u64) {
         if let Some(l) = self.links.remove(&link) {
             l.task.abort();
-            self.dialing.remove(&l.address);
+            self.dialer.closed(&l.address);
         }
     }
 
     fn dial(&mut self, address: String) {
         let link = self.next_link;
         self.next_link += 1;
-        self.dialing.insert(address.clone());
-        let learnt = self.learnt.contains(&address);
+        let learnt = self.dialer.is_learnt(&address);
         let task = tokio::spawn(
             run_link(link, address.clone(), self.shared.clone(), learnt).in_current_span(),
         );
@@ -1072,22 +1052,10 @@ impl Driver {
 
     /// Dials peers another peer listed that are not linked yet, within the cap.
     fn learn_peers(&mut self, peers: Vec<(HostId, String)>) {
-        let cap = self.shared.config.max_learnt_peers;
-        for (host, address) in peers.into_iter().take(MAX_PEER_LIST) {
-            if self.learnt.len() >= cap {
-                return;
-            }
-            let linked = self.links.values().any(|l| l.host == Some(host));
-            if host == self.peer.id()
-                || linked
-                || !plausible_address(&address)
-                || self.bans.is_banned(&host)
-                || self.dialing.contains(&address)
-            {
-                continue;
-            }
-            tracing::info!(peer = %host, %address, "dialling a peer learnt from another");
-            self.learnt.insert(address.clone());
+        let links = &self.links;
+        let linked = |host: &HostId| links.values().any(|l| l.host == Some(*host));
+        for address in self.dialer.learn(peers, linked) {
+            tracing::info!(%address, "dialling a peer learnt from another");
             self.dial(address);
         }
     }
@@ -1381,11 +1349,6 @@ fn answer_reconcile(
         .reconcile(payload)
         .map_err(|e| Some(e.to_string()))?;
     Ok((reconciler, step.reply.unwrap_or_default()))
-}
-
-/// Whether a peer-given address is worth dialling: TCP, and not absurdly long.
-fn plausible_address(address: &str) -> bool {
-    address.starts_with("tcp://") && address.len() <= 256
 }
 
 /// The first eight hex digits of a host id, for logs.
