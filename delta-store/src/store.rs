@@ -6,6 +6,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+pub use hypha_primitives::StampedDelta;
 use hypha_primitives::{verify_batch, Delta, DeltaId, HostId, KeyPair, Seq, Stamp};
 use rayon::prelude::*;
 use rocksdb::{
@@ -26,58 +27,6 @@ pub const MAX_STAMPS: usize = 64;
 /// Deltas verified per rayon task: large enough for batch verification to pay off, small
 /// enough to spread a batch over every core.
 const VERIFY_CHUNK: usize = 1024;
-
-/// A delta with the origin stamps that travel with it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StampedDelta {
-    /// The delta.
-    pub delta: Delta,
-    /// Origin stamps from the hosts that accepted it from a client.
-    pub stamps: Vec<Stamp>,
-}
-
-impl From<Delta> for StampedDelta {
-    fn from(delta: Delta) -> Self {
-        Self {
-            delta,
-            stamps: Vec::new(),
-        }
-    }
-}
-
-impl StampedDelta {
-    /// Parses a delta's JSON form, or a stored delta's as [`crate::StoredDelta::to_json`]
-    /// prints it: its `stamps` are parsed (not verified; storing verifies them) and its
-    /// `arrival`, which is local to the node that printed it, is ignored.
-    pub fn from_json(value: &serde_json::Value) -> hypha_primitives::Result<StampedDelta> {
-        let mut value = value.clone();
-        let mut stamps = Vec::new();
-        if let Some(map) = value.as_object_mut() {
-            map.remove("arrival");
-            if let Some(list) = map.remove("stamps") {
-                let list = list.as_array().ok_or_else(|| {
-                    hypha_primitives::Error::Json("\"stamps\" must be an array".into())
-                })?;
-                stamps = list
-                    .iter()
-                    .map(Stamp::from_json)
-                    .collect::<hypha_primitives::Result<_>>()?;
-            }
-        }
-        Ok(StampedDelta {
-            delta: Delta::from_json(&value)?,
-            stamps,
-        })
-    }
-
-    /// [`StampedDelta::from_json`] of JSON text.
-    pub fn from_json_str(text: &str) -> hypha_primitives::Result<StampedDelta> {
-        hypha_primitives::check_integer_literals(text)?;
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| hypha_primitives::Error::Json(e.to_string()))?;
-        StampedDelta::from_json(&value)
-    }
-}
 
 /// What a put did with one delta.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

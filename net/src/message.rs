@@ -1,7 +1,6 @@
 //! The messages peers exchange. (Their wire encoding belongs to the ZeroMQ driver, next.)
 
-use hypha_delta_store::StampedDelta;
-use hypha_primitives::{DeltaId, HostId};
+use hypha_primitives::{DeltaId, HostId, StampedDelta};
 
 use crate::CoverageVector;
 

@@ -3,8 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use hypha_delta_store::StampedDelta;
-use hypha_primitives::{HostId, Seq};
+use hypha_primitives::{HostId, Seq, StampedDelta};
 
 use crate::{Coverage, CoverageVector, Message};
 

@@ -8,8 +8,9 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
-use hypha_delta_store::StampedDelta;
-use hypha_primitives::{DeltaBuilder, DeltaId, Hlc, HostId, KeyPair, Pointer, Seq, Stamp};
+use hypha_primitives::{
+    DeltaBuilder, DeltaId, Hlc, HostId, KeyPair, Pointer, Seq, Stamp, StampedDelta,
+};
 
 use crate::{Coverage, Input, Message, Output, Peer, PeerConfig};
 

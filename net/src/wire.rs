@@ -23,8 +23,7 @@
 //! left before anything is allocated, and a message larger than the caller's bound is
 //! refused before it is parsed.
 
-use hypha_delta_store::StampedDelta;
-use hypha_primitives::{Delta, DeltaId, HostId, Seq, Stamp, STAMP_LEN};
+use hypha_primitives::{Delta, DeltaId, HostId, Seq, Stamp, StampedDelta, STAMP_LEN};
 
 use crate::{CoverageVector, Message};
 

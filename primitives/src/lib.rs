@@ -49,6 +49,7 @@ mod keys;
 mod literals;
 mod schema;
 mod stamp;
+mod stamped;
 mod verify;
 
 pub use delta::{
@@ -64,3 +65,4 @@ pub use schema::{
     PropertySpec, ResolverName, Schema, ValueType, SCHEMA_DEFINITION_CONTEXT, SCHEMA_ENTITY_PREFIX,
 };
 pub use stamp::{Stamp, STAMP_LEN};
+pub use stamped::StampedDelta;
