@@ -10,15 +10,14 @@ use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::figure;
 use crate::net::NodeProcess;
+use crate::subscriptions::{open_websocket, Socket};
 
 /// Open/close cycles per layout.
 const CYCLES: usize = 3;
-
-type Socket = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
 
 /// The node process's resident memory, in bytes.
 fn resident_bytes(node: &NodeProcess) -> Result<u64> {
@@ -37,24 +36,7 @@ fn live(node: &NodeProcess) -> Result<u64> {
 
 /// Opens a websocket holding `count` idle `deltas` subscriptions (from the journal's end).
 fn open(node: &NodeProcess, first: usize, count: usize, after: u64) -> Result<Socket> {
-    use tungstenite::client::IntoClientRequest;
-    let url = format!("{}/graphql/ws", node.http.replacen("http", "ws", 1));
-    let mut request = url.as_str().into_client_request()?;
-    request
-        .headers_mut()
-        .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
-    let (mut socket, _) = tungstenite::connect(request).context("opening a websocket")?;
-    socket.send(tungstenite::Message::text(
-        json!({"type": "connection_init"}).to_string(),
-    ))?;
-    loop {
-        if let tungstenite::Message::Text(text) = socket.read()? {
-            let message: Value = serde_json::from_str(&text)?;
-            if message["type"] == "connection_ack" {
-                break;
-            }
-        }
-    }
+    let mut socket = open_websocket(node)?;
     let query = "subscription($f: JSON, $a: String) { deltas(filter: $f, after: $a) }";
     for n in first..first + count {
         let variables =

@@ -22,6 +22,32 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
+/// A graphql-transport-ws client socket.
+pub(crate) type Socket =
+    tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
+
+/// Opens a graphql-transport-ws connection to `node` and waits for its acknowledgement.
+pub(crate) fn open_websocket(node: &NodeProcess) -> Result<Socket> {
+    use tungstenite::client::IntoClientRequest;
+    let url = format!("{}/graphql/ws", node.http.replacen("http", "ws", 1));
+    let mut request = url.as_str().into_client_request()?;
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
+    let (mut socket, _) = tungstenite::connect(request).context("opening a websocket")?;
+    socket.send(tungstenite::Message::text(
+        json!({"type": "connection_init"}).to_string(),
+    ))?;
+    loop {
+        if let tungstenite::Message::Text(text) = socket.read()? {
+            let message: Value = serde_json::from_str(&text)?;
+            if message["type"] == "connection_ack" {
+                return Ok(socket);
+            }
+        }
+    }
+}
+
 /// Opens a graphql-transport-ws connection holding one `deltas` subscription per entity
 /// name, each from `after`, and forwards (entity, arrival instant) of every delta it
 /// receives to `notify` from a reader thread.
@@ -31,25 +57,9 @@ fn connect(
     after: u64,
     notify: mpsc::Sender<(String, Instant)>,
 ) -> Result<()> {
-    use tungstenite::client::IntoClientRequest;
-    let url = format!("{}/graphql/ws", node.http.replacen("http", "ws", 1));
-    let mut request = url.as_str().into_client_request()?;
-    request
-        .headers_mut()
-        .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
-    let (mut socket, _) = tungstenite::connect(request).context("opening a websocket")?;
-    let send = |socket: &mut tungstenite::WebSocket<_>, v: Value| {
-        socket.send(tungstenite::Message::text(v.to_string()))
-    };
-    send(&mut socket, json!({"type": "connection_init"}))?;
-    loop {
-        if let tungstenite::Message::Text(text) = socket.read()? {
-            let message: Value = serde_json::from_str(&text)?;
-            if message["type"] == "connection_ack" {
-                break;
-            }
-        }
-    }
+    let mut socket = open_websocket(node)?;
+    let send =
+        |socket: &mut Socket, v: Value| socket.send(tungstenite::Message::text(v.to_string()));
     let query = "subscription($f: JSON, $a: String) { deltas(filter: $f, after: $a) }";
     for (n, entity) in entities.iter().enumerate() {
         let variables = json!({"f": {"in": [entity, {"var": "targets"}]}, "a": after.to_string()});
