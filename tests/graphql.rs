@@ -296,6 +296,12 @@ pub(crate) struct Subscriber {
 
 impl Subscriber {
     pub(crate) fn open(node: &NodeProcess, query: &str, variables: Value) -> Subscriber {
+        let subscribe = json!({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": variables}});
+        Subscriber::open_with(node, &subscribe.to_string())
+    }
+
+    /// Opens a connection and sends `subscribe`, a graphql-transport-ws message as text.
+    pub(crate) fn open_with(node: &NodeProcess, subscribe: &str) -> Subscriber {
         use tungstenite::client::IntoClientRequest;
         let url = node.http.replace("http://", "ws://") + "/graphql/ws";
         let mut request = url.into_client_request().unwrap();
@@ -317,10 +323,9 @@ impl Subscriber {
         let mut subscriber = Subscriber { socket };
         let ack = subscriber.next_message();
         assert_eq!(ack["type"], json!("connection_ack"), "{ack}");
-        let subscribe = json!({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": variables}});
         subscriber
             .socket
-            .send(tungstenite::Message::text(subscribe.to_string()))
+            .send(tungstenite::Message::text(subscribe))
             .unwrap();
         subscriber
     }

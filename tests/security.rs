@@ -161,6 +161,15 @@ fn integers_outside_i64_are_refused_on_every_input_path_and_the_edges_are_kept()
             &format!(r#"{{"v": {literal}}}"#),
         ));
         assert!(e.contains("out of range"), "{literal}: {e}");
+        // The same variable over the websocket.
+        let subscribe = format!(
+            r#"{{"id": "1", "type": "subscribe", "payload": {{"query": "mutation($v: JSON) {{ write(pointers: [{{localContext: \"n\", value: $v}}]) {{ id }} }}", "variables": {{"v": {literal}}}}}}}"#
+        );
+        let answer = Subscriber::open_with(&node, &subscribe).next_message();
+        assert!(
+            answer.to_string().contains("out of range"),
+            "{literal}: {answer}"
+        );
         // A signed delta posted as JSON (its signature never gets checked: the number is
         // refused first).
         let signed = DeltaBuilder::new(Hlc::new(1, 0))
