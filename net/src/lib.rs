@@ -35,6 +35,7 @@ mod peer;
 #[cfg(feature = "test-utils")]
 pub mod raw;
 pub mod reconcile;
+mod requests;
 pub mod seal;
 mod serve;
 #[cfg(feature = "test-utils")]

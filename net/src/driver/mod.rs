@@ -45,6 +45,7 @@ use storer::{read_page, run_storer, store_fetched, STORE_QUEUE};
 
 use crate::dialer::{Authenticated, Dialer, MAX_PEER_LIST};
 use crate::reconcile::{ReconcileError, Reconciler, Step};
+use crate::requests::{Done, Outcome, Requests};
 use crate::seal::GroupKey;
 use crate::{serve, topics, wire, Coverage, Event, Input, Message, Output, Peer, Replication};
 
@@ -208,8 +209,8 @@ impl Network {
             last_arrival,
             background,
             storer,
-            pending: HashMap::new(),
-            next_request: 1,
+            requests: Requests::default(),
+            callers: HashMap::new(),
             reconciling: HashMap::new(),
             outgoing: HashMap::new(),
             incoming: HashMap::new(),
@@ -419,25 +420,12 @@ enum Inbound {
     },
 }
 
-/// A request the driver made of peers, waiting for replies.
-enum Pending {
-    /// `Network::fetch`: the ids still wanted and what has come.
-    Fetch {
-        waiting: HashSet<HostId>,
-        wanted: HashSet<DeltaId>,
-        found: Vec<StampedDelta>,
-        deadline: u64,
-        reply: oneshot::Sender<Vec<StampedDelta>>,
-    },
+/// Who waits for a request to peers to finish (`requests.rs` tracks the request).
+enum Caller {
+    /// `Network::fetch`.
+    Fetch(oneshot::Sender<Vec<StampedDelta>>),
     /// `Network::who_has`.
-    WhoHas {
-        waiting: HashSet<HostId>,
-        answers: Vec<(HostId, u64)>,
-        deadline: u64,
-        reply: oneshot::Sender<Vec<(HostId, u64)>>,
-    },
-    /// Deltas a reconciliation found missing here, asked of `peer`.
-    Slice { peer: HostId, deadline: u64 },
+    WhoHas(oneshot::Sender<Vec<(HostId, u64)>>),
 }
 
 /// A reconciliation this partial replica started.
@@ -463,8 +451,6 @@ const MAX_RECONCILE_PAYLOAD: usize = 512 * 1024;
 const REQUEST_LIFETIME_MS: u64 = 60_000;
 /// Most reconciliations peers may have open here at once.
 const MAX_INCOMING: usize = 64;
-/// Ids per fetch a reconciliation sends.
-const SLICE_FETCH: usize = 1_024;
 
 struct LinkHandle {
     host: Option<HostId>,
@@ -504,9 +490,9 @@ struct Driver {
     background: Vec<JoinHandle<()>>,
     /// The storing thread; it ends when `to_store` is dropped.
     storer: JoinHandle<()>,
-    /// Requests made of peers, by request id.
-    pending: HashMap<u64, Pending>,
-    next_request: u64,
+    /// Requests made of peers (`requests.rs`), and who waits for each.
+    requests: Requests,
+    callers: HashMap<u64, Caller>,
     /// Peers a reconciliation is being prepared or run with, and since when.
     reconciling: HashMap<HostId, u64>,
     /// This node's reconciliations, by session.
@@ -639,63 +625,33 @@ impl Driver {
                 timeout,
                 reply,
             } => {
-                let peers = self.linked();
-                if peers.is_empty() || ids.is_empty() {
+                let deadline = self.now() + timeout.as_millis() as u64;
+                let Some((request, sends)) = self.requests.fetch(self.linked(), ids, deadline)
+                else {
                     let _ = reply.send(Vec::new());
                     return;
+                };
+                self.callers.insert(request, Caller::Fetch(reply));
+                for (peer, message) in sends {
+                    self.send_request(peer, message);
                 }
-                let request = self.request_id();
-                for peer in &peers {
-                    self.send_request(
-                        *peer,
-                        Message::Fetch {
-                            request,
-                            ids: ids.clone(),
-                        },
-                    );
-                }
-                let deadline = self.now() + timeout.as_millis() as u64;
-                self.pending.insert(
-                    request,
-                    Pending::Fetch {
-                        waiting: peers.into_iter().collect(),
-                        wanted: ids.into_iter().collect(),
-                        found: Vec::new(),
-                        deadline,
-                        reply,
-                    },
-                );
             }
             Command::WhoHas {
                 entity,
                 timeout,
                 reply,
             } => {
-                let peers = self.linked();
-                if peers.is_empty() {
+                let deadline = self.now() + timeout.as_millis() as u64;
+                let Some((request, sends)) =
+                    self.requests.who_has(self.linked(), &entity, deadline)
+                else {
                     let _ = reply.send(Vec::new());
                     return;
+                };
+                self.callers.insert(request, Caller::WhoHas(reply));
+                for (peer, message) in sends {
+                    self.send_request(peer, message);
                 }
-                let request = self.request_id();
-                for peer in &peers {
-                    self.send_request(
-                        *peer,
-                        Message::WhoHas {
-                            request,
-                            entity: entity.clone(),
-                        },
-                    );
-                }
-                let deadline = self.now() + timeout.as_millis() as u64;
-                self.pending.insert(
-                    request,
-                    Pending::WhoHas {
-                        waiting: peers.into_iter().collect(),
-                        answers: Vec::new(),
-                        deadline,
-                        reply,
-                    },
-                );
             }
             Command::Peers(reply) => {
                 // Linked now: a link that broke and is redialling is not listed.
@@ -761,7 +717,7 @@ impl Driver {
                 let _ = self.router.send(RouterCommand::Send { to, bytes }).await;
             }
             Inbound::SliceReady { with, reconciler } => {
-                let session = self.request_id();
+                let session = self.requests.next_id();
                 let payload = reconciler.initiate();
                 self.outgoing.insert(
                     session,
@@ -1073,12 +1029,6 @@ impl Driver {
         peers
     }
 
-    fn request_id(&mut self) -> u64 {
-        let id = self.next_request;
-        self.next_request += 1;
-        id
-    }
-
     /// Sends a request over the link this node dialled to `to` (dropped if it is down or
     /// its queue is full: every request here has a deadline or is retried).
     fn send_request(&self, to: HostId, message: Message) {
@@ -1162,44 +1112,15 @@ impl Driver {
     /// Takes a peer's reply to a request this driver made.
     fn replied(&mut self, from: HostId, reply: Message) {
         match reply {
-            Message::Fetched {
-                request, deltas, ..
-            } => match self.pending.get_mut(&request) {
-                Some(Pending::Fetch {
-                    waiting,
-                    wanted,
-                    found,
-                    ..
-                }) => {
-                    waiting.remove(&from);
-                    for delta in deltas {
-                        if wanted.remove(&delta.delta.id()) {
-                            found.push(delta);
+            reply @ (Message::Fetched { .. } | Message::Holds { .. }) => {
+                match self.requests.replied(from, reply) {
+                    Outcome::Finished(request, done) => self.answer_caller(request, done),
+                    Outcome::Store(deltas) => {
+                        if !deltas.is_empty() && self.to_store.try_send((from, deltas)).is_err() {
+                            tracing::debug!(peer = %from, "store queue full; the next reconciliation fetches again");
                         }
                     }
-                    if wanted.is_empty() || waiting.is_empty() {
-                        self.finish_request(request);
-                    }
-                }
-                Some(Pending::Slice { peer, .. }) if *peer == from => {
-                    self.pending.remove(&request);
-                    if !deltas.is_empty() && self.to_store.try_send((from, deltas)).is_err() {
-                        tracing::debug!(peer = %from, "store queue full; the next reconciliation fetches again");
-                    }
-                }
-                _ => {}
-            },
-            Message::Holds { request, deltas } => {
-                if let Some(Pending::WhoHas {
-                    waiting, answers, ..
-                }) = self.pending.get_mut(&request)
-                {
-                    if waiting.remove(&from) {
-                        answers.push((from, deltas));
-                    }
-                    if waiting.is_empty() {
-                        self.finish_request(request);
-                    }
+                    Outcome::Nothing => {}
                 }
             }
             Message::ReconcileReply { session, payload } => {
@@ -1231,10 +1152,11 @@ impl Driver {
         }
     }
 
-    /// Answers the caller of a request to peers with what came.
-    fn finish_request(&mut self, request: u64) {
-        match self.pending.remove(&request) {
-            Some(Pending::Fetch { found, reply, .. }) => {
+    /// Answers the caller of a finished request to peers with what came (fetched deltas
+    /// are stored first, and only those that verify are handed back).
+    fn answer_caller(&mut self, request: u64, done: Done) {
+        match (self.callers.remove(&request), done) {
+            (Some(Caller::Fetch(reply)), Done::Fetched(found)) => {
                 let store = self.store.clone();
                 tokio::spawn(async move {
                     let stored =
@@ -1242,27 +1164,17 @@ impl Driver {
                     let _ = reply.send(stored.unwrap_or_default());
                 });
             }
-            Some(Pending::WhoHas { answers, reply, .. }) => {
+            (Some(Caller::WhoHas(reply)), Done::Holders(answers)) => {
                 let _ = reply.send(answers);
             }
-            Some(Pending::Slice { .. }) | None => {}
+            _ => {}
         }
     }
 
     /// Requests past their deadline answer with what they have; stale reconciliations go.
     fn expire_requests(&mut self, now: u64) {
-        let due: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| match p {
-                Pending::Fetch { deadline, .. }
-                | Pending::WhoHas { deadline, .. }
-                | Pending::Slice { deadline, .. } => *deadline <= now,
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for request in due {
-            self.finish_request(request);
+        for (request, done) in self.requests.expire(now) {
+            self.answer_caller(request, done);
         }
         let stale = |since: u64| now >= since + REQUEST_LIFETIME_MS;
         self.reconciling.retain(|_, since| !stale(*since));
@@ -1297,22 +1209,8 @@ impl Driver {
         tracing::debug!(peer = %outgoing.peer, missing = outgoing.need.len(), "slice reconciled");
         let deadline = self.now() + REQUEST_LIFETIME_MS;
         let need: Vec<DeltaId> = outgoing.need.into_iter().collect();
-        for chunk in need.chunks(SLICE_FETCH) {
-            let request = self.request_id();
-            self.pending.insert(
-                request,
-                Pending::Slice {
-                    peer: outgoing.peer,
-                    deadline,
-                },
-            );
-            self.send_request(
-                outgoing.peer,
-                Message::Fetch {
-                    request,
-                    ids: chunk.to_vec(),
-                },
-            );
+        for (peer, message) in self.requests.fetch_missing(outgoing.peer, need, deadline) {
+            self.send_request(peer, message);
         }
     }
 }
