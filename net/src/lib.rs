@@ -30,6 +30,7 @@ mod coverage;
 mod dialer;
 mod driver;
 pub mod handshake;
+mod liveness;
 mod message;
 mod peer;
 #[cfg(feature = "test-utils")]

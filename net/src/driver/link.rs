@@ -13,6 +13,7 @@ use super::{
     frames, Inbound, Shared, HELLO, MESSAGE, PING, PLAIN, PROOF, PUBLISH_KEY, SEALED, WELCOME,
 };
 use crate::handshake::{self, nonce, Hello, Welcome};
+use crate::liveness::{Check, Liveness};
 use crate::seal::{Ephemeral, GroupKey, LinkKeys};
 use crate::{topics, wire, Message};
 
@@ -209,22 +210,20 @@ async fn relay(
     shared: &Shared,
 ) -> String {
     let config = &shared.config;
-    let request_timeout = Duration::from_millis(config.protocol.request_timeout_ms);
-    let quiet_limit = Duration::from_millis(config.protocol.peer_timeout_ms);
-    let mut awaiting: Option<Instant> = None;
-    let mut last_heard = Instant::now();
-    // The listener is asked for a sign of life at least this often: a PUB stream alone
-    // does not show that it still knows this link.
-    let keepalive = quiet_limit / 2;
-    let mut last_asked = Instant::now();
+    let started = Instant::now();
+    let now = || started.elapsed().as_millis() as u64;
+    let mut liveness = Liveness::new(
+        now(),
+        config.protocol.request_timeout_ms,
+        config.protocol.peer_timeout_ms,
+    );
     let mut check = tokio::time::interval(Duration::from_millis(config.tick_ms.max(10)));
     let max = config.max_message_bytes;
     loop {
         tokio::select! {
             reply = dealer.recv() => {
                 let Ok(reply) = reply else { return "dealer closed".into() };
-                last_heard = Instant::now();
-                awaiting = None;
+                liveness.answered(now());
                 let parts = reply.into_vec();
                 if let [tag, payload] = parts.as_slice() {
                     tracing::trace!(peer = %host, bytes = payload.len(), "reply");
@@ -257,7 +256,7 @@ async fn relay(
                     // is ignored.
                     if sender.as_ref() == host.as_bytes() {
                         tracing::trace!(peer = %host, bytes = payload.len(), "published message");
-                        last_heard = Instant::now();
+                        liveness.heard(now());
                         // Frames that do not open are dropped, not held against the peer: the
                         // SUB connection is not authenticated, so anyone on the path could
                         // have put them there. (A plain frame before the peer started
@@ -292,27 +291,22 @@ async fn relay(
                 if let Err(e) = dealer.send(frame).await {
                     return format!("send: {e}");
                 }
-                if is_request && awaiting.is_none() {
-                    awaiting = Some(Instant::now());
-                    last_asked = Instant::now();
+                if is_request {
+                    liveness.asked(now());
                 }
             }
-            _ = check.tick() => {
-                if awaiting.is_some_and(|since| since.elapsed() > request_timeout) {
-                    return "request unanswered; redialling".into();
-                }
-                if last_heard.elapsed() > quiet_limit {
-                    return "peer quiet; redialling".into();
-                }
-                if awaiting.is_none() && last_asked.elapsed() > keepalive {
+            _ = check.tick() => match liveness.check(now()) {
+                Check::Fine => {}
+                Check::Unanswered => return "request unanswered; redialling".into(),
+                Check::Quiet => return "peer quiet; redialling".into(),
+                Check::Keepalive => {
                     let Some(frame) = frames(vec![PING.into(), Bytes::new()]) else { continue };
                     if let Err(e) = dealer.send(frame).await {
                         return format!("send: {e}");
                     }
-                    awaiting = Some(Instant::now());
-                    last_asked = Instant::now();
+                    liveness.asked(now());
                 }
-            }
+            },
         }
     }
 }
