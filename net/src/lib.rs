@@ -39,6 +39,7 @@ pub mod reconcile;
 mod requests;
 pub mod seal;
 mod serve;
+mod sessions;
 #[cfg(feature = "test-utils")]
 pub mod sim;
 mod topics;

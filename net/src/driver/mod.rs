@@ -47,6 +47,7 @@ use crate::dialer::{Authenticated, Dialer, MAX_PEER_LIST};
 use crate::reconcile::{ReconcileError, Reconciler, Step};
 use crate::requests::{Done, Outcome, Requests};
 use crate::seal::GroupKey;
+use crate::sessions::{Reply, Sessions, Stepped, Turn, MAX_RECONCILE_PAYLOAD};
 use crate::{serve, topics, wire, Coverage, Event, Input, Message, Output, Peer, Replication};
 
 /// Frame tags on ROUTER/DEALER links.
@@ -211,10 +212,7 @@ impl Network {
             storer,
             requests: Requests::default(),
             callers: HashMap::new(),
-            reconciling: HashMap::new(),
-            outgoing: HashMap::new(),
-            incoming: HashMap::new(),
-            building: HashSet::new(),
+            sessions: Sessions::default(),
             last_exchange: 0,
         };
         let _entered = span.enter();
@@ -428,29 +426,8 @@ enum Caller {
     WhoHas(oneshot::Sender<Vec<(HostId, u64)>>),
 }
 
-/// A reconciliation this partial replica started.
-struct Outgoing {
-    peer: HostId,
-    reconciler: Arc<Reconciler>,
-    /// What the peer says this node lacks (at most `MAX_SLICE_NEED`).
-    need: HashSet<DeltaId>,
-    /// A turn is being computed: replies meanwhile are ignored.
-    stepping: bool,
-    started: u64,
-}
-
-/// Most ids one reconciliation may say this node lacks before it is abandoned (the next
-/// one, after more has arrived by other means, continues).
-const MAX_SLICE_NEED: usize = 1_000_000;
-
-/// Most slices read at once for peers' reconciliations.
-const MAX_BUILDING: usize = 2;
-/// Largest reconciliation message taken from a peer (twice the default budget).
-const MAX_RECONCILE_PAYLOAD: usize = 512 * 1024;
 /// How long a request to peers (fetch, who-has, a reconciliation) may take (ms).
 const REQUEST_LIFETIME_MS: u64 = 60_000;
-/// Most reconciliations peers may have open here at once.
-const MAX_INCOMING: usize = 64;
 
 struct LinkHandle {
     host: Option<HostId>,
@@ -493,14 +470,8 @@ struct Driver {
     /// Requests made of peers (`requests.rs`), and who waits for each.
     requests: Requests,
     callers: HashMap<u64, Caller>,
-    /// Peers a reconciliation is being prepared or run with, and since when.
-    reconciling: HashMap<HostId, u64>,
-    /// This node's reconciliations, by session.
-    outgoing: HashMap<u64, Outgoing>,
-    /// Peers' reconciliations with this node, by (peer, session), and when last used.
-    incoming: HashMap<(HostId, u64), (Arc<Reconciler>, u64)>,
-    /// Peers whose reconciliation slice is being read.
-    building: HashSet<HostId>,
+    /// Reconciliation sessions, both sides (`sessions.rs`).
+    sessions: Sessions,
     /// When peer lists were last sent.
     last_exchange: u64,
 }
@@ -718,17 +689,8 @@ impl Driver {
             }
             Inbound::SliceReady { with, reconciler } => {
                 let session = self.requests.next_id();
-                let payload = reconciler.initiate();
-                self.outgoing.insert(
-                    session,
-                    Outgoing {
-                        peer: with,
-                        reconciler,
-                        need: HashSet::new(),
-                        stepping: false,
-                        started: self.now(),
-                    },
-                );
+                let now = self.now();
+                let payload = self.sessions.opened(session, with, reconciler, now);
                 let filter = self.slice_text();
                 self.send_request(
                     with,
@@ -744,33 +706,19 @@ impl Driver {
                 session,
                 outcome,
             } => {
-                self.building.remove(&to);
+                let now = self.now();
                 let (reconciler, reply) = match outcome {
                     Ok(answer) => answer,
-                    Err(Some(what)) => {
-                        self.incoming.remove(&(to, session));
-                        self.invalid(to, &what).await;
+                    Err(why) => {
+                        self.sessions.answered(to, session, None, now);
+                        if let Some(what) = why {
+                            self.invalid(to, &what).await;
+                        }
                         return;
                     }
-                    Err(None) => return,
                 };
-                if reply.is_empty() {
-                    self.incoming.remove(&(to, session));
-                } else {
-                    if self.incoming.len() >= MAX_INCOMING {
-                        // The least recently used goes; its peer will be refused and retry.
-                        if let Some(oldest) = self
-                            .incoming
-                            .iter()
-                            .min_by_key(|(_, (_, used))| *used)
-                            .map(|(key, _)| *key)
-                        {
-                            self.incoming.remove(&oldest);
-                        }
-                    }
-                    self.incoming
-                        .insert((to, session), (reconciler, self.now()));
-                }
+                self.sessions
+                    .answered(to, session, Some((reconciler, &reply)), now);
                 let message = Message::ReconcileReply {
                     session,
                     payload: reply,
@@ -778,43 +726,25 @@ impl Driver {
                 let bytes = wire::encode(&message);
                 let _ = self.router.send(RouterCommand::Send { to, bytes }).await;
             }
-            Inbound::Stepped { session, step } => {
-                let Some(outgoing) = self.outgoing.get_mut(&session) else {
-                    return;
-                };
-                let peer = outgoing.peer;
-                outgoing.stepping = false;
-                match step {
-                    Ok(step) => {
-                        outgoing.need.extend(step.need);
-                        if outgoing.need.len() > MAX_SLICE_NEED {
-                            tracing::warn!(peer = %peer, "a reconciliation found too much missing; fetching happens on the next");
-                            self.outgoing.remove(&session);
-                            self.reconciling.remove(&peer);
-                            return;
-                        }
-                        match step.reply {
-                            Some(payload) => {
-                                let filter = self.slice_text();
-                                self.send_request(
-                                    peer,
-                                    Message::Reconcile {
-                                        session,
-                                        filter,
-                                        payload,
-                                    },
-                                );
-                            }
-                            None => self.finish_reconcile(session),
-                        }
-                    }
-                    Err(e) => {
-                        self.outgoing.remove(&session);
-                        self.reconciling.remove(&peer);
-                        self.invalid(peer, &e.to_string()).await;
-                    }
+            Inbound::Stepped { session, step } => match self.sessions.stepped(session, step) {
+                Stepped::Gone => {}
+                Stepped::Send { peer, payload } => {
+                    let filter = self.slice_text();
+                    self.send_request(
+                        peer,
+                        Message::Reconcile {
+                            session,
+                            filter,
+                            payload,
+                        },
+                    );
                 }
-            }
+                Stepped::Settled { peer, need } => self.fetch_missing(peer, need),
+                Stepped::TooMuch { peer } => {
+                    tracing::warn!(peer = %peer, "a reconciliation found too much missing; fetching happens on the next");
+                }
+                Stepped::Invalid { peer, what } => self.invalid(peer, &what).await,
+            },
         }
     }
 
@@ -1084,18 +1014,16 @@ impl Driver {
                 filter,
                 payload,
             } => {
-                let cached = self.incoming.get(&(to, session)).map(|(r, _)| r.clone());
                 // Each new session reads the whole journal: one at a time per peer, and a
                 // few at a time in all; a refused one times out and is retried later.
-                if cached.is_none() {
-                    if self.building.contains(&to) || self.building.len() >= MAX_BUILDING {
+                let cached = match self.sessions.turn(to, session) {
+                    Turn::Cached(reconciler) => Some(reconciler),
+                    Turn::Read => None,
+                    Turn::Busy => {
                         tracing::debug!(peer = %to, "busy reading slices; a reconciliation waits");
                         return;
                     }
-                    self.building.insert(to);
-                    // One open session per peer: a new one replaces the old.
-                    self.incoming.retain(|(peer, _), _| *peer != to);
-                }
+                };
                 tokio::task::spawn_blocking(move || {
                     let outcome = answer_reconcile(&store, cached, &filter, &payload);
                     let _ = inbound.blocking_send(Inbound::Answered {
@@ -1124,24 +1052,18 @@ impl Driver {
                 }
             }
             Message::ReconcileReply { session, payload } => {
-                let Some(outgoing) = self.outgoing.get_mut(&session) else {
-                    return;
+                let reconciler = match self.sessions.replied(from, session, &payload) {
+                    Reply::Ignore => return,
+                    Reply::Oversized => {
+                        tracing::warn!(peer = %from, bytes = payload.len(), "dropping an oversized reconciliation reply");
+                        return;
+                    }
+                    Reply::Settled { peer, need } => {
+                        self.fetch_missing(peer, need);
+                        return;
+                    }
+                    Reply::Step(reconciler) => reconciler,
                 };
-                if outgoing.peer != from || outgoing.stepping {
-                    return;
-                }
-                if payload.is_empty() {
-                    self.finish_reconcile(session);
-                    return;
-                }
-                if payload.len() > MAX_RECONCILE_PAYLOAD {
-                    self.outgoing.remove(&session);
-                    self.reconciling.remove(&from);
-                    tracing::warn!(peer = %from, bytes = payload.len(), "dropping an oversized reconciliation reply");
-                    return;
-                }
-                outgoing.stepping = true;
-                let reconciler = outgoing.reconciler.clone();
                 let inbound = self.shared.inbound.clone();
                 tokio::task::spawn_blocking(move || {
                     let step = reconciler.reconcile(&payload);
@@ -1176,18 +1098,15 @@ impl Driver {
         for (request, done) in self.requests.expire(now) {
             self.answer_caller(request, done);
         }
-        let stale = |since: u64| now >= since + REQUEST_LIFETIME_MS;
-        self.reconciling.retain(|_, since| !stale(*since));
-        self.outgoing.retain(|_, o| !stale(o.started));
-        self.incoming.retain(|_, (_, used)| !stale(*used));
+        self.sessions.expire(now);
     }
 
     /// Starts reconciling this node's slice with `with`, unless one is under way.
     fn start_reconcile(&mut self, with: HostId) {
-        if self.reconciling.contains_key(&with) {
+        let now = self.now();
+        if !self.sessions.start(with, now) {
             return;
         }
-        self.reconciling.insert(with, self.now());
         let store = self.store.clone();
         let slice = self.shared.config.replicate.clone();
         let inbound = self.shared.inbound.clone();
@@ -1201,15 +1120,10 @@ impl Driver {
     }
 
     /// A reconciliation is settled: fetch what it found missing here.
-    fn finish_reconcile(&mut self, session: u64) {
-        let Some(outgoing) = self.outgoing.remove(&session) else {
-            return;
-        };
-        self.reconciling.remove(&outgoing.peer);
-        tracing::debug!(peer = %outgoing.peer, missing = outgoing.need.len(), "slice reconciled");
+    fn fetch_missing(&mut self, peer: HostId, need: Vec<DeltaId>) {
+        tracing::debug!(peer = %peer, missing = need.len(), "slice reconciled");
         let deadline = self.now() + REQUEST_LIFETIME_MS;
-        let need: Vec<DeltaId> = outgoing.need.into_iter().collect();
-        for (peer, message) in self.requests.fetch_missing(outgoing.peer, need, deadline) {
+        for (peer, message) in self.requests.fetch_missing(peer, need, deadline) {
             self.send_request(peer, message);
         }
     }
