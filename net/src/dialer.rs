@@ -3,7 +3,7 @@
 //! peer that proved itself on this node's ROUTER (dialled back), and the links a ban
 //! closed once it ends. Also which links to keep when they come up.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use hypha_primitives::HostId;
 
@@ -41,6 +41,8 @@ pub(crate) struct Dialer {
     /// Addresses whose link ended for good (this node's own address).
     gone: HashSet<String>,
     bans: Bans,
+    /// Invalid input counted per peer since its last ban.
+    strikes: HashMap<HostId, u32>,
 }
 
 impl Dialer {
@@ -54,6 +56,7 @@ impl Dialer {
             learnt: HashSet::new(),
             gone: HashSet::new(),
             bans: Bans::default(),
+            strikes: HashMap::new(),
         }
     }
 
@@ -139,6 +142,19 @@ impl Dialer {
         if !self.learnt.remove(address) {
             self.gone.insert(address.to_owned());
         }
+    }
+
+    /// Counts one invalid input from `host`: its count so far, and whether it has reached
+    /// `max_invalid`, when the driver bans the host (its count then starts again).
+    pub(crate) fn strike(&mut self, host: HostId, max_invalid: u32) -> (u32, bool) {
+        let count = self.strikes.entry(host).or_default();
+        *count += 1;
+        let count = *count;
+        if count < max_invalid {
+            return (count, false);
+        }
+        self.strikes.remove(&host);
+        (count, true)
     }
 
     /// Bans `host` from `now_ms` for `ban_ms`; `dialled` are the addresses of the links
@@ -233,6 +249,16 @@ mod tests {
             d.tick(10).is_empty(),
             "learnt addresses are not redialled by the tick"
         );
+    }
+
+    #[test]
+    fn the_third_invalid_input_bans_and_the_count_starts_again() {
+        let mut d = dialer(&[], 8);
+        assert_eq!(d.strike(host(1), 3), (1, false));
+        assert_eq!(d.strike(host(2), 3), (1, false), "counted per peer");
+        assert_eq!(d.strike(host(1), 3), (2, false));
+        assert_eq!(d.strike(host(1), 3), (3, true));
+        assert_eq!(d.strike(host(1), 3), (1, false));
     }
 
     #[test]

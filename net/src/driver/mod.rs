@@ -200,7 +200,6 @@ impl Network {
             links: HashMap::new(),
             dialer,
             next_link: 0,
-            invalid: HashMap::new(),
             waiters: HashMap::new(),
             next_token: 0,
             events: events.clone(),
@@ -456,7 +455,6 @@ struct Driver {
     /// Which addresses to dial and when, bans included (`dialer.rs`).
     dialer: Dialer,
     next_link: u64,
-    invalid: HashMap<HostId, u32>,
     waiters: HashMap<u64, oneshot::Sender<(usize, bool)>>,
     next_token: u64,
     events: broadcast::Sender<Event>,
@@ -751,13 +749,11 @@ impl Driver {
     /// Counts a peer's invalid input; past the threshold the peer is disconnected and
     /// banned for a while.
     async fn invalid(&mut self, from: HostId, what: &str) {
-        let count = self.invalid.entry(from).or_default();
-        *count += 1;
-        tracing::warn!(peer = %from, count = *count, what, "invalid input from peer");
-        if *count < self.shared.config.max_invalid {
+        let (count, ban) = self.dialer.strike(from, self.shared.config.max_invalid);
+        tracing::warn!(peer = %from, count, what, "invalid input from peer");
+        if !ban {
             return;
         }
-        self.invalid.remove(&from);
         let dialled: Vec<String> = self
             .links
             .values()
