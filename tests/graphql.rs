@@ -330,6 +330,18 @@ impl Subscriber {
         subscriber
     }
 
+    /// Whether the node closed the connection (a close frame or the socket ending) before
+    /// sending any further message.
+    pub(crate) fn closed_by_node(&mut self) -> bool {
+        loop {
+            match self.socket.read() {
+                Ok(tungstenite::Message::Close(_)) | Err(_) => return true,
+                Ok(tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_)) => continue,
+                Ok(_) => return false,
+            }
+        }
+    }
+
     pub(crate) fn next_message(&mut self) -> Value {
         loop {
             match self.socket.read().expect("websocket read") {

@@ -324,6 +324,24 @@ fn a_filter_that_is_not_a_rule_is_refused_in_queries_subscriptions_and_replicas(
     );
 }
 
+#[test]
+fn a_websocket_message_over_the_limit_closes_the_connection_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(dir.path(), &[]);
+    // A mutation padded past 256 KiB with a string value.
+    let padding = "x".repeat(300 * 1024);
+    let subscribe = json!({"id": "1", "type": "subscribe", "payload": {
+        "query": "mutation($v: JSON) { write(pointers: [{localContext: \"n\", value: $v}]) { id } }",
+        "variables": {"v": padding},
+    }});
+    let mut socket = Subscriber::open_with(&node, &subscribe.to_string());
+    assert!(socket.closed_by_node(), "an oversized message was answered");
+    assert_eq!(stored(&node), 0);
+    // The node goes on serving.
+    assert_eq!(node.get("/health").unwrap()["status"], json!("ok"));
+    node.stop();
+}
+
 /// Fragments F0…F23, each spreading the next twice: 2²⁴ selections when expanded.
 fn fan_out(levels: usize) -> String {
     let mut text = String::from("query { ...F0 }\n");

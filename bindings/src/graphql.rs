@@ -1130,8 +1130,9 @@ fn delta_stream(
                     }
                 }
             }
-            // A subscription from the journal's end joins the hub at once, without a scan
-            // on a blocking thread (many opening together would each take one).
+            // Join the hub when it has dispatched nothing after the cursor: at once for a
+            // subscription from the journal's end (no scan on a blocking thread, which many
+            // opening together would each take), else once the journal is read up to it.
             if let Some(live) = state.hub.join(state.filter.clone(), state.cursor) {
                 state.live = Some(live);
                 continue;
@@ -1153,18 +1154,11 @@ fn delta_stream(
             .await;
             match scanned {
                 Ok((last, matching)) => {
-                    let moved = last != state.cursor;
                     state.cursor = last;
                     state.ready.extend(matching);
-                    if moved {
-                        continue;
-                    }
                 }
                 Err(e) => return Some((Err(api_error(e)), state)),
             }
-            // At the journal's end: join the hub, unless it has already passed the cursor
-            // (then the journal has grown; read on).
-            state.live = state.hub.join(state.filter.clone(), state.cursor);
         }
     })
 }
