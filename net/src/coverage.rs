@@ -27,12 +27,7 @@ impl Coverage {
 
     /// The coverage of a journal: every origin stamp it holds.
     pub fn of_store(store: &hypha_delta_store::Store) -> hypha_delta_store::Result<Coverage> {
-        let mut coverage = Coverage::new();
-        for origin in store.origins() {
-            let (host, seq) = origin?;
-            coverage.insert(host, seq);
-        }
-        Ok(coverage)
+        crate::Journal::coverage(store)
     }
 
     /// Records that the stamp (`host`, `seq`) is held; false if it already was.

@@ -25,9 +25,8 @@
 #![deny(missing_docs)]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
-// The decision modules (bans, dialer, liveness, requests, sessions) and the PUB topics are
-// driven by the socket driver; until the simulation drives them too, they are unused
-// without it.
+// The link decisions (bans, dialer, liveness) and the PUB topics are the socket driver's;
+// the simulation does not dial or subscribe, so they are unused without it.
 #[cfg_attr(not(feature = "driver"), allow(dead_code))]
 mod bans;
 mod coverage;
@@ -36,19 +35,18 @@ mod dialer;
 #[cfg(feature = "driver")]
 mod driver;
 pub mod handshake;
+mod journal;
 #[cfg_attr(not(feature = "driver"), allow(dead_code))]
 mod liveness;
 mod message;
 mod peer;
+mod protocol;
 #[cfg(all(feature = "test-utils", feature = "driver"))]
 pub mod raw;
 pub mod reconcile;
-#[cfg_attr(not(feature = "driver"), allow(dead_code))]
 mod requests;
 pub mod seal;
-#[cfg(feature = "driver")]
 mod serve;
-#[cfg_attr(not(feature = "driver"), allow(dead_code))]
 mod sessions;
 #[cfg(feature = "test-utils")]
 pub mod sim;
@@ -57,6 +55,7 @@ mod topics;
 pub mod wire;
 
 pub use coverage::{Coverage, CoverageVector};
+pub use journal::Journal;
 #[cfg(feature = "driver")]
 pub use driver::{Encryption, Endpoints, NetConfig, NetError, NetStats, Network};
 pub use message::Message;

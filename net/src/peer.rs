@@ -26,6 +26,10 @@ pub struct PeerConfig {
     /// A partial replica reconciles with each peer at most this often (ms): when it links,
     /// and when a peer announces more than it holds.
     pub reconcile_every_ms: u64,
+    /// A partial replica abandons a reconciliation whose peer has not answered a turn for
+    /// this long (ms): the message or its answer was lost, and the next one starts afresh.
+    /// A peer's first answer reads its whole journal, so this is generous.
+    pub reconcile_turn_timeout_ms: u64,
 }
 
 impl Default for PeerConfig {
@@ -37,6 +41,7 @@ impl Default for PeerConfig {
             peer_timeout_ms: 5_000,
             partial: false,
             reconcile_every_ms: 30_000,
+            reconcile_turn_timeout_ms: 20_000,
         }
     }
 }
@@ -227,6 +232,11 @@ impl Peer {
     /// The node's identity.
     pub fn id(&self) -> HostId {
         self.me
+    }
+
+    /// The protocol's settings.
+    pub fn config(&self) -> &PeerConfig {
+        &self.config
     }
 
     /// What this node holds.

@@ -1,13 +1,16 @@
-//! Answers to the requests that need the journal: fetch by id, "who has entity X", and the
-//! slice a set reconciliation covers. They read RocksDB, so the driver runs them on the
-//! blocking pool; they are plain functions of the store, tested against a real one.
+//! The work the protocol hands out that needs the journal or a lot of CPU: catch-up
+//! pages, fetches, who-has counts, reconciliation slices and turns. [`read`] does one
+//! piece over any [`Journal`]: the driver runs it on the blocking pool against the store,
+//! the simulation inline against its in-memory journal, and each hands the result back to
+//! [`Protocol::done`](crate::protocol::Protocol::done).
 
-use std::collections::HashSet;
+use std::sync::Arc;
 
-use hypha_delta_store::{StampedDelta, Store};
-use hypha_primitives::{DeltaId, Filter, STAMP_LEN};
+use hypha_primitives::{DeltaId, Filter, HostId, Seq, STAMP_LEN};
 
-use crate::reconcile::{Item, ReconcileConfig, Reconciler};
+use crate::journal::Journal;
+use crate::reconcile::{ReconcileConfig, ReconcileError, Reconciler, Step};
+use crate::sessions::MAX_RECONCILE_PAYLOAD;
 use crate::Message;
 
 /// Most ids one fetch may ask for; the rest are answered as missing.
@@ -16,15 +19,155 @@ pub(crate) const MAX_FETCH: usize = 4_096;
 /// Most deltas a who-has answer counts (an entity with more says this many).
 pub(crate) const MAX_COUNTED: u64 = 1_000_000;
 
+/// A piece of work for the journal (or the CPU), with what its answer is for.
+#[derive(Debug)]
+pub(crate) enum Read {
+    /// A catch-up page for `to`: the deltas stamped in `ranges`, at most `limit`.
+    Page {
+        to: HostId,
+        request: u64,
+        ranges: Vec<(HostId, Seq, Seq)>,
+        limit: usize,
+    },
+    /// `to`'s fetch by id, answered within about `budget` encoded bytes.
+    Fetch {
+        to: HostId,
+        request: u64,
+        ids: Vec<DeltaId>,
+        budget: usize,
+    },
+    /// `to`'s who-has.
+    WhoHas {
+        to: HostId,
+        request: u64,
+        entity: String,
+    },
+    /// A turn of `to`'s reconciliation `session`: over the kept slice, or after reading
+    /// the one `filter` selects.
+    Turn {
+        to: HostId,
+        session: u64,
+        cached: Option<Arc<Reconciler>>,
+        filter: String,
+        payload: Vec<u8>,
+    },
+    /// This node's slice, to reconcile with `with`.
+    Slice { with: HostId, filter: Option<Filter> },
+    /// The next turn of this node's `session`, from the peer's `payload`.
+    Step {
+        session: u64,
+        reconciler: Arc<Reconciler>,
+        payload: Vec<u8>,
+    },
+}
+
+/// What a [`Read`] came to.
+#[derive(Debug)]
+pub(crate) enum ReadDone {
+    /// A reply to send to `to`.
+    Reply { to: HostId, message: Message },
+    /// A turn of `to`'s session is answered, or could not be: `Err(Some(why))` when the
+    /// peer's input was bad, `Err(None)` when this node failed.
+    Answered {
+        to: HostId,
+        session: u64,
+        outcome: Result<(Arc<Reconciler>, Vec<u8>), Option<String>>,
+    },
+    /// This node's slice is read: start reconciling it with `with`.
+    SliceReady {
+        with: HostId,
+        reconciler: Arc<Reconciler>,
+    },
+    /// A turn of this node's own session is computed.
+    Stepped {
+        session: u64,
+        step: Result<Step, ReconcileError>,
+    },
+    /// The journal failed (logged); nothing to send.
+    Failed,
+}
+
+/// Does one piece of work.
+pub(crate) fn read<J: Journal>(journal: &J, read: Read) -> ReadDone {
+    let failed = |what: &str, e: J::Error| {
+        tracing::error!(error = %e, "{what}");
+        ReadDone::Failed
+    };
+    match read {
+        Read::Page {
+            to,
+            request,
+            ranges,
+            limit,
+        } => match journal.page(&ranges, limit) {
+            Ok((deltas, more)) => ReadDone::Reply {
+                to,
+                message: Message::CatchUpPage {
+                    request,
+                    deltas,
+                    more,
+                },
+            },
+            Err(e) => failed("reading a catch-up page", e),
+        },
+        Read::Fetch {
+            to,
+            request,
+            ids,
+            budget,
+        } => match fetch(journal, request, &ids, budget) {
+            Ok(message) => ReadDone::Reply { to, message },
+            Err(e) => failed("answering a fetch", e),
+        },
+        Read::WhoHas {
+            to,
+            request,
+            entity,
+        } => match journal.entity_count(&entity, MAX_COUNTED) {
+            Ok(deltas) => ReadDone::Reply {
+                to,
+                message: Message::Holds { request, deltas },
+            },
+            Err(e) => failed("answering who-has", e),
+        },
+        Read::Turn {
+            to,
+            session,
+            cached,
+            filter,
+            payload,
+        } => ReadDone::Answered {
+            to,
+            session,
+            outcome: answer_turn(journal, cached, &filter, &payload),
+        },
+        Read::Slice { with, filter } => match slice(journal, filter.as_ref()) {
+            Ok(reconciler) => ReadDone::SliceReady {
+                with,
+                reconciler: Arc::new(reconciler),
+            },
+            Err(e) => failed("reading this node's slice", e),
+        },
+        Read::Step {
+            session,
+            reconciler,
+            payload,
+        } => ReadDone::Stepped {
+            session,
+            step: reconciler.reconcile(&payload),
+        },
+    }
+}
+
 /// The answer to [`Message::Fetch`]: the deltas held, with their stamps, up to
 /// [`MAX_FETCH`] of them and about `budget` encoded bytes; the ids not sent (not held, or
 /// past either bound) are listed as missing.
-pub(crate) fn fetch(
-    store: &Store,
+fn fetch<J: Journal>(
+    journal: &J,
     request: u64,
     ids: &[DeltaId],
     budget: usize,
-) -> hypha_delta_store::Result<Message> {
+) -> Result<Message, J::Error> {
     let mut deltas = Vec::new();
     let mut missing = Vec::new();
     let mut bytes = 0;
@@ -33,13 +176,10 @@ pub(crate) fn fetch(
             missing.push(*id);
             continue;
         }
-        match store.get(*id)? {
-            Some(stored) => {
-                bytes += stored.delta.encoded_len() + stored.stamps.len() * STAMP_LEN + 8;
-                deltas.push(StampedDelta {
-                    delta: stored.delta,
-                    stamps: stored.stamps,
-                });
+        match journal.get(*id)? {
+            Some(stamped) => {
+                bytes += stamped.delta.encoded_len() + stamped.stamps.len() * STAMP_LEN + 8;
+                deltas.push(stamped);
             }
             None => missing.push(*id),
         }
@@ -51,47 +191,14 @@ pub(crate) fn fetch(
     })
 }
 
-/// The answer to [`Message::WhoHas`]: how many deltas point at `entity`, from its index.
-pub(crate) fn who_has(
-    store: &Store,
-    request: u64,
-    entity: &str,
-) -> hypha_delta_store::Result<Message> {
-    // A delta is filed once per property it sets on the entity: count each once.
-    let mut seen = HashSet::new();
-    for id in store.scan_entity_ids(entity, None) {
-        seen.insert(id?);
-        if seen.len() as u64 >= MAX_COUNTED {
-            break;
-        }
-    }
-    Ok(Message::Holds {
-        request,
-        deltas: seen.len() as u64,
-    })
-}
-
-/// The reconciliation set of this node's slice: every delta `filter` selects (all of them
-/// without one), as (time, id).
-pub(crate) fn slice(
-    store: &Store,
-    filter: Option<&Filter>,
-) -> hypha_delta_store::Result<Reconciler> {
-    let mut items = Vec::new();
-    for stored in store.scan_arrival(None) {
-        let stored = stored?;
-        if filter.is_none_or(|f| f.matches(&stored.delta.filter_document(&stored.stamps))) {
-            items.push(Item {
-                time: stored.delta.time().ms(),
-                id: stored.delta.id(),
-            });
-        }
-    }
+/// The reconciliation set of a slice: every delta `filter` selects (all without one).
+fn slice<J: Journal>(journal: &J, filter: Option<&Filter>) -> Result<Reconciler, J::Error> {
+    let items = journal.slice_items(filter)?;
     Ok(Reconciler::new(items, ReconcileConfig::default()))
 }
 
 /// Parses the filter a peer sent with a reconciliation (empty: every delta).
-pub(crate) fn parse_slice(text: &str) -> Result<Option<Filter>, hypha_primitives::FilterError> {
+fn parse_slice(text: &str) -> Result<Option<Filter>, hypha_primitives::FilterError> {
     if text.is_empty() {
         Ok(None)
     } else {
@@ -99,9 +206,43 @@ pub(crate) fn parse_slice(text: &str) -> Result<Option<Filter>, hypha_primitives
     }
 }
 
+/// Answers one turn of a peer's reconciliation: with the session's slice if cached, else
+/// after reading it. `Err(Some(why))` blames the peer's input; `Err(None)` is a local failure.
+fn answer_turn<J: Journal>(
+    journal: &J,
+    cached: Option<Arc<Reconciler>>,
+    filter: &str,
+    payload: &[u8],
+) -> Result<(Arc<Reconciler>, Vec<u8>), Option<String>> {
+    if payload.len() > MAX_RECONCILE_PAYLOAD {
+        return Err(Some(format!(
+            "a reconciliation message of {} bytes",
+            payload.len()
+        )));
+    }
+    let reconciler = match cached {
+        Some(reconciler) => reconciler,
+        None => {
+            let slice_filter =
+                parse_slice(filter).map_err(|e| Some(format!("reconciliation filter: {e}")))?;
+            match slice(journal, slice_filter.as_ref()) {
+                Ok(reconciler) => Arc::new(reconciler),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading a slice to reconcile");
+                    return Err(None);
+                }
+            }
+        }
+    };
+    let step = reconciler
+        .reconcile(payload)
+        .map_err(|e| Some(e.to_string()))?;
+    Ok((reconciler, step.reply.unwrap_or_default()))
+}
+
 #[cfg(test)]
 mod tests {
-    use hypha_delta_store::Durability;
+    use hypha_delta_store::{Durability, Store};
     use hypha_primitives::{DeltaBuilder, Hlc, KeyPair, Pointer};
 
     use super::*;
@@ -153,20 +294,33 @@ mod tests {
         assert_eq!(missing, ids[1..].to_vec());
 
         // Filed under two properties each, counted once.
+        let who_has = |entity: &str| {
+            let asker = HostId::from_bytes([1; 32]);
+            let read = Read::WhoHas {
+                to: asker,
+                request: 5,
+                entity: entity.to_owned(),
+            };
+            match super::read(&store, read) {
+                ReadDone::Reply { to, message } if to == asker => message,
+                other => panic!("{other:?}"),
+            }
+        };
         assert_eq!(
-            who_has(&store, 5, "even").unwrap(),
+            who_has("even"),
             Message::Holds {
                 request: 5,
                 deltas: 3
             }
         );
         assert_eq!(
-            who_has(&store, 6, "nobody").unwrap(),
+            who_has("nobody"),
             Message::Holds {
-                request: 6,
+                request: 5,
                 deltas: 0
             }
         );
+        assert_eq!(store.entity_count("even", 2).unwrap(), 2, "counted up to the cap");
 
         let odd = parse_slice(r#"{"in": ["odd", {"var": "targets"}]}"#).unwrap();
         assert_eq!(slice(&store, odd.as_ref()).unwrap().len(), 3);

@@ -33,6 +33,8 @@ struct Outgoing {
     /// A turn is being computed: replies meanwhile are ignored.
     stepping: bool,
     started: u64,
+    /// When a turn was last sent or answered.
+    active: u64,
 }
 
 /// What to do with a peer's reply to this node's session.
@@ -121,19 +123,27 @@ impl Sessions {
             need: HashSet::new(),
             stepping: false,
             started: now,
+            active: now,
         };
         self.outgoing.insert(session, outgoing);
         payload
     }
 
-    /// Takes `from`'s reply to this node's session.
-    pub(crate) fn replied(&mut self, from: HostId, session: u64, payload: &[u8]) -> Reply {
+    /// Takes `from`'s reply to this node's session, at `now`.
+    pub(crate) fn replied(
+        &mut self,
+        from: HostId,
+        session: u64,
+        payload: &[u8],
+        now: u64,
+    ) -> Reply {
         let Some(outgoing) = self.outgoing.get_mut(&session) else {
             return Reply::Ignore;
         };
         if outgoing.peer != from || outgoing.stepping {
             return Reply::Ignore;
         }
+        outgoing.active = now;
         if payload.is_empty() {
             return self
                 .settle(session)
@@ -148,13 +158,19 @@ impl Sessions {
         Reply::Step(outgoing.reconciler.clone())
     }
 
-    /// A turn of session `session` is computed.
-    pub(crate) fn stepped(&mut self, session: u64, step: Result<Step, ReconcileError>) -> Stepped {
+    /// A turn of session `session` is computed, at `now`.
+    pub(crate) fn stepped(
+        &mut self,
+        session: u64,
+        step: Result<Step, ReconcileError>,
+        now: u64,
+    ) -> Stepped {
         let Some(outgoing) = self.outgoing.get_mut(&session) else {
             return Stepped::Gone;
         };
         let peer = outgoing.peer;
         outgoing.stepping = false;
+        outgoing.active = now;
         let step = match step {
             Ok(step) => step,
             Err(e) => {
@@ -237,11 +253,24 @@ impl Sessions {
         self.incoming.insert((peer, session), (reconciler, now));
     }
 
-    /// Drops the sessions older than [`SESSION_LIFETIME_MS`] at `now`.
-    pub(crate) fn expire(&mut self, now: u64) {
+    /// Drops, at `now`, the sessions older than [`SESSION_LIFETIME_MS`], and this node's
+    /// sessions whose peer has not answered a turn within `turn_timeout` (the message or
+    /// its answer was lost: the next session starts afresh).
+    pub(crate) fn expire(&mut self, now: u64, turn_timeout: u64) {
         let stale = |since: u64| now >= since + SESSION_LIFETIME_MS;
+        let mut ended = Vec::new();
+        self.outgoing.retain(|_, o| {
+            let idle = !o.stepping && now >= o.active + turn_timeout;
+            let keep = !stale(o.started) && !idle;
+            if !keep {
+                ended.push(o.peer);
+            }
+            keep
+        });
+        for peer in ended {
+            self.reconciling.remove(&peer);
+        }
         self.reconciling.retain(|_, since| !stale(*since));
-        self.outgoing.retain(|_, o| !stale(o.started));
         self.incoming.retain(|_, (_, used)| !stale(*used));
     }
 }
@@ -279,20 +308,20 @@ mod tests {
                 .reply
                 .unwrap_or_default();
             assert!(
-                matches!(s.replied(host(2), 7, &answer), Reply::Ignore),
+                matches!(s.replied(host(2), 7, &answer, 0), Reply::Ignore),
                 "another peer"
             );
-            match s.replied(host(1), 7, &answer) {
+            match s.replied(host(1), 7, &answer, 0) {
                 Reply::Settled { peer, need } => {
                     settled = Some((peer, need));
                     break;
                 }
                 Reply::Step(reconciler) => {
                     assert!(
-                        matches!(s.replied(host(1), 7, &answer), Reply::Ignore),
+                        matches!(s.replied(host(1), 7, &answer, 0), Reply::Ignore),
                         "stepping"
                     );
-                    match s.stepped(7, reconciler.reconcile(&answer)) {
+                    match s.stepped(7, reconciler.reconcile(&answer), 0) {
                         Stepped::Send { payload: next, .. } => payload = next,
                         Stepped::Settled { peer, need } => {
                             settled = Some((peer, need));
@@ -314,17 +343,37 @@ mod tests {
         s.start(host(1), 0);
         s.opened(1, host(1), slice([1]), 0);
         let huge = vec![0u8; MAX_RECONCILE_PAYLOAD + 1];
-        assert!(matches!(s.replied(host(1), 1, &huge), Reply::Oversized));
-        assert!(matches!(s.replied(host(1), 1, b"x"), Reply::Ignore), "gone");
+        assert!(matches!(s.replied(host(1), 1, &huge, 0), Reply::Oversized));
+        assert!(matches!(s.replied(host(1), 1, b"x", 0), Reply::Ignore), "gone");
 
         s.start(host(1), 0);
         s.opened(2, host(1), slice([1]), 0);
-        let Reply::Step(reconciler) = s.replied(host(1), 2, b"not a message") else {
+        let Reply::Step(reconciler) = s.replied(host(1), 2, b"not a message", 0) else {
             panic!("a turn to compute")
         };
-        let stepped = s.stepped(2, reconciler.reconcile(b"not a message"));
+        let stepped = s.stepped(2, reconciler.reconcile(b"not a message"), 0);
         assert!(matches!(stepped, Stepped::Invalid { peer, .. } if peer == host(1)));
-        assert!(matches!(s.stepped(2, Ok(Step::default())), Stepped::Gone));
+        assert!(matches!(s.stepped(2, Ok(Step::default()), 0), Stepped::Gone));
+    }
+
+    #[test]
+    fn a_session_whose_peer_does_not_answer_a_turn_ends_after_the_turn_timeout() {
+        let mut s = Sessions::default();
+        s.start(host(1), 0);
+        s.opened(1, host(1), slice([1]), 0);
+        s.expire(99, 100);
+        assert!(!s.start(host(1), 99), "still waiting for the first answer");
+        let Reply::Step(_) = s.replied(host(1), 1, b"turn", 150) else {
+            panic!("a turn to compute")
+        };
+        s.expire(1_000, 100);
+        assert!(!s.start(host(1), 1_000), "a turn being computed is not idle");
+        let _ = s.stepped(1, Ok(Step { reply: Some(b"next".to_vec()), ..Step::default() }), 1_000);
+        s.expire(1_099, 100);
+        assert!(!s.start(host(1), 1_099), "answered 99 ms ago");
+        s.expire(1_100, 100);
+        assert!(s.start(host(1), 1_100), "no answer within the timeout: a new session may start");
+        assert!(matches!(s.replied(host(1), 1, b"late", 1_101), Reply::Ignore), "the old one is gone");
     }
 
     #[test]
@@ -347,7 +396,7 @@ mod tests {
         s.answered(host(2), 1, None, 11);
         assert!(matches!(s.turn(host(3), 1), Turn::Read));
         s.answered(host(3), 1, Some((slice([1]), b"more")), 12);
-        s.expire(12 + SESSION_LIFETIME_MS);
+        s.expire(12 + SESSION_LIFETIME_MS, u64::MAX / 2);
         assert!(matches!(s.turn(host(3), 1), Turn::Read), "expired");
     }
 

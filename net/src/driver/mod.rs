@@ -17,7 +17,7 @@
 //! The driver does the IO the state machine asks for and nothing else: every decision
 //! (what to relay, what to request, who has left) is [`Peer::handle`]'s.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,14 +41,15 @@ pub use config::{Encryption, NetConfig, NetError, NetStats};
 use link::run_link;
 use publisher::run_publisher;
 use router::run_router;
-use storer::{read_page, run_storer, store_fetched, STORE_QUEUE};
+use storer::{run_storer, store_fetched, STORE_QUEUE};
 
 use crate::dialer::{Authenticated, Dialer, MAX_PEER_LIST};
-use crate::reconcile::{ReconcileError, Reconciler, Step};
-use crate::requests::{Done, Outcome, Requests};
+use crate::journal::Journal;
+use crate::protocol::{Action, Protocol};
+use crate::requests::Done;
 use crate::seal::GroupKey;
-use crate::sessions::{Reply, Sessions, Stepped, Turn, MAX_RECONCILE_PAYLOAD};
-use crate::{serve, topics, wire, Coverage, Event, Input, Message, Output, Peer, Replication};
+use crate::serve::{self, ReadDone};
+use crate::{topics, wire, Event, Input, Message, Replication};
 
 /// Frame tags on ROUTER/DEALER links.
 const HELLO: &[u8] = b"h";
@@ -145,7 +146,7 @@ impl Network {
             router: router_at.to_string(),
             publish: publish_at.to_string(),
         };
-        let coverage = Coverage::of_store(&store)?;
+        let coverage = store.coverage()?;
         let last_arrival = store.last_arrival()?;
         let (commands, command_rx) = mpsc::unbounded_channel();
         // Subscribed before any peer is dialled, so the first `events()` caller sees every
@@ -185,15 +186,21 @@ impl Network {
             shared.config.replicate.clone(),
             span.clone(),
         );
-        let mut protocol = shared.config.protocol.clone();
-        protocol.partial |= shared.config.replicate.is_some();
+        // Half the message bound: a fetch's answer must fit what the requester accepts.
+        let protocol = Protocol::new(
+            me,
+            coverage,
+            shared.config.protocol.clone(),
+            shared.config.replicate.clone(),
+            shared.config.max_message_bytes / 2,
+        );
         let dialer = Dialer::new(
             me,
             shared.config.peers.clone(),
             shared.config.max_learnt_peers,
         );
         let mut driver = Driver {
-            peer: Peer::new(me, coverage, protocol),
+            protocol,
             store: store.clone(),
             shared,
             start: Instant::now(),
@@ -209,9 +216,7 @@ impl Network {
             last_arrival,
             background,
             storer,
-            requests: Requests::default(),
             callers: HashMap::new(),
-            sessions: Sessions::default(),
             last_exchange: 0,
         };
         let _entered = span.enter();
@@ -395,38 +400,17 @@ enum Inbound {
     Message { from: HostId, message: Message },
     /// A peer sent something invalid.
     Invalid { from: HostId, what: String },
-    /// A reply (catch-up page, fetched deltas, who-has count) is ready to go to `to`.
-    Reply { to: HostId, message: Message },
-    /// This node's slice is read: start reconciling it with `with`.
-    SliceReady {
-        with: HostId,
-        reconciler: Arc<Reconciler>,
-    },
-    /// A peer's reconciliation turn is answered (its slice read here, if it was new), or
-    /// could not be: `Err(Some(why))` when the peer's input was bad, `Err(None)` when this
-    /// node failed.
-    Answered {
-        to: HostId,
-        session: u64,
-        outcome: Result<(Arc<Reconciler>, Vec<u8>), Option<String>>,
-    },
-    /// A turn of this node's own reconciliation is computed.
-    Stepped {
-        session: u64,
-        step: Result<Step, ReconcileError>,
-    },
+    /// A piece of work the protocol handed out is done.
+    Read(ReadDone),
 }
 
-/// Who waits for a request to peers to finish (`requests.rs` tracks the request).
+/// Who waits for a request to peers to finish (the protocol tracks the request).
 enum Caller {
     /// `Network::fetch`.
     Fetch(oneshot::Sender<Vec<StampedDelta>>),
     /// `Network::who_has`.
     WhoHas(oneshot::Sender<Vec<(HostId, u64)>>),
 }
-
-/// How long a request to peers (fetch, who-has, a reconciliation) may take (ms).
-const REQUEST_LIFETIME_MS: u64 = 60_000;
 
 struct LinkHandle {
     host: Option<HostId>,
@@ -447,7 +431,8 @@ enum RouterCommand {
 }
 
 struct Driver {
-    peer: Peer,
+    /// Every protocol decision (`protocol.rs`).
+    protocol: Protocol,
     store: Store,
     shared: Arc<Shared>,
     start: Instant,
@@ -465,11 +450,8 @@ struct Driver {
     background: Vec<JoinHandle<()>>,
     /// The storing thread; it ends when `to_store` is dropped.
     storer: JoinHandle<()>,
-    /// Requests made of peers (`requests.rs`), and who waits for each.
-    requests: Requests,
+    /// Who waits for each request made of peers.
     callers: HashMap<u64, Caller>,
-    /// Reconciliation sessions, both sides (`sessions.rs`).
-    sessions: Sessions,
     /// When peer lists were last sent.
     last_exchange: u64,
 }
@@ -492,7 +474,6 @@ impl Driver {
                 _ = tick.tick() => {
                     let now = self.now();
                     self.redial(now);
-                    self.expire_requests(now);
                     if now >= self.last_exchange + self.shared.config.exchange_every_ms {
                         self.last_exchange = now;
                         for peer in self.linked() {
@@ -584,10 +565,10 @@ impl Driver {
                 .await;
             }
             Command::Holders { host, seq, reply } => {
-                let _ = reply.send(self.peer.holders(host, seq));
+                let _ = reply.send(self.protocol.peer().holders(host, seq));
             }
             Command::Replication(reply) => {
-                let _ = reply.send(self.peer.replication());
+                let _ = reply.send(self.protocol.peer().replication());
             }
             Command::Fetch {
                 ids,
@@ -595,14 +576,14 @@ impl Driver {
                 reply,
             } => {
                 let deadline = self.now() + timeout.as_millis() as u64;
-                let Some((request, sends)) = self.requests.fetch(self.linked(), ids, deadline)
-                else {
-                    let _ = reply.send(Vec::new());
-                    return;
-                };
-                self.callers.insert(request, Caller::Fetch(reply));
-                for (peer, message) in sends {
-                    self.send_request(peer, message);
+                match self.protocol.fetch(self.linked(), ids, deadline) {
+                    (Some(request), actions) => {
+                        self.callers.insert(request, Caller::Fetch(reply));
+                        self.carry_out_all(actions).await;
+                    }
+                    (None, _) => {
+                        let _ = reply.send(Vec::new());
+                    }
                 }
             }
             Command::WhoHas {
@@ -611,15 +592,14 @@ impl Driver {
                 reply,
             } => {
                 let deadline = self.now() + timeout.as_millis() as u64;
-                let Some((request, sends)) =
-                    self.requests.who_has(self.linked(), &entity, deadline)
-                else {
-                    let _ = reply.send(Vec::new());
-                    return;
-                };
-                self.callers.insert(request, Caller::WhoHas(reply));
-                for (peer, message) in sends {
-                    self.send_request(peer, message);
+                match self.protocol.who_has(self.linked(), &entity, deadline) {
+                    (Some(request), actions) => {
+                        self.callers.insert(request, Caller::WhoHas(reply));
+                        self.carry_out_all(actions).await;
+                    }
+                    (None, _) => {
+                        let _ = reply.send(Vec::new());
+                    }
                 }
             }
             Command::Peers(reply) => {
@@ -680,79 +660,25 @@ impl Driver {
                 }
                 self.handle(Input::Received { from, message }).await;
             }
-            Inbound::Invalid { from, what } => self.invalid(from, &what).await,
-            Inbound::Reply { to, message } => {
-                let bytes = wire::encode(&message);
-                let _ = self.router.send(RouterCommand::Send { to, bytes }).await;
+            Inbound::Invalid { from, what } => {
+                let actions = self.invalid(from, &what).await;
+                self.carry_out_all(actions).await;
             }
-            Inbound::SliceReady { with, reconciler } => {
-                let session = self.requests.next_id();
+            Inbound::Read(done) => {
                 let now = self.now();
-                let payload = self.sessions.opened(session, with, reconciler, now);
-                let filter = self.slice_text();
-                self.send_request(
-                    with,
-                    Message::Reconcile {
-                        session,
-                        filter,
-                        payload,
-                    },
-                );
+                let actions = self.protocol.done(now, done);
+                self.carry_out_all(actions).await;
             }
-            Inbound::Answered {
-                to,
-                session,
-                outcome,
-            } => {
-                let now = self.now();
-                let (reconciler, reply) = match outcome {
-                    Ok(answer) => answer,
-                    Err(why) => {
-                        self.sessions.answered(to, session, None, now);
-                        if let Some(what) = why {
-                            self.invalid(to, &what).await;
-                        }
-                        return;
-                    }
-                };
-                self.sessions
-                    .answered(to, session, Some((reconciler, &reply)), now);
-                let message = Message::ReconcileReply {
-                    session,
-                    payload: reply,
-                };
-                let bytes = wire::encode(&message);
-                let _ = self.router.send(RouterCommand::Send { to, bytes }).await;
-            }
-            Inbound::Stepped { session, step } => match self.sessions.stepped(session, step) {
-                Stepped::Gone => {}
-                Stepped::Send { peer, payload } => {
-                    let filter = self.slice_text();
-                    self.send_request(
-                        peer,
-                        Message::Reconcile {
-                            session,
-                            filter,
-                            payload,
-                        },
-                    );
-                }
-                Stepped::Settled { peer, need } => self.fetch_missing(peer, need),
-                Stepped::TooMuch { peer } => {
-                    tracing::warn!(peer = %peer, "a reconciliation found too much missing; fetching happens on the next");
-                }
-                Stepped::Invalid { peer, what } => self.invalid(peer, &what).await,
-            },
         }
     }
 
     /// Counts a peer's invalid input; past the threshold the peer is disconnected and
-    /// banned for a while.
-    async fn invalid(&mut self, from: HostId, what: &str) {
+    /// banned for a while (the returned actions take it down).
+    async fn invalid(&mut self, from: HostId, what: &str) -> Vec<Action> {
         let (count, ban) = self.dialer.strike(from, self.shared.config.max_invalid);
         tracing::warn!(peer = %from, count, what, "invalid input from peer");
         if !ban {
-            return;
+            return Vec::new();
         }
         let dialled: Vec<String> = self
             .links
@@ -789,7 +715,7 @@ impl Driver {
             self.close_link(link);
         }
         let _ = self.router.send(RouterCommand::Forget(from)).await;
-        self.handle(Input::PeerDown(from)).await;
+        self.protocol.handle(now, Input::PeerDown(from))
     }
 
     /// Ends the bans that are over (redialling the links they closed) and redials any
@@ -833,53 +759,46 @@ impl Driver {
     async fn handle(&mut self, input: Input) {
         let now = self.now();
         tracing::trace!(?input, "input");
-        let outputs = self.peer.handle(now, input);
-        tracing::trace!(?outputs, "outputs");
-        for output in outputs {
-            self.carry_out(output).await;
+        let actions = self.protocol.handle(now, input);
+        tracing::trace!(?actions, "actions");
+        self.carry_out_all(actions).await;
+    }
+
+    /// Carries out actions, and the actions they lead to (a ban takes the peer down).
+    async fn carry_out_all(&mut self, actions: Vec<Action>) {
+        let mut work: VecDeque<Action> = actions.into();
+        while let Some(action) = work.pop_front() {
+            work.extend(self.carry_out(action).await);
         }
     }
 
-    async fn carry_out(&mut self, output: Output) {
-        match output {
-            Output::Publish(message) => match message {
-                Message::Deltas(deltas) => {
-                    // One message per delta, under each of its topics (`topics.rs`).
-                    for delta in deltas {
-                        let topics = topics::delta_topics(&delta.delta);
-                        let bytes = wire::encode(&Message::Deltas(vec![delta]));
-                        for topic in topics {
-                            // A full queue drops the message, as PUB itself would:
-                            // catch-up repairs it.
-                            let _ = self.publish.try_send((topic.into_bytes(), bytes.clone()));
-                        }
-                    }
-                }
-                message => {
-                    let topic = topics::COVERAGE.as_bytes().to_vec();
-                    let _ = self.publish.try_send((topic, wire::encode(&message)));
-                }
-            },
-            Output::Send { to, message } => {
-                if message.is_reply() {
-                    let bytes = wire::encode(&message);
-                    let _ = self.router.send(RouterCommand::Send { to, bytes }).await;
-                } else {
-                    self.send_request(to, message);
-                }
+    async fn carry_out(&mut self, action: Action) -> Vec<Action> {
+        match action {
+            Action::Publish(message) => self.publish(message),
+            Action::Request { to, message } => self.send_request(to, message),
+            Action::Reply { to, message } => {
+                let bytes = wire::encode(&message);
+                let _ = self.router.send(RouterCommand::Send { to, bytes }).await;
             }
-            Output::Answer { to, request } => self.answer(to, request),
-            Output::Replied { from, reply } => self.replied(from, reply),
-            Output::Reconcile { with } => self.start_reconcile(with),
-            Output::Learnt(peers) => self.learn_peers(peers),
-            Output::Store { from, deltas } => {
-                // A full queue drops the batch; the state machine asks again after its
-                // request timeout.
+            Action::Store { from, deltas } => {
+                // A full queue drops the batch; the protocol asks again after its request
+                // timeout.
                 if self.to_store.try_send((from, deltas)).is_err() {
                     tracing::debug!(peer = %from, "store queue full; dropping a batch");
                 }
             }
-            Output::Event(event) => {
+            Action::Read(read) => {
+                let store = self.store.clone();
+                let inbound = self.shared.inbound.clone();
+                tokio::task::spawn_blocking(move || {
+                    let done = serve::read(&store, read);
+                    let _ = inbound.blocking_send(Inbound::Read(done));
+                });
+            }
+            Action::Finished { request, done } => self.answer_caller(request, done),
+            Action::Learnt(peers) => self.learn_peers(peers),
+            Action::Blame { peer, what } => return self.invalid(peer, &what).await,
+            Action::Event(event) => {
                 if let Event::Confidence {
                     token,
                     holders,
@@ -892,22 +811,27 @@ impl Driver {
                 }
                 let _ = self.events.send(event);
             }
-            Output::Serve {
-                to,
-                request,
-                ranges,
-                limit,
-            } => {
-                let store = self.store.clone();
-                let inbound = self.shared.inbound.clone();
-                tokio::task::spawn_blocking(move || {
-                    match read_page(&store, request, &ranges, limit) {
-                        Ok(message) => {
-                            let _ = inbound.blocking_send(Inbound::Reply { to, message });
-                        }
-                        Err(e) => tracing::error!(error = %e, "reading a catch-up page"),
+        }
+        Vec::new()
+    }
+
+    /// Publishes a message: deltas one per message under each of their topics
+    /// (`topics.rs`), anything else under the coverage topic. A full queue drops the
+    /// message, as PUB itself would: catch-up repairs it.
+    fn publish(&self, message: Message) {
+        match message {
+            Message::Deltas(deltas) => {
+                for delta in deltas {
+                    let topics = topics::delta_topics(&delta.delta);
+                    let bytes = wire::encode(&Message::Deltas(vec![delta]));
+                    for topic in topics {
+                        let _ = self.publish.try_send((topic.into_bytes(), bytes.clone()));
                     }
-                });
+                }
+            }
+            message => {
+                let topic = topics::COVERAGE.as_bytes().to_vec();
+                let _ = self.publish.try_send((topic, wire::encode(&message)));
             }
         }
     }
@@ -968,108 +892,6 @@ impl Driver {
         }
     }
 
-    /// The slice this node replicates, as sent with its reconciliations.
-    fn slice_text(&self) -> String {
-        self.shared
-            .config
-            .replicate
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default()
-    }
-
-    /// Answers a peer's request from the journal, on the blocking pool.
-    fn answer(&mut self, to: HostId, request: Message) {
-        let store = self.store.clone();
-        let inbound = self.shared.inbound.clone();
-        match request {
-            Message::Fetch { request, ids } => {
-                // Half the message bound: a reply must fit what the requester accepts.
-                let budget = self.shared.config.max_message_bytes / 2;
-                tokio::task::spawn_blocking(move || {
-                    match serve::fetch(&store, request, &ids, budget) {
-                        Ok(message) => {
-                            let _ = inbound.blocking_send(Inbound::Reply { to, message });
-                        }
-                        Err(e) => tracing::error!(error = %e, "answering a fetch"),
-                    }
-                });
-            }
-            Message::WhoHas { request, entity } => {
-                tokio::task::spawn_blocking(move || {
-                    match serve::who_has(&store, request, &entity) {
-                        Ok(message) => {
-                            let _ = inbound.blocking_send(Inbound::Reply { to, message });
-                        }
-                        Err(e) => tracing::error!(error = %e, "answering who-has"),
-                    }
-                });
-            }
-            Message::Reconcile {
-                session,
-                filter,
-                payload,
-            } => {
-                // Each new session reads the whole journal: one at a time per peer, and a
-                // few at a time in all; a refused one times out and is retried later.
-                let cached = match self.sessions.turn(to, session) {
-                    Turn::Cached(reconciler) => Some(reconciler),
-                    Turn::Read => None,
-                    Turn::Busy => {
-                        tracing::debug!(peer = %to, "busy reading slices; a reconciliation waits");
-                        return;
-                    }
-                };
-                tokio::task::spawn_blocking(move || {
-                    let outcome = answer_reconcile(&store, cached, &filter, &payload);
-                    let _ = inbound.blocking_send(Inbound::Answered {
-                        to,
-                        session,
-                        outcome,
-                    });
-                });
-            }
-            _ => {}
-        }
-    }
-
-    /// Takes a peer's reply to a request this driver made.
-    fn replied(&mut self, from: HostId, reply: Message) {
-        match reply {
-            reply @ (Message::Fetched { .. } | Message::Holds { .. }) => {
-                match self.requests.replied(from, reply) {
-                    Outcome::Finished(request, done) => self.answer_caller(request, done),
-                    Outcome::Store(deltas) => {
-                        if !deltas.is_empty() && self.to_store.try_send((from, deltas)).is_err() {
-                            tracing::debug!(peer = %from, "store queue full; the next reconciliation fetches again");
-                        }
-                    }
-                    Outcome::Nothing => {}
-                }
-            }
-            Message::ReconcileReply { session, payload } => {
-                let reconciler = match self.sessions.replied(from, session, &payload) {
-                    Reply::Ignore => return,
-                    Reply::Oversized => {
-                        tracing::warn!(peer = %from, bytes = payload.len(), "dropping an oversized reconciliation reply");
-                        return;
-                    }
-                    Reply::Settled { peer, need } => {
-                        self.fetch_missing(peer, need);
-                        return;
-                    }
-                    Reply::Step(reconciler) => reconciler,
-                };
-                let inbound = self.shared.inbound.clone();
-                tokio::task::spawn_blocking(move || {
-                    let step = reconciler.reconcile(&payload);
-                    let _ = inbound.blocking_send(Inbound::Stepped { session, step });
-                });
-            }
-            _ => {}
-        }
-    }
-
     /// Answers the caller of a finished request to peers with what came (fetched deltas
     /// are stored first, and only those that verify are handed back).
     fn answer_caller(&mut self, request: u64, done: Done) {
@@ -1089,74 +911,6 @@ impl Driver {
         }
     }
 
-    /// Requests past their deadline answer with what they have; stale reconciliations go.
-    fn expire_requests(&mut self, now: u64) {
-        for (request, done) in self.requests.expire(now) {
-            self.answer_caller(request, done);
-        }
-        self.sessions.expire(now);
-    }
-
-    /// Starts reconciling this node's slice with `with`, unless one is under way.
-    fn start_reconcile(&mut self, with: HostId) {
-        let now = self.now();
-        if !self.sessions.start(with, now) {
-            return;
-        }
-        let store = self.store.clone();
-        let slice = self.shared.config.replicate.clone();
-        let inbound = self.shared.inbound.clone();
-        tokio::task::spawn_blocking(move || match serve::slice(&store, slice.as_ref()) {
-            Ok(reconciler) => {
-                let reconciler = Arc::new(reconciler);
-                let _ = inbound.blocking_send(Inbound::SliceReady { with, reconciler });
-            }
-            Err(e) => tracing::error!(error = %e, "reading this node's slice"),
-        });
-    }
-
-    /// A reconciliation is settled: fetch what it found missing here.
-    fn fetch_missing(&mut self, peer: HostId, need: Vec<DeltaId>) {
-        tracing::debug!(peer = %peer, missing = need.len(), "slice reconciled");
-        let deadline = self.now() + REQUEST_LIFETIME_MS;
-        for (peer, message) in self.requests.fetch_missing(peer, need, deadline) {
-            self.send_request(peer, message);
-        }
-    }
-}
-
-/// Answers one turn of a peer's reconciliation: with the session's slice if cached, else
-/// after reading it. `Err(Some(why))` blames the peer's input; `Err(None)` is a local failure.
-fn answer_reconcile(
-    store: &Store,
-    cached: Option<Arc<Reconciler>>,
-    filter: &str,
-    payload: &[u8],
-) -> Result<(Arc<Reconciler>, Vec<u8>), Option<String>> {
-    if payload.len() > MAX_RECONCILE_PAYLOAD {
-        return Err(Some(format!(
-            "a reconciliation message of {} bytes",
-            payload.len()
-        )));
-    }
-    let reconciler = match cached {
-        Some(reconciler) => reconciler,
-        None => {
-            let slice = serve::parse_slice(filter)
-                .map_err(|e| Some(format!("reconciliation filter: {e}")))?;
-            match serve::slice(store, slice.as_ref()) {
-                Ok(reconciler) => Arc::new(reconciler),
-                Err(e) => {
-                    tracing::error!(error = %e, "reading a slice to reconcile");
-                    return Err(None);
-                }
-            }
-        }
-    };
-    let step = reconciler
-        .reconcile(payload)
-        .map_err(|e| Some(e.to_string()))?;
-    Ok((reconciler, step.reply.unwrap_or_default()))
 }
 
 /// The first eight hex digits of a host id, for logs.

@@ -1,13 +1,12 @@
-//! The storing thread and the journal reads the driver hands to blocking threads: deltas
-//! from peers verified and stored in arrival order, fetched deltas, catch-up pages.
+//! The storing thread: deltas from peers verified and stored in arrival order, and
+//! fetched deltas stored for the caller that asked.
 
 use hypha_delta_store::{StampedDelta, Store};
-use hypha_primitives::{Filter, HostId, Seq};
+use hypha_primitives::{Filter, HostId};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::Inbound;
-use crate::Message;
 
 /// Stores deltas fetched on request, whatever slice the node replicates; returns those
 /// stored (a forged one is left out).
@@ -97,33 +96,4 @@ pub(super) fn store_from_peer(
             }
         }
     }
-}
-
-/// Reads a catch-up page: the deltas stamped in `ranges`, at most `limit`.
-pub(super) fn read_page(
-    store: &Store,
-    request: u64,
-    ranges: &[(HostId, Seq, Seq)],
-    limit: usize,
-) -> Result<Message, hypha_delta_store::Error> {
-    let mut deltas = Vec::new();
-    let mut more = false;
-    'ranges: for (host, from, to) in ranges {
-        for entry in store.scan_origin(*host, *from, *to) {
-            let (_, stored) = entry?;
-            if deltas.len() >= limit {
-                more = true;
-                break 'ranges;
-            }
-            deltas.push(StampedDelta {
-                delta: stored.delta,
-                stamps: stored.stamps,
-            });
-        }
-    }
-    Ok(Message::CatchUpPage {
-        request,
-        deltas,
-        more,
-    })
 }
