@@ -55,8 +55,8 @@ mod topics;
 pub mod wire;
 
 pub use coverage::{Coverage, CoverageVector};
-pub use journal::Journal;
 #[cfg(feature = "driver")]
 pub use driver::{Encryption, Endpoints, NetConfig, NetError, NetStats, Network};
+pub use journal::Journal;
 pub use message::Message;
 pub use peer::{Event, Input, Output, Peer, PeerConfig, Replication};

@@ -19,6 +19,8 @@ pub(crate) const REQUEST_LIFETIME_MS: u64 = 60_000;
 
 /// Something the driver must carry out.
 #[derive(Debug)]
+// Who sent deltas, and whom a peer listed, matter only to the socket driver.
+#[cfg_attr(not(feature = "driver"), allow(dead_code))]
 pub(crate) enum Action {
     /// Publish to every subscriber.
     Publish(Message),
@@ -156,19 +158,20 @@ impl Protocol {
                         .collect()
                 }
             },
-            ReadDone::Stepped { session, step } => match self.sessions.stepped(session, step, now)
-            {
-                Stepped::Gone => Vec::new(),
-                Stepped::Send { peer, payload } => {
-                    vec![self.reconcile_message(peer, session, payload)]
+            ReadDone::Stepped { session, step } => {
+                match self.sessions.stepped(session, step, now) {
+                    Stepped::Gone => Vec::new(),
+                    Stepped::Send { peer, payload } => {
+                        vec![self.reconcile_message(peer, session, payload)]
+                    }
+                    Stepped::Settled { peer, need } => self.fetch_missing(now, peer, need),
+                    Stepped::TooMuch { peer } => {
+                        tracing::warn!(peer = %peer, "a reconciliation found too much missing; fetching happens on the next");
+                        Vec::new()
+                    }
+                    Stepped::Invalid { peer, what } => vec![Action::Blame { peer, what }],
                 }
-                Stepped::Settled { peer, need } => self.fetch_missing(now, peer, need),
-                Stepped::TooMuch { peer } => {
-                    tracing::warn!(peer = %peer, "a reconciliation found too much missing; fetching happens on the next");
-                    Vec::new()
-                }
-                Stepped::Invalid { peer, what } => vec![Action::Blame { peer, what }],
-            },
+            }
         }
     }
 
@@ -307,4 +310,211 @@ fn requests(sends: Vec<(HostId, Message)>) -> Vec<Action> {
         .into_iter()
         .map(|(to, message)| Action::Request { to, message })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use hypha_primitives::{DeltaBuilder, Hlc, KeyPair, Pointer};
+
+    use super::*;
+    use crate::reconcile::{Item, ReconcileConfig, Reconciler};
+    use crate::sessions::MAX_BUILDING;
+
+    fn host(n: u8) -> HostId {
+        HostId::from_bytes([n; 32])
+    }
+
+    fn full() -> Protocol {
+        Protocol::new(host(0), Coverage::new(), PeerConfig::default(), None, 1_000)
+    }
+
+    fn partial() -> Protocol {
+        let slice = Filter::from_json_str(r#"{"in": ["a", {"var": "targets"}]}"#).unwrap();
+        Protocol::new(
+            host(0),
+            Coverage::new(),
+            PeerConfig::default(),
+            Some(slice),
+            1_000,
+        )
+    }
+
+    fn received(from: u8, message: Message) -> Input {
+        Input::Received {
+            from: host(from),
+            message,
+        }
+    }
+
+    fn delta(n: i64) -> StampedDelta {
+        DeltaBuilder::new(Hlc::new(1, 0))
+            .pointer(Pointer::value("n", n))
+            .sign(&KeyPair::from_seed([1; 32]))
+            .unwrap()
+            .into()
+    }
+
+    fn slice(ids: impl IntoIterator<Item = u8>) -> Arc<Reconciler> {
+        let items = ids.into_iter().map(|n| Item {
+            time: u64::from(n),
+            id: DeltaId::from_bytes([n; 32]),
+        });
+        Arc::new(Reconciler::new(items, ReconcileConfig::default()))
+    }
+
+    #[test]
+    fn peers_requests_become_journal_reads_and_their_results_replies() {
+        let mut p = full();
+        let ids = vec![DeltaId::from_bytes([1; 32])];
+        let actions = p.handle(0, received(1, Message::Fetch { request: 9, ids }));
+        assert!(
+            matches!(
+                &actions[..],
+                [Action::Event(Event::PeerJoined(_)), Action::Read(Read::Fetch { to, request: 9, budget: 1_000, .. })] if *to == host(1)
+            ),
+            "{actions:?}"
+        );
+        let message = Message::Holds {
+            request: 3,
+            deltas: 2,
+        };
+        let actions = p.done(
+            1,
+            ReadDone::Reply {
+                to: host(1),
+                message: message.clone(),
+            },
+        );
+        assert!(
+            matches!(&actions[..], [Action::Reply { to, message: m }] if *to == host(1) && *m == message)
+        );
+        assert!(p.done(1, ReadDone::Failed).is_empty());
+    }
+
+    #[test]
+    fn a_users_fetch_finishes_when_every_id_came_or_at_its_deadline() {
+        let mut p = full();
+        let wanted = delta(1);
+        let ids = vec![wanted.delta.id(), delta(2).delta.id()];
+        let (request, actions) = p.fetch(vec![host(1), host(2)], ids.clone(), 500);
+        let request = request.expect("peers to ask");
+        assert_eq!(actions.len(), 2, "one request per peer");
+        assert!(p.fetch(Vec::new(), ids, 500).0.is_none(), "no one to ask");
+        let reply = Message::Fetched {
+            request,
+            deltas: vec![wanted.clone()],
+            missing: Vec::new(),
+        };
+        let actions = p.handle(10, received(1, reply));
+        assert!(
+            !actions.iter().any(|a| matches!(a, Action::Finished { .. })),
+            "one id still wanted, one peer still to answer"
+        );
+        let actions = p.handle(500, Input::Tick);
+        let finished = actions.iter().find_map(|a| match a {
+            Action::Finished {
+                request: r,
+                done: Done::Fetched(found),
+            } if *r == request => Some(found.clone()),
+            _ => None,
+        });
+        assert_eq!(
+            finished,
+            Some(vec![wanted]),
+            "at the deadline, with what came"
+        );
+    }
+
+    #[test]
+    fn a_partial_replica_reads_its_slice_and_opens_a_session_with_its_filter() {
+        let mut p = partial();
+        let actions = p.handle(0, Input::PeerUp(host(1)));
+        assert!(actions.iter().any(|a| matches!(a, Action::Read(Read::Slice { with, filter: Some(_) }) if *with == host(1))), "{actions:?}");
+        let actions = p.handle(1, Input::PeerUp(host(1)));
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::Read(Read::Slice { .. }))),
+            "one session per peer at a time"
+        );
+        let actions = p.done(
+            2,
+            ReadDone::SliceReady {
+                with: host(1),
+                reconciler: slice([1, 2]),
+            },
+        );
+        match &actions[..] {
+            [Action::Request {
+                to,
+                message:
+                    Message::Reconcile {
+                        filter, payload, ..
+                    },
+            }] => {
+                assert_eq!(*to, host(1));
+                assert!(filter.contains("targets"), "{filter}");
+                assert!(!payload.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_peers_session_is_answered_blamed_or_put_off() {
+        let mut p = full();
+        let turn = |session| Message::Reconcile {
+            session,
+            filter: String::new(),
+            payload: b"first".to_vec(),
+        };
+        let actions = p.handle(0, received(1, turn(1)));
+        assert!(actions
+            .iter()
+            .any(|a| matches!(a, Action::Read(Read::Turn { cached: None, .. }))));
+        let actions = p.done(
+            1,
+            ReadDone::Answered {
+                to: host(1),
+                session: 1,
+                outcome: Err(Some("nonsense".into())),
+            },
+        );
+        assert!(matches!(&actions[..], [Action::Blame { peer, .. }] if *peer == host(1)));
+        let actions = p.done(
+            1,
+            ReadDone::Answered {
+                to: host(1),
+                session: 1,
+                outcome: Err(None),
+            },
+        );
+        assert!(actions.is_empty(), "a local failure blames no one");
+        // Only a few slices are read at once for peers: the rest are put off.
+        for n in 0..MAX_BUILDING as u8 {
+            let _ = p.handle(2, received(10 + n, turn(1)));
+        }
+        let actions = p.handle(2, received(20, turn(1)));
+        assert!(
+            !actions.iter().any(|a| matches!(a, Action::Read(_))),
+            "{actions:?}"
+        );
+        let reply = p.done(
+            3,
+            ReadDone::Answered {
+                to: host(10),
+                session: 1,
+                outcome: Ok((slice([1]), b"more".to_vec())),
+            },
+        );
+        assert!(matches!(
+            &reply[..],
+            [Action::Reply {
+                message: Message::ReconcileReply { session: 1, .. },
+                ..
+            }]
+        ));
+    }
 }

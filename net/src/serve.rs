@@ -52,7 +52,10 @@ pub(crate) enum Read {
         payload: Vec<u8>,
     },
     /// This node's slice, to reconcile with `with`.
-    Slice { with: HostId, filter: Option<Filter> },
+    Slice {
+        with: HostId,
+        filter: Option<Filter>,
+    },
     /// The next turn of this node's `session`, from the peer's `payload`.
     Step {
         session: u64,
@@ -320,7 +323,11 @@ mod tests {
                 deltas: 0
             }
         );
-        assert_eq!(store.entity_count("even", 2).unwrap(), 2, "counted up to the cap");
+        assert_eq!(
+            store.entity_count("even", 2).unwrap(),
+            2,
+            "counted up to the cap"
+        );
 
         let odd = parse_slice(r#"{"in": ["odd", {"var": "targets"}]}"#).unwrap();
         assert_eq!(slice(&store, odd.as_ref()).unwrap().len(), 3);

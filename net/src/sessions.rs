@@ -344,7 +344,10 @@ mod tests {
         s.opened(1, host(1), slice([1]), 0);
         let huge = vec![0u8; MAX_RECONCILE_PAYLOAD + 1];
         assert!(matches!(s.replied(host(1), 1, &huge, 0), Reply::Oversized));
-        assert!(matches!(s.replied(host(1), 1, b"x", 0), Reply::Ignore), "gone");
+        assert!(
+            matches!(s.replied(host(1), 1, b"x", 0), Reply::Ignore),
+            "gone"
+        );
 
         s.start(host(1), 0);
         s.opened(2, host(1), slice([1]), 0);
@@ -353,7 +356,10 @@ mod tests {
         };
         let stepped = s.stepped(2, reconciler.reconcile(b"not a message"), 0);
         assert!(matches!(stepped, Stepped::Invalid { peer, .. } if peer == host(1)));
-        assert!(matches!(s.stepped(2, Ok(Step::default()), 0), Stepped::Gone));
+        assert!(matches!(
+            s.stepped(2, Ok(Step::default()), 0),
+            Stepped::Gone
+        ));
     }
 
     #[test]
@@ -367,13 +373,29 @@ mod tests {
             panic!("a turn to compute")
         };
         s.expire(1_000, 100);
-        assert!(!s.start(host(1), 1_000), "a turn being computed is not idle");
-        let _ = s.stepped(1, Ok(Step { reply: Some(b"next".to_vec()), ..Step::default() }), 1_000);
+        assert!(
+            !s.start(host(1), 1_000),
+            "a turn being computed is not idle"
+        );
+        let _ = s.stepped(
+            1,
+            Ok(Step {
+                reply: Some(b"next".to_vec()),
+                ..Step::default()
+            }),
+            1_000,
+        );
         s.expire(1_099, 100);
         assert!(!s.start(host(1), 1_099), "answered 99 ms ago");
         s.expire(1_100, 100);
-        assert!(s.start(host(1), 1_100), "no answer within the timeout: a new session may start");
-        assert!(matches!(s.replied(host(1), 1, b"late", 1_101), Reply::Ignore), "the old one is gone");
+        assert!(
+            s.start(host(1), 1_100),
+            "no answer within the timeout: a new session may start"
+        );
+        assert!(
+            matches!(s.replied(host(1), 1, b"late", 1_101), Reply::Ignore),
+            "the old one is gone"
+        );
     }
 
     #[test]

@@ -20,6 +20,73 @@ fn a_full_mesh_converges_for_a_thousand_seeds() {
     seeds(&SimConfig::default(), 1_000);
 }
 
+/// Partial replicas reconcile their slice, and every node fetches by id and asks who holds
+/// an entity, under the same faults.
+#[test]
+fn partial_replicas_fetches_and_who_has_hold_for_a_thousand_seeds() {
+    let config = SimConfig {
+        nodes: 5,
+        partial_nodes: 2,
+        calls_per_node: 4,
+        ..SimConfig::default()
+    };
+    let pool = DeltaPool::new(config.nodes, config.writes_per_node);
+    let mut turns = 0;
+    for seed in 0..1_000 {
+        let stats = run(seed, &config, &pool).unwrap_or_else(|failure| panic!("{failure}"));
+        assert_eq!(stats.calls, 5 * 4 + 5 + 2, "every call made (and answered)");
+        turns += stats.reconcile_turns;
+    }
+    assert!(turns > 1_000, "partial replicas reconciled ({turns} turns)");
+}
+
+#[test]
+#[ignore = "long: the CI-sized run above covers a thousand seeds"]
+fn partial_replicas_fetches_and_who_has_hold_for_twenty_thousand_seeds() {
+    let config = SimConfig {
+        nodes: 5,
+        partial_nodes: 2,
+        calls_per_node: 4,
+        ..SimConfig::default()
+    };
+    seeds(&config, 20_000);
+}
+
+/// Partial replicas only: what pushes lose, only reconciliation brings back.
+fn partial_only(reconcile_every_ms: u64) -> SimConfig {
+    let mut config = SimConfig {
+        nodes: 4,
+        partial_nodes: 4,
+        calls_per_node: 2,
+        drop: 0.6,
+        partition: false,
+        ..SimConfig::default()
+    };
+    config.peer.reconcile_every_ms = reconcile_every_ms;
+    // Nobody leaves, so nobody's return starts a reconciliation either.
+    config.peer.peer_timeout_ms = u64::MAX / 4;
+    config
+}
+
+#[test]
+fn partial_replicas_alone_repair_heavy_loss_by_reconciling() {
+    seeds(&partial_only(1_000), 200);
+}
+
+#[test]
+fn without_reconciling_partial_replicas_would_stay_behind() {
+    // A control for the test above: reconciling only when a peer first links.
+    let config = partial_only(u64::MAX / 4);
+    let pool = DeltaPool::new(config.nodes, config.writes_per_node);
+    let failures = (0..50)
+        .filter(|seed| run(*seed, &config, &pool).is_err())
+        .count();
+    assert!(
+        failures > 25,
+        "only {failures} of 50 lossy runs failed without reconciling"
+    );
+}
+
 #[test]
 fn a_chain_converges_through_relays() {
     seeds(

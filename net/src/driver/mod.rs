@@ -910,7 +910,6 @@ impl Driver {
             _ => {}
         }
     }
-
 }
 
 /// The first eight hex digits of a host id, for logs.
