@@ -2,9 +2,12 @@
 //!
 //! [`Peer::handle`] takes the time and one [`Input`] (a delta stored here, a message from
 //! a peer, a tick, a peer coming or going) and returns the [`Output`]s a driver must carry
-//! out (publish, send, store, serve a catch-up page). It does no IO and reads no clock, so
-//! propagation, loss, reordering and catch-up are tested deterministically by the
-//! [`sim`] module, which runs many peers on a virtual clock with a seeded RNG.
+//! out (publish, send, store, serve a catch-up page). A node's whole protocol wraps it
+//! with the requests the node makes of peers and its reconciliation sessions, and reads
+//! the journal through the [`Journal`] trait. It does no IO and reads no clock, so
+//! propagation, loss, reordering, catch-up, fetches and partial replicas are tested
+//! deterministically by the simulation (`sim`, feature `test-utils`), which runs many
+//! peers on a virtual clock with a seeded RNG.
 //!
 //! What is here: propagation with multi-hop relay, coverage vectors ([`Coverage`]),
 //! coverage announcements, catch-up in bounded pages, anti-entropy on ticks, propagation

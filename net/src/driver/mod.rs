@@ -1,4 +1,4 @@
-//! The ZeroMQ driver: runs a [`Peer`] over real sockets and a real journal.
+//! The ZeroMQ driver: runs a node's [`Protocol`] over real sockets and a real journal.
 //!
 //! Each node binds a ROUTER socket (handshakes, catch-up requests and their pages) and a
 //! PUB socket (new deltas and coverage announcements). For each peer it holds a *link*: a
@@ -14,340 +14,45 @@
 //!   unanswered past the request timeout, or whose peer goes silent past the peer timeout,
 //!   is torn down and redialled with backoff, handshake included ("lazy pirate").
 //!
-//! The driver does the IO the state machine asks for and nothing else: every decision
-//! (what to relay, what to request, who has left) is [`Peer::handle`]'s.
+//! The driver does the IO the protocol asks for and nothing else: every decision (what to
+//! relay, what to request, who has left, what a reconciliation needs) is [`Protocol`]'s,
+//! and which addresses to dial is the dialer's. Files: the handle ([`network`]), the
+//! actor's loop (here), the set of links ([`links`]), one outbound link ([`link`]), the
+//! ROUTER ([`router`]) and PUB ([`publisher`]) tasks, the storing thread ([`storer`]), the
+//! frame tags ([`frames`](mod@frames)) and the configuration ([`config`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use hypha_delta_store::{Arrival, StampedDelta, Store, StoredDelta};
-use hypha_primitives::{DeltaId, HostId, KeyPair, Seq};
+use hypha_primitives::{HostId, KeyPair};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tracing::Instrument;
-use zeromq::{PubSocket, RouterSocket, Socket, ZmqMessage};
 
 mod config;
+mod frames;
 mod link;
+mod links;
+mod network;
 mod publisher;
 mod router;
 mod storer;
 
 use config::Counters;
 pub use config::{Encryption, NetConfig, NetError, NetStats};
-use link::run_link;
-use publisher::run_publisher;
-use router::run_router;
-use storer::{run_storer, store_fetched, STORE_QUEUE};
+use frames::*;
+use network::Command;
+pub use network::{Endpoints, Network};
+use storer::store_fetched;
 
-use crate::dialer::{Authenticated, Dialer, MAX_PEER_LIST};
-use crate::journal::Journal;
+use crate::dialer::{Authenticated, Dialer};
 use crate::protocol::{Action, Protocol};
 use crate::requests::Done;
 use crate::seal::GroupKey;
 use crate::serve::{self, ReadDone};
-use crate::{topics, wire, Event, Input, Message, Replication};
-
-/// Frame tags on ROUTER/DEALER links.
-const HELLO: &[u8] = b"h";
-const WELCOME: &[u8] = b"w";
-const PROOF: &[u8] = b"p";
-const MESSAGE: &[u8] = b"m";
-/// The listener's publish key, sealed under the link's key (empty: the link is plain).
-const PUBLISH_KEY: &[u8] = b"k";
-/// A dialler's keepalive on an idle link, answered with [`PONG`] by a listener that still
-/// knows the connection (one that forgot it, after a ban, stays silent and the dialler
-/// redials).
-const PING: &[u8] = b"i";
-const PONG: &[u8] = b"o";
-/// First byte of a PUB payload: the message as is, or sealed under the publish key.
-const PLAIN: u8 = 0;
-const SEALED: u8 = 1;
-
-/// The addresses a running network is bound to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Endpoints {
-    /// The ROUTER address.
-    pub router: String,
-    /// The PUB address.
-    pub publish: String,
-}
-
-enum Command {
-    AwaitConfidence {
-        host: HostId,
-        seq: Seq,
-        peers: usize,
-        timeout: Duration,
-        reply: oneshot::Sender<(usize, bool)>,
-    },
-    Peers(oneshot::Sender<Vec<HostId>>),
-    Replication(oneshot::Sender<Replication>),
-    Fetch {
-        ids: Vec<DeltaId>,
-        timeout: Duration,
-        reply: oneshot::Sender<Vec<StampedDelta>>,
-    },
-    WhoHas {
-        entity: String,
-        timeout: Duration,
-        reply: oneshot::Sender<Vec<(HostId, u64)>>,
-    },
-    Holders {
-        host: HostId,
-        seq: Seq,
-        reply: oneshot::Sender<usize>,
-    },
-    Stop,
-}
-
-/// A running network: the handle the node keeps.
-#[derive(Debug)]
-pub struct Network {
-    counters: Arc<Counters>,
-    commands: mpsc::UnboundedSender<Command>,
-    events: broadcast::Sender<Event>,
-    /// A receiver made before any peer was dialled, for the first `events()` caller.
-    first_events: std::sync::Mutex<Option<broadcast::Receiver<Event>>>,
-    endpoints: Endpoints,
-    task: JoinHandle<()>,
-}
-
-impl std::fmt::Debug for Command {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Command")
-    }
-}
-
-impl Network {
-    /// Binds the sockets, dials the configured peers and starts relaying `store`'s deltas.
-    pub async fn start(store: Store, key: KeyPair, config: NetConfig) -> Result<Network, NetError> {
-        let mut router = RouterSocket::new();
-        let router_at = router
-            .bind(&config.listen)
-            .await
-            .map_err(|source| NetError::Bind {
-                address: config.listen.clone(),
-                source,
-            })?;
-        let mut publisher = PubSocket::new();
-        let publish_at =
-            publisher
-                .bind(&config.publish)
-                .await
-                .map_err(|source| NetError::Bind {
-                    address: config.publish.clone(),
-                    source,
-                })?;
-        let endpoints = Endpoints {
-            router: router_at.to_string(),
-            publish: publish_at.to_string(),
-        };
-        let coverage = store.coverage()?;
-        let last_arrival = store.last_arrival()?;
-        let (commands, command_rx) = mpsc::unbounded_channel();
-        // Subscribed before any peer is dialled, so the first `events()` caller sees every
-        // join, even of a link that completes before `start` returns.
-        let (events, first_events) = broadcast::channel(1024);
-        let (inbound_tx, inbound_rx) = mpsc::channel(4096);
-        let (router_tx, router_rx) = mpsc::channel(1024);
-        let (publish_tx, publish_rx) = mpsc::channel(4096);
-        let (store_tx, store_rx) = mpsc::channel(STORE_QUEUE);
-        let me = key.host_id();
-        let counters = Arc::new(Counters::default());
-        let seal_publish = Arc::new(AtomicBool::new(config.encryption.wants(&endpoints.publish)));
-        let publish_key = GroupKey::random();
-        let shared = Arc::new(Shared {
-            counters: counters.clone(),
-            key,
-            config,
-            endpoints: endpoints.clone(),
-            inbound: inbound_tx,
-            publish_key: std::sync::RwLock::new(publish_key),
-            seal_publish: seal_publish.clone(),
-            banned: std::sync::Mutex::new(HashSet::new()),
-        });
-        // Every task logs under the node's short id, so several nodes in one process (tests)
-        // can be told apart.
-        let span = tracing::info_span!("net", node = %short(me));
-        let background = vec![
-            tokio::spawn(run_router(router, shared.clone(), router_rx).instrument(span.clone())),
-            tokio::spawn(
-                run_publisher(publisher, me, publish_rx, shared.clone()).instrument(span.clone()),
-            ),
-        ];
-        let storer = run_storer(
-            store.clone(),
-            store_rx,
-            shared.inbound.clone(),
-            shared.config.replicate.clone(),
-            span.clone(),
-        );
-        // Half the message bound: a fetch's answer must fit what the requester accepts.
-        let protocol = Protocol::new(
-            me,
-            coverage,
-            shared.config.protocol.clone(),
-            shared.config.replicate.clone(),
-            shared.config.max_message_bytes / 2,
-        );
-        let dialer = Dialer::new(
-            me,
-            shared.config.peers.clone(),
-            shared.config.max_learnt_peers,
-        );
-        let mut driver = Driver {
-            protocol,
-            store: store.clone(),
-            shared,
-            start: Instant::now(),
-            links: HashMap::new(),
-            dialer,
-            next_link: 0,
-            waiters: HashMap::new(),
-            next_token: 0,
-            events: events.clone(),
-            router: router_tx,
-            publish: publish_tx,
-            to_store: store_tx,
-            last_arrival,
-            background,
-            storer,
-            callers: HashMap::new(),
-            last_exchange: 0,
-        };
-        let _entered = span.enter();
-        for address in driver.dialer.start() {
-            driver.dial(address);
-        }
-        tracing::debug!(router = %endpoints.router, publish = %endpoints.publish, peers = driver.shared.config.peers.len(), "network listening");
-        let feed = store.subscribe();
-        let task = tokio::spawn(
-            driver
-                .run(feed, inbound_rx, command_rx)
-                .instrument(span.clone()),
-        );
-        Ok(Network {
-            counters,
-            commands,
-            events,
-            first_events: std::sync::Mutex::new(Some(first_events)),
-            endpoints,
-            task,
-        })
-    }
-
-    /// Message counts so far.
-    pub fn stats(&self) -> NetStats {
-        self.counters.snapshot()
-    }
-
-    /// The bound addresses.
-    pub fn endpoints(&self) -> &Endpoints {
-        &self.endpoints
-    }
-
-    /// Membership and confidence events. The first call gets every event since the network
-    /// started (none is lost to the race between dialling and subscribing); later calls get
-    /// those from the call on.
-    pub fn events(&self) -> broadcast::Receiver<Event> {
-        let first = self.first_events.lock().ok().and_then(|mut f| f.take());
-        first.unwrap_or_else(|| self.events.subscribe())
-    }
-
-    /// Waits until `peers` peers hold the stamp (`host`, `seq`), or `timeout`; returns how
-    /// many hold it and whether that reached `peers`.
-    pub async fn await_confidence(
-        &self,
-        host: HostId,
-        seq: Seq,
-        peers: usize,
-        timeout: Duration,
-    ) -> (usize, bool) {
-        let (reply, answer) = oneshot::channel();
-        let asked = self.commands.send(Command::AwaitConfidence {
-            host,
-            seq,
-            peers,
-            timeout,
-            reply,
-        });
-        match asked {
-            Ok(()) => answer.await.unwrap_or((0, false)),
-            Err(_) => (0, false),
-        }
-    }
-
-    /// How many peers are known to hold the stamp (`host`, `seq`).
-    pub async fn holders(&self, host: HostId, seq: Seq) -> usize {
-        let (reply, answer) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::Holders { host, seq, reply })
-            .is_err()
-        {
-            return 0;
-        }
-        answer.await.unwrap_or(0)
-    }
-
-    /// Catch-up lag and how many peers hold each delta, from peers' announcements.
-    pub async fn replication(&self) -> Replication {
-        let (reply, answer) = oneshot::channel();
-        if self.commands.send(Command::Replication(reply)).is_err() {
-            return Replication::default();
-        }
-        answer.await.unwrap_or_default()
-    }
-
-    /// Asks every linked peer for the deltas `ids`; stores and returns those that arrive
-    /// within `timeout` (stored whatever slice this node replicates: they were asked for).
-    pub async fn fetch(&self, ids: Vec<DeltaId>, timeout: Duration) -> Vec<StampedDelta> {
-        let (reply, answer) = oneshot::channel();
-        let asked = self.commands.send(Command::Fetch {
-            ids,
-            timeout,
-            reply,
-        });
-        match asked {
-            Ok(()) => answer.await.unwrap_or_default(),
-            Err(_) => Vec::new(),
-        }
-    }
-
-    /// Asks every linked peer how many deltas it holds about `entity` (from its entity
-    /// index); answers with those that replied within `timeout`, zeros included.
-    pub async fn who_has(&self, entity: &str, timeout: Duration) -> Vec<(HostId, u64)> {
-        let (reply, answer) = oneshot::channel();
-        let asked = self.commands.send(Command::WhoHas {
-            entity: entity.to_owned(),
-            timeout,
-            reply,
-        });
-        match asked {
-            Ok(()) => answer.await.unwrap_or_default(),
-            Err(_) => Vec::new(),
-        }
-    }
-
-    /// The peers currently linked (handshake done).
-    pub async fn peers(&self) -> Vec<HostId> {
-        let (reply, answer) = oneshot::channel();
-        if self.commands.send(Command::Peers(reply)).is_err() {
-            return Vec::new();
-        }
-        answer.await.unwrap_or_default()
-    }
-
-    /// Closes every link and socket.
-    pub async fn stop(self) {
-        let _ = self.commands.send(Command::Stop);
-        let _ = self.task.await;
-    }
-}
+use crate::{topics, wire, Event, Input, Message};
 
 /// What every task of the driver needs.
 struct Shared {
@@ -672,90 +377,6 @@ impl Driver {
         }
     }
 
-    /// Counts a peer's invalid input; past the threshold the peer is disconnected and
-    /// banned for a while (the returned actions take it down).
-    async fn invalid(&mut self, from: HostId, what: &str) -> Vec<Action> {
-        let (count, ban) = self.dialer.strike(from, self.shared.config.max_invalid);
-        tracing::warn!(peer = %from, count, what, "invalid input from peer");
-        if !ban {
-            return Vec::new();
-        }
-        let dialled: Vec<String> = self
-            .links
-            .values()
-            .filter(|l| l.host == Some(from))
-            .map(|l| l.address.clone())
-            .collect();
-        let now = self.now();
-        self.dialer
-            .ban(from, now, self.shared.config.ban_ms, dialled);
-        if let Ok(mut shared) = self.shared.banned.lock() {
-            shared.insert(from);
-        }
-        if self.shared.seal_publish.load(Ordering::Relaxed) {
-            // The banned peer may hold the publish key: replace it, and hand the new one to
-            // everyone else. (Frames sealed under the new key that reach a subscriber before
-            // its key are dropped, like any lost PUB frame, and catch-up repairs them.)
-            *self
-                .shared
-                .publish_key
-                .write()
-                .unwrap_or_else(|e| e.into_inner()) = GroupKey::random();
-            let _ = self.router.send(RouterCommand::Rekey).await;
-            tracing::info!("publish key replaced after a ban");
-        }
-        tracing::warn!(peer = %from, ban_ms = self.shared.config.ban_ms, "disconnecting misbehaving peer");
-        let links: Vec<u64> = self
-            .links
-            .iter()
-            .filter(|(_, l)| l.host == Some(from))
-            .map(|(id, _)| *id)
-            .collect();
-        for link in links {
-            self.close_link(link);
-        }
-        let _ = self.router.send(RouterCommand::Forget(from)).await;
-        self.protocol.handle(now, Input::PeerDown(from))
-    }
-
-    /// Ends the bans that are over (redialling the links they closed) and redials any
-    /// configured peer left without a link.
-    fn redial(&mut self, now: u64) {
-        let addresses = self.dialer.tick(now);
-        if let Ok(mut shared) = self.shared.banned.lock() {
-            shared.retain(|host| self.dialer.is_banned(host));
-        }
-        for address in addresses {
-            tracing::info!(%address, "redialling a peer");
-            self.dial(address);
-        }
-    }
-
-    fn close_link(&mut self, link: u64) {
-        if let Some(l) = self.links.remove(&link) {
-            l.task.abort();
-            self.dialer.closed(&l.address);
-        }
-    }
-
-    fn dial(&mut self, address: String) {
-        let link = self.next_link;
-        self.next_link += 1;
-        let learnt = self.dialer.is_learnt(&address);
-        let task = tokio::spawn(
-            run_link(link, address.clone(), self.shared.clone(), learnt).in_current_span(),
-        );
-        self.links.insert(
-            link,
-            LinkHandle {
-                host: None,
-                address,
-                outbound: None,
-                task,
-            },
-        );
-    }
-
     async fn handle(&mut self, input: Input) {
         let now = self.now();
         tracing::trace!(?input, "input");
@@ -836,62 +457,6 @@ impl Driver {
         }
     }
 
-    /// Tells `to` the other peers this node is linked to, with their ROUTER addresses.
-    fn send_peer_list(&self, to: HostId) {
-        if self.shared.config.max_learnt_peers == 0 {
-            return;
-        }
-        let mut peers: Vec<(HostId, String)> = self
-            .links
-            .values()
-            .filter(|l| l.outbound.is_some())
-            .filter_map(|l| l.host.map(|h| (h, l.address.clone())))
-            .filter(|(h, _)| *h != to)
-            .collect();
-        peers.sort();
-        peers.dedup_by_key(|(h, _)| *h);
-        peers.truncate(MAX_PEER_LIST);
-        if !peers.is_empty() {
-            self.send_request(to, Message::Peers(peers));
-        }
-    }
-
-    /// Dials peers another peer listed that are not linked yet, within the cap.
-    fn learn_peers(&mut self, peers: Vec<(HostId, String)>) {
-        let links = &self.links;
-        let linked = |host: &HostId| links.values().any(|l| l.host == Some(*host));
-        for address in self.dialer.learn(peers, linked) {
-            tracing::info!(%address, "dialling a peer learnt from another");
-            self.dial(address);
-        }
-    }
-
-    /// The peers linked now.
-    fn linked(&self) -> Vec<HostId> {
-        let mut peers: Vec<HostId> = self
-            .links
-            .values()
-            .filter(|l| l.outbound.is_some())
-            .filter_map(|l| l.host)
-            .collect();
-        peers.sort();
-        peers.dedup();
-        peers
-    }
-
-    /// Sends a request over the link this node dialled to `to` (dropped if it is down or
-    /// its queue is full: every request here has a deadline or is retried).
-    fn send_request(&self, to: HostId, message: Message) {
-        let link = self
-            .links
-            .values()
-            .find(|l| l.host == Some(to))
-            .and_then(|l| l.outbound.clone());
-        if let Some(link) = link {
-            let _ = link.try_send(message);
-        }
-    }
-
     /// Answers the caller of a finished request to peers with what came (fetched deltas
     /// are stored first, and only those that verify are handed back).
     fn answer_caller(&mut self, request: u64, done: Done) {
@@ -915,8 +480,4 @@ impl Driver {
 /// The first eight hex digits of a host id, for logs.
 fn short(host: HostId) -> String {
     host.to_string()[..8].to_owned()
-}
-
-fn frames(parts: Vec<Bytes>) -> Option<ZmqMessage> {
-    ZmqMessage::try_from(parts).ok()
 }
