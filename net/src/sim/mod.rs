@@ -12,9 +12,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 
-use hypha_primitives::{
-    DeltaBuilder, DeltaId, Filter, Hlc, HostId, KeyPair, Pointer, Seq, Stamp, StampedDelta,
-};
+use hypha_primitives::{DeltaId, Filter, HostId, StampedDelta};
 
 use crate::journal::Journal;
 use crate::protocol::{Action, Protocol};
@@ -23,8 +21,11 @@ use crate::serve::{self, ReadDone};
 use crate::{Input, Message, PeerConfig};
 
 mod journal;
+mod pool;
 
 use journal::MemJournal;
+pub use pool::DeltaPool;
+use pool::Rng;
 
 /// The slice partial replicas keep in the simulation: deltas about entity `e1`.
 pub const SLICE: &str = r#"{"in": ["e1", {"var": "targets"}]}"#;
@@ -100,47 +101,6 @@ impl Default for SimConfig {
     }
 }
 
-/// Signed, stamped deltas for the simulation, made once: signing is the slow part.
-#[derive(Debug)]
-pub struct DeltaPool {
-    hosts: Vec<KeyPair>,
-    /// Per host, its writes in seq order.
-    writes: Vec<Vec<StampedDelta>>,
-}
-
-impl DeltaPool {
-    /// `hosts` node keys, each with `per_host` writes stamped 1, 2, 3…
-    pub fn new(hosts: usize, per_host: usize) -> Self {
-        let keys: Vec<KeyPair> = (0..hosts)
-            .map(|i| KeyPair::from_seed([i as u8 + 1; 32]))
-            .collect();
-        let writes = keys
-            .iter()
-            .enumerate()
-            .map(|(h, key)| {
-                (1..=per_host as u64)
-                    .map(|seq| {
-                        let delta = DeltaBuilder::new(Hlc::new(seq, h as u32))
-                            .pointer(Pointer::entity("subject", format!("e{}", seq % 3), "p"))
-                            .pointer(Pointer::value("p", (h as i64) * 1000 + seq as i64))
-                            .sign(key)
-                            .expect("valid delta");
-                        let stamp = Stamp::sign(delta.id(), Seq::new(seq), key);
-                        StampedDelta {
-                            delta,
-                            stamps: vec![stamp],
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
-        Self {
-            hosts: keys,
-            writes,
-        }
-    }
-}
-
 /// What a run measured.
 #[derive(Clone, Debug, Default)]
 pub struct SimStats {
@@ -189,29 +149,6 @@ enum Call {
 struct Pending {
     call: Call,
     deadline: u64,
-}
-
-/// splitmix64: a tiny, well-distributed, seedable generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next() % n
-        }
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p && p > 0.0
-    }
 }
 
 struct Node {
