@@ -1,11 +1,17 @@
 //! `hypha-bench net`: replication between real `hypha node` processes on loopback.
 //!
+//! The reference, measured in this process in the same run, is store ingest of the same
+//! deltas (verify, store). Beside it: the store's own share of a client's write (verify,
+//! stamp, store) and of catch-up (verify the author's and the origin's signatures, store),
+//! and a lone node's ingest of the deltas over `POST /deltas`.
+//!
 //! Nodes A and B are `hypha node` processes (B dials A). The bench process runs observer
 //! nodes of its own (a real [`Network`] over a real journal, dialling like any peer), so it
 //! can timestamp the moment a delta is stored there:
 //! - O1 dials A (one hop from A), O2 dials B (two hops from A: A→B→O2);
 //! - throughput: pre-signed deltas posted to A's HTTP API until all are stored on O1;
-//! - catch-up: a fresh observer dials A once A holds every delta;
+//! - catch-up: a fresh observer dials A once A holds every delta: its rate, the bytes it
+//!   received beside the deltas' encoded size, and the stamp signatures it checked;
 //! - reconciliation: that observer goes away, A takes one more delta, the observer comes
 //!   back; the bytes and round trips it spends to get in sync;
 //! - a five-node full mesh (in this process), counting messages per delta.
@@ -16,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use hypha_delta_store::{Durability, Store};
+use hypha_delta_store::{Durability, StampedDelta, Store};
 use hypha_net::{Encryption, NetConfig, Network, PeerConfig};
 use hypha_primitives::{verify_batch, Delta, DeltaId, KeyPair, Pointer};
 use rayon::prelude::*;
@@ -216,6 +222,39 @@ async fn bench(deltas: usize, samples: usize) -> Result<()> {
         None,
     );
 
+    eprintln!("reference: store ingest of the same deltas in this process (verify, store)…");
+    let unstamped: Vec<StampedDelta> = signed.iter().cloned().map(StampedDelta::from).collect();
+    let store_rate = stamped_ingest(unstamped)?;
+    figure("net", "store_ingest_per_s", store_rate, "1/s", None);
+    eprintln!("the store's share of a client's write: verify, stamp, store…");
+    let (local_rate, stamped) = store_ingest(&signed)?;
+    figure(
+        "net",
+        "store_ingest_with_stamping_per_s",
+        local_rate,
+        "1/s",
+        Some(("store_ingest_per_s", store_rate)),
+    );
+    eprintln!("the store's share of catch-up: verify both signatures, store…");
+    let stamped_rate = stamped_ingest(stamped)?;
+    figure(
+        "net",
+        "store_ingest_of_stamped_per_s",
+        stamped_rate,
+        "1/s",
+        Some(("store_ingest_per_s", store_rate)),
+    );
+    let lines: Vec<String> = signed.par_iter().map(Delta::to_json_string).collect();
+    eprintln!("node ingest: the same deltas posted to a lone node's HTTP API…");
+    let http_rate = http_ingest(&lines)?;
+    figure(
+        "net",
+        "http_ingest_per_s",
+        http_rate,
+        "1/s",
+        Some(("store_ingest_per_s", store_rate)),
+    );
+
     let a = NodeProcess::start(&[])?;
     let b = NodeProcess::start(&[&a.router])?;
     let dirs: Vec<tempfile::TempDir> = (0..4)
@@ -307,7 +346,6 @@ async fn bench(deltas: usize, samples: usize) -> Result<()> {
     drop(b);
 
     eprintln!("throughput: {deltas} pre-signed deltas posted to A until stored on O1…");
-    let lines: Vec<String> = signed.par_iter().map(Delta::to_json_string).collect();
     let (throughput, posted) = post_until_stored(&a, &o1, &lines).await?;
     figure(
         "net",
@@ -321,7 +359,7 @@ async fn bench(deltas: usize, samples: usize) -> Result<()> {
         "throughput_a_to_b_deltas_per_s",
         throughput,
         "1/s",
-        Some(("ed25519_batch_verify_per_s_halved", verify_rate / 2.0)),
+        Some(("store_ingest_per_s_halved", store_rate / 2.0)),
     );
 
     eprintln!("the same over encrypted links (a fresh pair, --encrypt on)…");
@@ -363,12 +401,33 @@ async fn bench(deltas: usize, samples: usize) -> Result<()> {
     )
     .await?;
     let caught_up = rate(held as usize, start);
+    let received = o3.net.stats().received_bytes;
+    let stamps_checked = o3.store.stamps_verified();
     figure(
         "net",
         "catch_up_deltas_per_s",
         caught_up,
         "1/s",
-        Some(("ed25519_batch_verify_per_s", verify_rate)),
+        Some(("store_ingest_per_s", store_rate)),
+    );
+    let encoded: u64 = o3
+        .store
+        .scan_arrival(None)
+        .map(|stored| stored.map(|s| s.delta.encoded_len() as u64))
+        .sum::<Result<u64, _>>()?;
+    figure(
+        "net",
+        "catch_up_bytes_received",
+        received as f64,
+        "B",
+        Some(("encoded_bytes_of_the_deltas", encoded as f64)),
+    );
+    figure(
+        "net",
+        "catch_up_stamp_verifications_per_1000",
+        stamps_checked as f64 * 1000.0 / held as f64,
+        "count",
+        None,
     );
 
     eprintln!("reconciliation: {held} vs {held} + 1…");
@@ -415,6 +474,75 @@ async fn bench(deltas: usize, samples: usize) -> Result<()> {
     mesh(&signed[..signed.len().min(2_000)]).await
 }
 
+/// Most deltas in one `POST /deltas` of the bench.
+const POST_BATCH: usize = 8192;
+
+/// Stores `deltas` in a fresh journal in batches of [`POST_BATCH`], as a node stores what
+/// a client posts (verified, stamped by the node, stored): deltas per second, and the
+/// deltas with their stamps.
+fn store_ingest(deltas: &[Delta]) -> Result<(f64, Vec<StampedDelta>)> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::builder(dir.path())
+        .durability(Durability::Buffered)
+        .open()?;
+    let host = KeyPair::from_seed([199; 32]);
+    let batches: Vec<Vec<Delta>> = deltas.chunks(POST_BATCH).map(<[Delta]>::to_vec).collect();
+    let start = Instant::now();
+    for batch in batches {
+        store.put_local_batch(batch, &host)?;
+    }
+    let ingest = rate(deltas.len(), start);
+    let stamped = store
+        .scan_arrival(None)
+        .map(|stored| {
+            stored.map(|s| StampedDelta {
+                delta: s.delta,
+                stamps: s.stamps,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((ingest, stamped))
+}
+
+/// Stores deltas in a fresh journal, in batches of [`POST_BATCH`], with whatever origin
+/// stamps they carry (each verified, as catch-up verifies a peer's): deltas per second.
+fn stamped_ingest(deltas: Vec<StampedDelta>) -> Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::builder(dir.path())
+        .durability(Durability::Buffered)
+        .open()?;
+    let count = deltas.len();
+    let mut batches = Vec::new();
+    let mut rest = deltas.into_iter();
+    loop {
+        let batch: Vec<StampedDelta> = rest.by_ref().take(POST_BATCH).collect();
+        if batch.is_empty() {
+            break;
+        }
+        batches.push(batch);
+    }
+    let start = Instant::now();
+    for batch in batches {
+        store.put_batch(batch)?;
+    }
+    Ok(rate(count, start))
+}
+
+/// Posts `lines` to a lone node in requests of [`POST_BATCH`], one after another, as a
+/// client would: deltas per second until the last answer (each answer comes once its
+/// batch is stored).
+fn http_ingest(lines: &[String]) -> Result<f64> {
+    let node = NodeProcess::start(&[])?;
+    let bodies: Vec<String> = lines.chunks(POST_BATCH).map(|c| c.join("\n")).collect();
+    let start = Instant::now();
+    for body in bodies {
+        ureq::post(&format!("{}/deltas", node.http))
+            .set("content-type", "application/x-ndjson")
+            .send_string(&body)?;
+    }
+    Ok(rate(lines.len(), start))
+}
+
 /// Posts `lines` (signed deltas as JSON) to `a` in requests of 8192 until `observer`
 /// stores them all: deltas per second end to end, and how long posting took.
 async fn post_until_stored(
@@ -428,7 +556,7 @@ async fn post_until_stored(
         let a_http = a.http.clone();
         let lines = lines.to_vec();
         tokio::task::spawn_blocking(move || -> Result<Duration> {
-            for chunk in lines.chunks(8192) {
+            for chunk in lines.chunks(POST_BATCH) {
                 ureq::post(&format!("{a_http}/deltas"))
                     .set("content-type", "application/x-ndjson")
                     .send_string(&chunk.join("\n"))?;

@@ -476,12 +476,14 @@ fn a_relayed_delta_already_stored_is_not_verified_again_but_its_new_stamps_are()
     let store = open(&dir);
     let d = set(&key(1), 1, "e", "p", 1);
     let s7 = Stamp::sign(d.id(), Seq::new(1), &key(7));
+    assert_eq!(store.stamps_verified(), 0);
     store
         .put_batch(vec![StampedDelta {
             delta: d.clone(),
             stamps: vec![s7],
         }])
         .unwrap();
+    assert_eq!(store.stamps_verified(), 1, "the stamp was checked");
     // Relayed again (it carries its stamp) with a broken signature: the stored copy is
     // kept, so this is a plain duplicate, not an error, and costs no signature check.
     let out = store
@@ -491,6 +493,11 @@ fn a_relayed_delta_already_stored_is_not_verified_again_but_its_new_stamps_are()
         }])
         .unwrap();
     assert!(!out[0].is_new());
+    assert_eq!(
+        store.stamps_verified(),
+        1,
+        "a known stamp is not checked again"
+    );
     assert_eq!(store.get(d.id()).unwrap().unwrap().delta, d);
     // Without stamps it is checked like any client write, and refused.
     let err = store
