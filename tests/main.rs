@@ -6,3 +6,4 @@ mod node;
 mod peers;
 mod security;
 mod support;
+mod upgrade;
