@@ -175,6 +175,27 @@ async fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool
     Ok(())
 }
 
+/// When (since `start`) the delta `id` comes through a journal's feed.
+async fn stored_at(
+    feed: &mut tokio::sync::broadcast::Receiver<Arc<hypha_delta_store::StoredDelta>>,
+    id: DeltaId,
+    start: Instant,
+    timeout: Duration,
+) -> Result<Duration> {
+    let wait = async {
+        loop {
+            match feed.recv().await {
+                Ok(stored) if stored.delta.id() == id => return Ok(start.elapsed()),
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => bail!("journal feed: {e}"),
+            }
+        }
+    };
+    tokio::time::timeout(timeout, wait)
+        .await
+        .with_context(|| format!("write {id} did not propagate"))?
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
@@ -275,6 +296,9 @@ async fn bench(deltas: usize, samples: usize) -> Result<()> {
             {"local_context": "n", "target": {"value": n}}
         ]);
         let http = a_http.clone();
+        // The observers' journal feeds say when the delta is stored there, without polling
+        // (a polling loop would take a core from the nodes being measured).
+        let (mut feed1, mut feed2) = (o1.store.subscribe(), o2.store.subscribe());
         let start = Instant::now();
         let answer = tokio::task::spawn_blocking(move || -> Result<serde_json::Value> {
             let text = ureq::post(&format!("{http}/write"))
@@ -286,27 +310,13 @@ async fn bench(deltas: usize, samples: usize) -> Result<()> {
         .await??;
         let stored_on_a = start.elapsed();
         let id: DeltaId = answer["id"].as_str().context("write id")?.parse()?;
-        let (mut t1, mut t2) = (None, None);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while t1.is_none() || t2.is_none() {
-            if t1.is_none() && o1.store.get(id)?.is_some() {
-                t1 = Some(start.elapsed());
-            }
-            if t2.is_none() && o2.store.get(id)?.is_some() {
-                t2 = Some(start.elapsed());
-            }
-            if Instant::now() > deadline {
-                bail!("write {id} did not propagate");
-            }
-            tokio::task::yield_now().await;
-        }
+        let deadline = Duration::from_secs(10);
+        let (t1, t2) = tokio::try_join!(
+            stored_at(&mut feed1, id, start, deadline),
+            stored_at(&mut feed2, id, start, deadline)
+        )?;
         // From the moment A acknowledged the write (stored and published).
-        let after = |t: Option<Duration>| {
-            t.unwrap_or_default()
-                .saturating_sub(stored_on_a)
-                .as_secs_f64()
-                * 1e3
-        };
+        let after = |t: Duration| t.saturating_sub(stored_on_a).as_secs_f64() * 1e3;
         one_hop.push(after(t1));
         two_hops.push(after(t2));
     }
