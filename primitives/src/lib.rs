@@ -47,6 +47,7 @@ mod ids;
 mod json;
 mod keys;
 mod literals;
+pub mod merkle;
 mod schema;
 mod stamp;
 mod stamped;
