@@ -30,6 +30,11 @@ pub struct PeerConfig {
     /// this long (ms): the message or its answer was lost, and the next one starts afresh.
     /// A peer's first answer reads its whole journal, so this is generous.
     pub reconcile_turn_timeout_ms: u64,
+    /// Flow control: catch-up pauses while this many received stamps wait to be reported
+    /// stored, and resumes once half of them are. A store slower than the network would
+    /// otherwise queue without bound, and the requests that time out meanwhile would ask
+    /// again for what waits in its queue.
+    pub max_unstored: u64,
 }
 
 impl Default for PeerConfig {
@@ -42,6 +47,7 @@ impl Default for PeerConfig {
             partial: false,
             reconcile_every_ms: 30_000,
             reconcile_turn_timeout_ms: 20_000,
+            max_unstored: 8_192,
         }
     }
 }
@@ -192,9 +198,14 @@ pub struct Peer {
     /// to the driver to store. Requests ask only for what is not expected, so a page being
     /// stored is not asked for again by every announcement that arrives meanwhile.
     expected: Coverage,
-    /// When `expected` last grew beyond `coverage`; past the request timeout, whatever has
-    /// not been stored (invalid, or lost by the driver) is forgotten and asked for again.
+    /// When the wait for deltas in `expected` but not in `coverage` began, or last made
+    /// progress; past the request timeout without progress, whatever has not been stored
+    /// (invalid, or lost by the driver) is forgotten and asked for again.
     expecting_since: Option<u64>,
+    /// How many stamps are in `expected` but not yet in `coverage`.
+    unstored: u64,
+    /// Peers whose catch-up waits for the store to drain (see `max_unstored`).
+    paused: std::collections::BTreeSet<HostId>,
     peers: BTreeMap<HostId, PeerView>,
     last_announce: Option<u64>,
     changed_since_announce: bool,
@@ -220,6 +231,8 @@ impl Peer {
             config,
             expected: coverage.clone(),
             expecting_since: None,
+            unstored: 0,
+            paused: std::collections::BTreeSet::new(),
             coverage,
             peers: BTreeMap::new(),
             last_announce: None,
@@ -292,12 +305,28 @@ impl Peer {
         let mut out = Vec::new();
         match input {
             Input::Stored(stamped) => {
+                let mut progress = false;
                 for stamp in &stamped.stamps {
-                    self.changed_since_announce |= self.coverage.insert(stamp.host(), stamp.seq());
-                    self.expected.insert(stamp.host(), stamp.seq());
+                    let covered = self.coverage.insert(stamp.host(), stamp.seq());
+                    let was_expected = !self.expected.insert(stamp.host(), stamp.seq());
+                    self.changed_since_announce |= covered;
+                    if covered && was_expected {
+                        self.unstored = self.unstored.saturating_sub(1);
+                        progress = true;
+                    }
+                }
+                if progress {
+                    self.expecting_since = (self.unstored > 0).then_some(now);
                 }
                 if self.some_peer_may_lack(&stamped) {
                     out.push(Output::Publish(Message::Deltas(vec![stamped])));
+                }
+                if self.unstored <= self.config.max_unstored / 2 {
+                    for peer in std::mem::take(&mut self.paused) {
+                        if self.peers.contains_key(&peer) {
+                            self.request(now, peer, &mut out);
+                        }
+                    }
                 }
             }
             Input::Received { from, message } => self.receive(now, from, message, &mut out),
@@ -437,7 +466,8 @@ impl Peer {
     fn expect(&mut self, now: u64, deltas: &[StampedDelta]) {
         for stamp in deltas.iter().flat_map(|d| &d.stamps) {
             if self.expected.insert(stamp.host(), stamp.seq()) {
-                self.expecting_since = Some(now);
+                self.unstored += 1;
+                self.expecting_since.get_or_insert(now);
             }
         }
     }
@@ -500,6 +530,10 @@ impl Peer {
         if view.outstanding.is_some_and(|(_, at)| now < at + timeout) {
             return;
         }
+        if self.unstored >= self.config.max_unstored {
+            self.paused.insert(peer);
+            return;
+        }
         let request = self.next_request;
         self.next_request += 1;
         view.outstanding = Some((request, now));
@@ -517,6 +551,8 @@ impl Peer {
         {
             self.expected = self.coverage.clone();
             self.expecting_since = None;
+            self.unstored = 0;
+            self.paused.clear();
         }
         let due = self
             .last_announce

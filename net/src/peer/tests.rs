@@ -434,3 +434,92 @@ fn a_delta_every_peer_holds_is_not_published_again() {
     ));
     assert!(published(&peer.handle(3, Input::Stored(stamped(&me, 1)))));
 }
+
+#[test]
+fn catch_up_pauses_while_the_store_is_behind_and_resumes_as_it_drains() {
+    let me = KeyPair::from_seed([1; 32]);
+    let other = KeyPair::from_seed([2; 32]);
+    let config = PeerConfig {
+        page_size: 2,
+        max_unstored: 4,
+        ..PeerConfig::default()
+    };
+    let mut peer = Peer::new(me.host_id(), Coverage::new(), config);
+    let from = other.host_id();
+    let request_of = |out: &[Output]| {
+        out.iter().find_map(|o| match o {
+            Output::Send {
+                message: Message::CatchUpRequest { request, .. },
+                ..
+            } => Some(*request),
+            _ => None,
+        })
+    };
+    let mut request = request_of(&peer.handle(0, Input::PeerUp(from))).expect("a first request");
+    let deltas: Vec<StampedDelta> = (1..=6).map(|n| stamped(&other, n)).collect();
+    let page = |request, n: usize| Input::Received {
+        from,
+        message: Message::CatchUpPage {
+            request,
+            deltas: deltas[n..n + 2].to_vec(),
+            more: true,
+        },
+    };
+    // Two pages are handed to the store and not yet stored: four waiting, the limit.
+    request = request_of(&peer.handle(1, page(request, 0))).expect("room for another page");
+    let out = peer.handle(2, page(request, 2));
+    assert_eq!(requests(&out), 0, "paused: four deltas wait to be stored");
+    // Still paused after one is stored (three wait), resumed at two (half the limit).
+    let out = peer.handle(3, Input::Stored(deltas[0].clone()));
+    assert_eq!(requests(&out), 0);
+    let out = peer.handle(4, Input::Stored(deltas[1].clone()));
+    let Some(Output::Send {
+        message: Message::CatchUpRequest { have, .. },
+        ..
+    }) = out.iter().find(|o| {
+        matches!(
+            o,
+            Output::Send {
+                message: Message::CatchUpRequest { .. },
+                ..
+            }
+        )
+    })
+    else {
+        panic!("resumed: {out:?}")
+    };
+    assert_eq!(
+        have.get(&from),
+        Some(&Seq::new(4)),
+        "it asks past what waits in the store's queue"
+    );
+    // A slow store that keeps making progress is not mistaken for a lost batch: what waits
+    // is not asked for again while stamps keep being stored; without progress it is.
+    let timeout = PeerConfig::default().request_timeout_ms;
+    let announce = || Input::Received {
+        from,
+        message: Message::Coverage([(from, Seq::new(6))].into_iter().collect()),
+    };
+    let _ = peer.handle(timeout, Input::Stored(deltas[2].clone()));
+    let asked = |out: &[Output]| {
+        out.iter().find_map(|o| match o {
+            Output::Send {
+                message: Message::CatchUpRequest { have, .. },
+                ..
+            } => have.get(&from).copied(),
+            _ => None,
+        })
+    };
+    let out = peer.handle(timeout + 10, announce());
+    assert_eq!(
+        asked(&out),
+        Some(Seq::new(4)),
+        "progress: the queue is trusted"
+    );
+    let out = peer.handle(3 * timeout, Input::Tick);
+    assert_eq!(
+        asked(&out),
+        Some(Seq::new(3)),
+        "no progress for a timeout: what was not stored is asked for again"
+    );
+}

@@ -95,6 +95,8 @@ impl Default for SimConfig {
                 peer_timeout_ms: 1_500,
                 reconcile_every_ms: 1_000,
                 reconcile_turn_timeout_ms: 500,
+                // Two pages: catch-up pauses often, so pausing and resuming are exercised.
+                max_unstored: 8,
                 ..PeerConfig::default()
             },
         }
@@ -134,6 +136,8 @@ enum Event {
     Write(usize),
     /// A read node `n` handed out is done.
     Done(usize, ReadDone),
+    /// Deltas node `n` handed to its store are stored (the driver's storing thread).
+    Stored(usize, Vec<StampedDelta>),
     /// Node `n`'s user asks its peers something.
     Call(usize, Call),
 }
@@ -268,11 +272,9 @@ impl Sim<'_> {
                     }
                 }
                 Action::Store { deltas, .. } => {
-                    for stamped in deltas {
-                        if self.nodes[n].keeps(&stamped) {
-                            work.extend(self.store(n, stamped));
-                        }
-                    }
+                    // The storing thread takes a while, as in the driver.
+                    let at = self.now + 1 + self.rng.below(5);
+                    self.schedule(at, Event::Stored(n, deltas));
                 }
                 Action::Read(read) => {
                     if matches!(read, serve::Read::Step { .. }) {
@@ -597,6 +599,14 @@ pub fn run(seed: u64, config: &SimConfig, pool: &DeltaPool) -> Result<SimStats, 
                 let stamped = sim.pool.writes[n][w].clone();
                 let actions = sim.store(n, stamped);
                 sim.carry_out(n, actions);
+            }
+            Event::Stored(n, deltas) => {
+                for stamped in deltas {
+                    if sim.nodes[n].keeps(&stamped) {
+                        let actions = sim.store(n, stamped);
+                        sim.carry_out(n, actions);
+                    }
+                }
             }
             Event::Done(n, done) => {
                 let actions = sim.nodes[n].protocol.done(sim.now, done);
