@@ -48,7 +48,7 @@ pub use error::{Error, Result};
 pub use identity::{
     load_or_create_node_key, node_key_path, read_key_file, write_key_file, NODE_KEY_FILE,
 };
-pub use store::{PutOutcome, StampedDelta, Store, MAX_STAMPS};
+pub use store::{PutOutcome, StampedDelta, Store, VerifiedBatch, MAX_STAMPS};
 
 /// One raw key-value pair read from the database.
 pub type KeyValue = (Box<[u8]>, Box<[u8]>);

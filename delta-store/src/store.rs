@@ -52,9 +52,29 @@ impl PutOutcome {
 }
 
 /// A verified item waiting for the commit.
+#[derive(Debug)]
 struct Prepared {
     delta: Delta,
     stamps: Vec<Stamp>,
+}
+
+/// Deltas whose signatures and stamps [`Store::verify_batch`] checked, to be stored by
+/// [`Store::put_verified`] of the same store.
+#[derive(Debug)]
+pub struct VerifiedBatch {
+    items: Vec<Prepared>,
+}
+
+impl VerifiedBatch {
+    /// How many deltas it holds.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
 }
 
 /// One caller's batch in the group-commit queue.
@@ -188,6 +208,24 @@ impl Store {
         let items = self.prepare(batch)?;
         self.submit(Job {
             items: Mutex::new(items),
+            stamp_with: None,
+            result: Mutex::new(None),
+        })
+    }
+
+    /// Verifies deltas with their stamps without storing them: the first half of
+    /// [`Store::put_batch`], for callers that verify one batch while the previous is being
+    /// written ([`Store::put_verified`] is the second half).
+    pub fn verify_batch(&self, batch: Vec<StampedDelta>) -> Result<VerifiedBatch> {
+        Ok(VerifiedBatch {
+            items: self.prepare(batch)?,
+        })
+    }
+
+    /// Stores a batch [`Store::verify_batch`] checked, all or nothing.
+    pub fn put_verified(&self, batch: VerifiedBatch) -> Result<Vec<PutOutcome>> {
+        self.submit(Job {
+            items: Mutex::new(batch.items),
             stamp_with: None,
             result: Mutex::new(None),
         })

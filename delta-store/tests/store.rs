@@ -550,3 +550,37 @@ fn a_large_local_batch_with_duplicates_gets_one_valid_stamp_per_delta_in_order()
     }
     assert_eq!(placed[1].1, batch[0].id(), "batch order is seq order");
 }
+
+#[test]
+fn a_batch_verified_first_is_stored_later_and_a_forgery_is_refused_before_anything_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let good: Vec<StampedDelta> = (0..3)
+        .map(|n| {
+            let d = set(&key(1), 10 + n, "e", "p", n as i64);
+            let stamp = Stamp::sign(d.id(), Seq::new(n + 1), &key(7));
+            StampedDelta {
+                delta: d,
+                stamps: vec![stamp],
+            }
+        })
+        .collect();
+    let verified = store.verify_batch(good.clone()).unwrap();
+    assert_eq!(verified.len(), 3);
+    assert_eq!(store.stamps_verified(), 3);
+    assert!(
+        store.get(good[0].delta.id()).unwrap().is_none(),
+        "verified, not stored"
+    );
+    let outcomes = store.put_verified(verified).unwrap();
+    assert!(outcomes.iter().all(PutOutcome::is_new));
+    for stamped in &good {
+        let stored = store.get(stamped.delta.id()).unwrap().unwrap();
+        assert_eq!(stored.stamps, stamped.stamps);
+    }
+    // A forgery anywhere in the batch is found at verification, naming its place.
+    let mut bad: Vec<StampedDelta> = vec![set(&key(2), 20, "f", "p", 1).into()];
+    bad.push(forged(&set(&key(2), 21, "f", "p", 2)).into());
+    let err = store.verify_batch(bad).expect_err("a forged delta");
+    assert!(matches!(err, Error::Invalid { index: 1, .. }), "{err}");
+}

@@ -1,7 +1,7 @@
 //! The storing thread: deltas from peers verified and stored in arrival order, and
 //! fetched deltas stored for the caller that asked.
 
-use hypha_delta_store::{StampedDelta, Store};
+use hypha_delta_store::{StampedDelta, Store, VerifiedBatch};
 use hypha_primitives::{Filter, HostId};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -25,7 +25,9 @@ pub(super) fn store_fetched(store: &Store, found: Vec<StampedDelta>) -> Vec<Stam
 /// and left to catch-up (measured: 64 capped replication at 7k deltas/s).
 pub(super) const STORE_QUEUE: usize = 16_384;
 
-/// The one thread that verifies and stores deltas from peers, in the order they came.
+/// The storing thread: it verifies deltas from peers, a coalesced batch at a time in the
+/// order they came, and hands each verified batch to a writing thread, so the next batch
+/// is verified while the previous one is written.
 pub(super) fn run_storer(
     store: Store,
     mut queue: mpsc::Receiver<(HostId, Vec<StampedDelta>)>,
@@ -41,6 +43,28 @@ pub(super) fn run_storer(
     };
     tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
+        // One batch waits while another is written: verification runs at most one ahead.
+        let (to_writer, verified) = std::sync::mpsc::sync_channel::<VerifiedBatch>(1);
+        let writer = {
+            let (store, span) = (store.clone(), span.clone());
+            std::thread::Builder::new()
+                .name("hypha-net-writer".into())
+                .spawn(move || {
+                    let _entered = span.enter();
+                    for batch in verified {
+                        if let Err(e) = store.put_verified(batch) {
+                            tracing::error!(error = %e, "storing deltas from peers");
+                        }
+                    }
+                })
+        };
+        let writer = match writer {
+            Ok(writer) => writer,
+            Err(e) => {
+                tracing::error!(error = %e, "starting the writing thread");
+                return;
+            }
+        };
         while let Some(mut first) = queue.blocking_recv() {
             first.1.retain(&in_slice);
             // Whatever else is queued goes in the same write: relayed deltas arrive one per
@@ -61,12 +85,22 @@ pub(super) fn run_storer(
                 .iter()
                 .flat_map(|(_, deltas)| deltas.iter().cloned())
                 .collect();
-            if store.put_batch(all).is_err() {
-                for (from, deltas) in batches {
-                    store_from_peer(&store, from, deltas, &inbound);
+            match store.verify_batch(all) {
+                Ok(batch) => {
+                    if to_writer.send(batch).is_err() {
+                        break;
+                    }
+                }
+                // Some delta is invalid: one by one, to store the rest and blame the sender.
+                Err(_) => {
+                    for (from, deltas) in batches {
+                        store_from_peer(&store, from, deltas, &inbound);
+                    }
                 }
             }
         }
+        drop(to_writer);
+        let _ = writer.join();
     })
 }
 
