@@ -33,10 +33,12 @@
 mod config;
 mod derived;
 mod error;
+mod group;
 mod identity;
 mod layout;
 mod scan;
 mod store;
+mod verify;
 
 use std::fmt;
 
@@ -48,7 +50,8 @@ pub use error::{Error, Result};
 pub use identity::{
     load_or_create_node_key, node_key_path, read_key_file, write_key_file, NODE_KEY_FILE,
 };
-pub use store::{PutOutcome, StampedDelta, Store, VerifiedBatch, MAX_STAMPS};
+pub use store::{PutOutcome, StampedDelta, Store, MAX_STAMPS};
+pub use verify::VerifiedBatch;
 
 /// One raw key-value pair read from the database.
 pub type KeyValue = (Box<[u8]>, Box<[u8]>);

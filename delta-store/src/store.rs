@@ -1,33 +1,28 @@
 //! The journal: opening RocksDB, the verified and group-committed write path, and the live
 //! feed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use hypha_primitives::StampedDelta;
-use hypha_primitives::{verify_batch, Delta, DeltaId, HostId, KeyPair, Seq, Stamp};
-use rayon::prelude::*;
+use hypha_primitives::{Delta, DeltaId, HostId, KeyPair, Seq, Stamp};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, IteratorMode, Options,
-    WriteBatch, WriteOptions, DB,
+    WriteOptions, DB,
 };
 use tokio::sync::broadcast;
 
-use crate::layout::{
-    self, ALL_CFS, CF_ARRIVAL, CF_AUTHOR, CF_DELTAS, CF_ENTITY, CF_META, CF_NEGATION, CF_ORIGIN,
-};
+use crate::group::Group;
+use crate::layout::{self, ALL_CFS, CF_ARRIVAL, CF_DELTAS, CF_META, CF_ORIGIN};
+use crate::verify::{Prepared, VerifiedBatch};
 use crate::{Arrival, Config, Durability, Error, Result, StoreBuilder, StoredDelta};
 
 /// The most origin stamps one delta may carry; more is a sign of abuse, not of honest
 /// independent acceptance.
 pub const MAX_STAMPS: usize = 64;
-
-/// Deltas verified per rayon task: large enough for batch verification to pay off, small
-/// enough to spread a batch over every core.
-const VERIFY_CHUNK: usize = 1024;
 
 /// What a put did with one delta.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,31 +47,6 @@ impl PutOutcome {
 }
 
 /// A verified item waiting for the commit.
-#[derive(Debug)]
-struct Prepared {
-    delta: Delta,
-    stamps: Vec<Stamp>,
-}
-
-/// Deltas whose signatures and stamps [`Store::verify_batch`] checked, to be stored by
-/// [`Store::put_verified`] of the same store.
-#[derive(Debug)]
-pub struct VerifiedBatch {
-    items: Vec<Prepared>,
-}
-
-impl VerifiedBatch {
-    /// How many deltas it holds.
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    /// Whether it holds none.
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-}
-
 /// One caller's batch in the group-commit queue.
 struct Job {
     /// Taken by the committing thread.
@@ -86,10 +56,11 @@ struct Job {
 }
 
 /// State only the committing thread touches.
-struct CommitState {
-    next_arrival: u64,
+pub(crate) struct CommitState {
+    /// The arrival position the next stored delta gets.
+    pub(crate) next_arrival: u64,
     /// Highest origin seq stored per host, loaded lazily from the origin index.
-    last_seq: HashMap<HostId, Seq>,
+    pub(crate) last_seq: HashMap<HostId, Seq>,
 }
 
 pub(crate) struct Inner {
@@ -99,7 +70,7 @@ pub(crate) struct Inner {
     queue: Mutex<Vec<Arc<Job>>>,
     feed: broadcast::Sender<Arc<StoredDelta>>,
     /// Origin stamp signatures checked since the store was opened.
-    stamps_verified: AtomicU64,
+    pub(crate) stamps_verified: AtomicU64,
 }
 
 /// The durable journal of one node: every delta it holds, with indexes, in RocksDB.
@@ -242,129 +213,6 @@ impl Store {
         })
     }
 
-    /// Checks size, author and stamps, then signatures in parallel batches.
-    fn prepare(&self, batch: Vec<StampedDelta>) -> Result<Vec<Prepared>> {
-        let config = &self.inner.config;
-        for (index, item) in batch.iter().enumerate() {
-            let size = item.delta.encoded_len();
-            if size > config.max_delta_bytes {
-                let source = hypha_primitives::Error::TooLarge {
-                    size,
-                    limit: config.max_delta_bytes,
-                };
-                return Err(Error::Invalid { index, source });
-            }
-            if let Some(allowed) = &config.allowed_authors {
-                if !allowed.contains(&item.delta.author()) {
-                    return Err(Error::UnknownAuthor {
-                        index,
-                        author: item.delta.author(),
-                    });
-                }
-            }
-            if item.stamps.len() > MAX_STAMPS {
-                let source = hypha_primitives::Error::Decode(format!(
-                    "{} origin stamps, over the limit of {MAX_STAMPS}",
-                    item.stamps.len()
-                ));
-                return Err(Error::Invalid { index, source });
-            }
-        }
-        // A delta already stored needs no second verification (its id is the hash of its
-        // body, and the stored copy is the one kept); only origin stamps from hosts it has no
-        // stamp from yet are checked. Relays deliver most deltas more than once, so this is
-        // most of the verification work a node in a mesh would otherwise repeat.
-        let known = self.stamp_hosts_of_stored(&batch)?;
-        let unknown: Vec<usize> = (0..batch.len()).filter(|&i| known[i].is_none()).collect();
-        let bad_delta = unknown
-            .par_chunks(VERIFY_CHUNK)
-            .filter_map(|chunk| {
-                let refs: Vec<&Delta> = chunk.iter().map(|&i| &batch[i].delta).collect();
-                verify_batch(&refs)
-                    .into_iter()
-                    .zip(chunk)
-                    .find_map(|(r, &i)| r.err().map(|e| (i, e)))
-            })
-            .min_by_key(|(index, _)| *index);
-        let stamps: Vec<(usize, (Stamp, DeltaId))> = batch
-            .iter()
-            .enumerate()
-            .flat_map(|(i, item)| {
-                let known = &known[i];
-                item.stamps
-                    .iter()
-                    .filter(move |s| {
-                        known
-                            .as_ref()
-                            .is_none_or(|hosts| !hosts.contains(&s.host()))
-                    })
-                    .map(move |s| (i, (*s, item.delta.id())))
-            })
-            .collect();
-        self.inner
-            .stamps_verified
-            .fetch_add(stamps.len() as u64, Ordering::Relaxed);
-        let bad_stamp = stamps
-            .par_chunks(VERIFY_CHUNK)
-            .filter_map(|chunk| {
-                let pairs: Vec<(Stamp, DeltaId)> = chunk.iter().map(|(_, p)| *p).collect();
-                Stamp::verify_batch(&pairs)
-                    .into_iter()
-                    .zip(chunk)
-                    .find_map(|(r, (i, _))| r.err().map(|e| (*i, e)))
-            })
-            .min_by_key(|(index, _)| *index);
-        // The first bad item wins; for one item, a bad delta before a bad stamp.
-        let first_bad = match (bad_delta, bad_stamp) {
-            (Some(d), Some(s)) => Some(if s.0 < d.0 { s } else { d }),
-            (d, s) => d.or(s),
-        };
-        if let Some((index, source)) = first_bad {
-            return Err(Error::Invalid { index, source });
-        }
-        Ok(batch
-            .into_iter()
-            .map(|s| Prepared {
-                delta: s.delta,
-                stamps: s.stamps,
-            })
-            .collect())
-    }
-
-    /// For each item of a batch: `None` if its delta is not stored yet, else the hosts of
-    /// the origin stamps the stored copy has.
-    fn stamp_hosts_of_stored(&self, batch: &[StampedDelta]) -> Result<Vec<Option<Vec<HostId>>>> {
-        // Only deltas carrying origin stamps are looked up: those are the ones relays deliver
-        // many times over, while a client's fresh write arrives once and a lookup for it
-        // would cost every ingest (measured: about 6 % of the ingest bench).
-        let relayed: Vec<usize> = (0..batch.len())
-            .filter(|&i| !batch[i].stamps.is_empty())
-            .collect();
-        let mut out: Vec<Option<Vec<HostId>>> = vec![None; batch.len()];
-        if relayed.is_empty() {
-            return Ok(out);
-        }
-        let found = self.inner.db.batched_multi_get_cf(
-            self.cf(CF_DELTAS),
-            relayed
-                .iter()
-                .map(|&i| batch[i].delta.id().as_bytes().to_vec()),
-            false,
-        );
-        for (&i, value) in relayed.iter().zip(found) {
-            if let Some(bytes) = value? {
-                out[i] = Some(
-                    layout::decode_record(&bytes)?
-                        .stamps
-                        .iter()
-                        .map(Stamp::host)
-                        .collect(),
-                );
-            }
-        }
-        Ok(out)
-    }
-
     /// Group commit: queue the job; whoever takes the commit lock writes every queued job
     /// in one batch, so concurrent writers share one write and one fsync.
     fn submit(&self, job: Job) -> Result<Vec<PutOutcome>> {
@@ -381,7 +229,7 @@ impl Store {
         result.unwrap_or_else(|| Err(Error::Corrupt("group commit lost a job".into())))
     }
 
-    fn cf(&self, name: &str) -> &ColumnFamily {
+    pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
         // Every name in ALL_CFS is created at open.
         self.inner
             .db
@@ -447,7 +295,7 @@ impl Store {
 
     /// Records that `stamp` claims its (host, seq) for `id`; false if that place already
     /// belongs to another delta (an equivocating host), in which case the stamp is dropped.
-    fn claim_stamp(
+    pub(crate) fn claim_stamp(
         &self,
         state: &mut CommitState,
         claimed: &mut HashMap<(HostId, Seq), DeltaId>,
@@ -478,7 +326,7 @@ impl Store {
         }
     }
 
-    fn last_seq(&self, state: &mut CommitState, host: HostId) -> Result<Option<Seq>> {
+    pub(crate) fn last_seq(&self, state: &mut CommitState, host: HostId) -> Result<Option<Seq>> {
         if let Some(seq) = state.last_seq.get(&host) {
             return Ok(Some(*seq));
         }
@@ -558,223 +406,6 @@ impl Store {
 
     pub(crate) fn cf_handle(&self, name: &str) -> &ColumnFamily {
         self.cf(name)
-    }
-}
-
-/// The write batch one commit builds, with what it has staged so far.
-struct Group<'s> {
-    store: &'s Store,
-    batch: WriteBatch,
-    /// Records staged in this group, so duplicates inside the group dedupe too.
-    written: HashMap<DeltaId, Arc<StoredDelta>>,
-    /// Records already in the journal for the group's ids, read by `preload`.
-    stored: HashMap<DeltaId, Arc<StoredDelta>>,
-    /// Origin places claimed in this group.
-    claimed: HashMap<(HostId, Seq), DeltaId>,
-    /// This host's stamps for the group's local writes, signed in parallel ahead of staging.
-    presigned: HashMap<(DeltaId, Seq), Stamp>,
-    /// Newly stored deltas, in arrival order, for the live feed.
-    fresh: Vec<Arc<StoredDelta>>,
-}
-
-impl<'s> Group<'s> {
-    fn new(store: &'s Store) -> Self {
-        Self {
-            store,
-            batch: WriteBatch::default(),
-            written: HashMap::new(),
-            stored: HashMap::new(),
-            claimed: HashMap::new(),
-            presigned: HashMap::new(),
-            fresh: Vec::new(),
-        }
-    }
-
-    fn put(&mut self, cf: &str, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
-        self.batch.put_cf(self.store.cf(cf), key, value);
-    }
-
-    /// Looks up, in one batched read, which of the group's deltas are already stored.
-    fn preload(&mut self, ids: impl Iterator<Item = DeltaId>) -> Result<()> {
-        let ids: Vec<DeltaId> = ids.collect();
-        let found = self.store.inner.db.batched_multi_get_cf(
-            self.store.cf(CF_DELTAS),
-            ids.iter().map(|id| id.as_bytes()),
-            false,
-        );
-        for (id, value) in ids.into_iter().zip(found) {
-            if let Some(bytes) = value? {
-                self.stored
-                    .insert(id, Arc::new(layout::decode_record(&bytes)?));
-            }
-        }
-        Ok(())
-    }
-
-    /// Signs, in parallel, the origin stamps staging will give the group's local writes.
-    /// It predicts the seqs staging assigns (same order, same rules); a prediction that does
-    /// not hold (an equivocating stamp in the input, say) is simply signed again in
-    /// staging. One signature per local write, made serially under the commit lock, was the
-    /// largest cost of ingest through the HTTP API.
-    fn presign(
-        &mut self,
-        state: &mut CommitState,
-        work: &[(Option<&KeyPair>, &[Prepared])],
-    ) -> Result<()> {
-        let mut planned: Vec<(DeltaId, Seq, &KeyPair)> = Vec::new();
-        let mut seen: HashSet<DeltaId> = HashSet::new();
-        let mut next: HashMap<HostId, Seq> = HashMap::new();
-        for (host, items) in work {
-            let Some(host) = host else { continue };
-            let host_id = host.host_id();
-            for item in items.iter() {
-                let id = item.delta.id();
-                let held = self.stored.contains_key(&id) || !seen.insert(id);
-                if held || item.stamps.iter().any(|s| s.host() == host_id) {
-                    continue;
-                }
-                let seq = match next.get(&host_id) {
-                    Some(last) => last.next(),
-                    None => self
-                        .store
-                        .last_seq(state, host_id)?
-                        .map_or(Seq::FIRST, Seq::next),
-                };
-                next.insert(host_id, seq);
-                planned.push((id, seq, host));
-            }
-        }
-        self.presigned = planned
-            .par_iter()
-            .map(|(id, seq, host)| ((*id, *seq), Stamp::sign(*id, *seq, host)))
-            .collect();
-        Ok(())
-    }
-
-    /// Adds one delta (or, for one already held, its new stamps) to the batch.
-    fn stage(
-        &mut self,
-        state: &mut CommitState,
-        item: Prepared,
-        stamp_with: Option<&KeyPair>,
-    ) -> Result<PutOutcome> {
-        let id = item.delta.id();
-        let existing = self
-            .written
-            .get(&id)
-            .or_else(|| self.stored.get(&id))
-            .map(|s| StoredDelta::clone(s));
-        if let Some(stored) = existing {
-            return self.add_stamps(state, stored, &item.stamps);
-        }
-
-        let arrival = Arrival::new(state.next_arrival);
-        state.next_arrival += 1;
-        let mut stamps = Vec::with_capacity(item.stamps.len() + 1);
-        for stamp in &item.stamps {
-            if !stamps.iter().any(|s: &Stamp| s.host() == stamp.host())
-                && self
-                    .store
-                    .claim_stamp(state, &mut self.claimed, stamp, id)?
-            {
-                stamps.push(*stamp);
-            }
-        }
-        if let Some(host) = stamp_with {
-            let host_id = host.host_id();
-            if !stamps.iter().any(|s| s.host() == host_id) {
-                let seq = self
-                    .store
-                    .last_seq(state, host_id)?
-                    .map_or(Seq::FIRST, Seq::next);
-                state.last_seq.insert(host_id, seq);
-                self.claimed.insert((host_id, seq), id);
-                let stamp = self
-                    .presigned
-                    .remove(&(id, seq))
-                    .unwrap_or_else(|| Stamp::sign(id, seq, host));
-                stamps.push(stamp);
-            }
-        }
-        let delta = item.delta;
-        self.put(
-            CF_DELTAS,
-            id.as_bytes(),
-            layout::encode_record(arrival, &stamps, &delta),
-        );
-        self.put(CF_ARRIVAL, layout::arrival_key(arrival), id.as_bytes());
-        self.put(
-            CF_AUTHOR,
-            layout::author_key(delta.author(), arrival),
-            id.as_bytes(),
-        );
-        for stamp in &stamps {
-            self.put(
-                CF_ORIGIN,
-                layout::origin_key(stamp.host(), stamp.seq()),
-                id.as_bytes(),
-            );
-        }
-        for (entity, context) in delta.target_entities() {
-            self.put(
-                CF_ENTITY,
-                layout::entity_key(entity.as_str(), context.unwrap_or(""), id),
-                [],
-            );
-        }
-        for negated in delta.negated_ids() {
-            self.put(CF_NEGATION, layout::negation_key(negated, id), []);
-        }
-        let stored = Arc::new(StoredDelta {
-            arrival,
-            delta,
-            stamps,
-        });
-        self.written.insert(id, Arc::clone(&stored));
-        self.fresh.push(stored);
-        Ok(PutOutcome::Stored(arrival))
-    }
-
-    /// A delta already held gains the stamps of hosts it had none from.
-    fn add_stamps(
-        &mut self,
-        state: &mut CommitState,
-        mut stored: StoredDelta,
-        stamps: &[Stamp],
-    ) -> Result<PutOutcome> {
-        let id = stored.delta.id();
-        let mut changed = false;
-        for stamp in stamps {
-            if stored.stamps.iter().any(|s| s.host() == stamp.host()) {
-                continue;
-            }
-            if stored.stamps.len() >= MAX_STAMPS {
-                tracing::warn!(delta = %id, "dropping origin stamps beyond the limit of {MAX_STAMPS}");
-                break;
-            }
-            if self
-                .store
-                .claim_stamp(state, &mut self.claimed, stamp, id)?
-            {
-                self.put(
-                    CF_ORIGIN,
-                    layout::origin_key(stamp.host(), stamp.seq()),
-                    id.as_bytes(),
-                );
-                stored.stamps.push(*stamp);
-                changed = true;
-            }
-        }
-        let arrival = stored.arrival;
-        if changed {
-            self.put(
-                CF_DELTAS,
-                id.as_bytes(),
-                layout::encode_record(arrival, &stored.stamps, &stored.delta),
-            );
-            self.written.insert(id, Arc::new(stored));
-        }
-        Ok(PutOutcome::Duplicate(arrival))
     }
 }
 
