@@ -84,10 +84,7 @@ pub(crate) fn configured_to_redial<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn host(n: u8) -> HostId {
-        HostId::from_bytes([n; 32])
-    }
+    use crate::testing::host;
 
     #[test]
     fn a_ban_ends_and_gives_back_the_links_it_closed() {

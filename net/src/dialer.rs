@@ -183,10 +183,7 @@ impl Dialer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn host(n: u8) -> HostId {
-        HostId::from_bytes([n; 32])
-    }
+    use crate::testing::host;
 
     fn dialer(configured: &[&str], max_learnt: usize) -> Dialer {
         let configured = configured.iter().map(|a| a.to_string()).collect();

@@ -53,6 +53,8 @@ mod serve;
 mod sessions;
 #[cfg(feature = "test-utils")]
 pub mod sim;
+#[cfg(test)]
+mod testing;
 #[cfg_attr(not(feature = "driver"), allow(dead_code))]
 mod topics;
 pub mod wire;

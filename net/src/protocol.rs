@@ -314,17 +314,9 @@ fn requests(sends: Vec<(HostId, Message)>) -> Vec<Action> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use hypha_primitives::{DeltaBuilder, Hlc, KeyPair, Pointer};
-
     use super::*;
-    use crate::reconcile::{Item, ReconcileConfig, Reconciler};
     use crate::sessions::MAX_BUILDING;
-
-    fn host(n: u8) -> HostId {
-        HostId::from_bytes([n; 32])
-    }
+    use crate::testing::{delta, host, slice};
 
     fn full() -> Protocol {
         Protocol::new(host(0), Coverage::new(), PeerConfig::default(), None, 1_000)
@@ -346,22 +338,6 @@ mod tests {
             from: host(from),
             message,
         }
-    }
-
-    fn delta(n: i64) -> StampedDelta {
-        DeltaBuilder::new(Hlc::new(1, 0))
-            .pointer(Pointer::value("n", n))
-            .sign(&KeyPair::from_seed([1; 32]))
-            .unwrap()
-            .into()
-    }
-
-    fn slice(ids: impl IntoIterator<Item = u8>) -> Arc<Reconciler> {
-        let items = ids.into_iter().map(|n| Item {
-            time: u64::from(n),
-            id: DeltaId::from_bytes([n; 32]),
-        });
-        Arc::new(Reconciler::new(items, ReconcileConfig::default()))
     }
 
     #[test]

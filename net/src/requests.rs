@@ -241,21 +241,8 @@ impl Requests {
 
 #[cfg(test)]
 mod tests {
-    use hypha_primitives::{DeltaBuilder, Hlc, KeyPair, Pointer};
-
     use super::*;
-
-    fn host(n: u8) -> HostId {
-        HostId::from_bytes([n; 32])
-    }
-
-    fn delta(n: i64) -> StampedDelta {
-        DeltaBuilder::new(Hlc::new(1, 0))
-            .pointer(Pointer::value("n", n))
-            .sign(&KeyPair::from_seed([1; 32]))
-            .unwrap()
-            .into()
-    }
+    use crate::testing::{delta, host};
 
     fn fetched(request: u64, deltas: Vec<StampedDelta>) -> Message {
         Message::Fetched {

@@ -278,19 +278,7 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::{Item, ReconcileConfig};
-
-    fn host(n: u8) -> HostId {
-        HostId::from_bytes([n; 32])
-    }
-
-    fn slice(ids: impl IntoIterator<Item = u8>) -> Arc<Reconciler> {
-        let items = ids.into_iter().map(|n| Item {
-            time: u64::from(n),
-            id: DeltaId::from_bytes([n; 32]),
-        });
-        Arc::new(Reconciler::new(items, ReconcileConfig::default()))
-    }
+    use crate::testing::{host, slice};
 
     #[test]
     fn a_session_runs_turn_by_turn_and_settles_with_what_this_node_lacks() {
