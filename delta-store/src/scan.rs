@@ -54,6 +54,18 @@ impl Store {
         from: Seq,
         to: Seq,
     ) -> impl Iterator<Item = Result<(Seq, StoredDelta)>> + '_ {
+        self.scan_origin_ids(host, from, to)
+            .map(move |entry| entry.and_then(|(seq, id)| Ok((seq, self.load(id)?))))
+    }
+
+    /// The ids of the deltas stamped by `host` with sequence numbers in `from..=to`, in
+    /// sequence order, from the origin index alone (load them with [`Store::get_many`]).
+    pub fn scan_origin_ids(
+        &self,
+        host: HostId,
+        from: Seq,
+        to: Seq,
+    ) -> impl Iterator<Item = Result<(Seq, DeltaId)>> + '_ {
         let start = layout::origin_key(host, from).to_vec();
         self.index_from(ORIGIN, start, host.as_bytes().to_vec())
             .map(|entry| {
@@ -67,7 +79,6 @@ impl Store {
                 })
             })
             .take_while(move |entry| !matches!(entry, Ok((seq, _)) if *seq > to))
-            .map(move |entry| entry.and_then(|(seq, id)| Ok((seq, self.load(id)?))))
     }
 
     /// Every origin stamp held, as (host, seq), in host then seq order: what coverage is

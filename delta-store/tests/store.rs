@@ -584,3 +584,20 @@ fn a_batch_verified_first_is_stored_later_and_a_forgery_is_refused_before_anythi
     let err = store.verify_batch(bad).expect_err("a forged delta");
     assert!(matches!(err, Error::Invalid { index: 1, .. }), "{err}");
 }
+
+#[test]
+fn many_deltas_are_read_at_once_in_the_order_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let a = set(&key(1), 1, "e", "p", 1);
+    let b = set(&key(1), 2, "e", "p", 2);
+    store
+        .put_batch(vec![a.clone().into(), b.clone().into()])
+        .unwrap();
+    let absent = hypha_primitives::DeltaId::from_bytes([9; 32]);
+    let got = store.get_many(&[b.id(), absent, a.id()]).unwrap();
+    assert_eq!(got[0].as_ref().map(|s| s.delta.id()), Some(b.id()));
+    assert!(got[1].is_none());
+    assert_eq!(got[2].as_ref().map(|s| s.delta.id()), Some(a.id()));
+    assert!(store.get_many(&[]).unwrap().is_empty());
+}

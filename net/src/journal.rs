@@ -54,20 +54,32 @@ impl Journal for Store {
         ranges: &[(HostId, Seq, Seq)],
         limit: usize,
     ) -> Result<(Vec<StampedDelta>, bool), Self::Error> {
-        let mut deltas = Vec::new();
-        for (host, from, to) in ranges {
-            for entry in self.scan_origin(*host, *from, *to) {
-                let (_, stored) = entry?;
-                if deltas.len() >= limit {
-                    return Ok((deltas, true));
+        // The ids from the origin index, then the records in one batched lookup.
+        let mut ids = Vec::new();
+        let mut more = false;
+        'ranges: for (host, from, to) in ranges {
+            for entry in self.scan_origin_ids(*host, *from, *to) {
+                let (_, id) = entry?;
+                if ids.len() >= limit {
+                    more = true;
+                    break 'ranges;
                 }
-                deltas.push(StampedDelta {
-                    delta: stored.delta,
-                    stamps: stored.stamps,
-                });
+                ids.push(id);
             }
         }
-        Ok((deltas, false))
+        let mut deltas = Vec::with_capacity(ids.len());
+        for (id, stored) in ids.iter().zip(self.get_many(&ids)?) {
+            let stored = stored.ok_or_else(|| {
+                hypha_delta_store::Error::Corrupt(format!(
+                    "origin index names delta {id}, which is not stored"
+                ))
+            })?;
+            deltas.push(StampedDelta {
+                delta: stored.delta,
+                stamps: stored.stamps,
+            });
+        }
+        Ok((deltas, more))
     }
 
     fn get(&self, id: DeltaId) -> Result<Option<StampedDelta>, Self::Error> {

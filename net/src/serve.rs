@@ -329,6 +329,24 @@ mod tests {
             "counted up to the cap"
         );
 
+        // A catch-up page: the ranges' deltas in seq order, cut at the limit.
+        let host = key.host_id();
+        let page = |from: u64, to: u64, limit: usize| {
+            let ranges = vec![(host, Seq::new(from), Seq::new(to))];
+            store.page(&ranges, limit).unwrap()
+        };
+        let (deltas, more) = page(2, 5, 10);
+        assert!(!more);
+        let got: Vec<DeltaId> = deltas.iter().map(|d| d.delta.id()).collect();
+        assert_eq!(got, ids[1..5].to_vec(), "seqs 2 to 5, in order");
+        assert_eq!(deltas[0].stamps[0].seq(), Seq::new(2), "with their stamps");
+        let (deltas, more) = page(1, 6, 3);
+        assert!(more, "cut short");
+        assert_eq!(deltas.len(), 3);
+        let (deltas, more) = page(6, 6, 1);
+        assert!(!more, "exactly the limit is not more");
+        assert_eq!(deltas.len(), 1);
+
         let odd = parse_slice(r#"{"in": ["odd", {"var": "targets"}]}"#).unwrap();
         assert_eq!(slice(&store, odd.as_ref()).unwrap().len(), 3);
         assert_eq!(slice(&store, None).unwrap().len(), 6);
