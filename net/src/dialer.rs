@@ -180,6 +180,64 @@ impl Dialer {
     }
 }
 
+/// A learnt address that fails this many times in a row without linking is given up (its
+/// slot under the learnt-peer cap is freed).
+pub(crate) const LEARNT_ATTEMPTS: u32 = 5;
+/// The first pause before a redial (ms); it doubles with each failure in a row.
+const FIRST_BACKOFF_MS: u64 = 100;
+/// The longest pause before a redial (ms).
+const MAX_BACKOFF_MS: u64 = 5_000;
+
+/// When one link redials after it ends, and when a learnt one gives up.
+#[derive(Debug)]
+pub(crate) struct Redial {
+    learnt: bool,
+    backoff_ms: u64,
+    failures: u32,
+}
+
+/// What a link does after it ends.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Dial again after this many milliseconds.
+    After(u64),
+    /// Stop: a learnt address that never links.
+    GiveUp,
+}
+
+impl Redial {
+    /// The policy of a link to a configured (or dialled-back) address, or a learnt one.
+    pub(crate) fn new(learnt: bool) -> Self {
+        Self {
+            learnt,
+            backoff_ms: FIRST_BACKOFF_MS,
+            failures: 0,
+        }
+    }
+
+    /// The link never came up (no connection, or no handshake).
+    pub(crate) fn failed(&mut self) -> Next {
+        self.failures += 1;
+        if self.learnt && self.failures >= LEARNT_ATTEMPTS {
+            return Next::GiveUp;
+        }
+        self.pause()
+    }
+
+    /// The link was up and broke: start again from the shortest pause.
+    pub(crate) fn broke(&mut self) -> Next {
+        self.failures = 0;
+        self.backoff_ms = FIRST_BACKOFF_MS;
+        self.pause()
+    }
+
+    fn pause(&mut self) -> Next {
+        let pause = self.backoff_ms;
+        self.backoff_ms = (self.backoff_ms * 2).min(MAX_BACKOFF_MS);
+        Next::After(pause)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +339,38 @@ mod tests {
         assert!(
             !d.keep_link(&host(1), true),
             "a second link to a linked host"
+        );
+    }
+
+    #[test]
+    fn a_link_redials_with_a_doubling_pause_and_a_learnt_one_gives_up() {
+        let mut configured = Redial::new(false);
+        let pauses: Vec<Next> = (0..8).map(|_| configured.failed()).collect();
+        assert_eq!(
+            pauses,
+            [100, 200, 400, 800, 1_600, 3_200, 5_000, 5_000].map(Next::After),
+            "doubling up to five seconds, never giving up"
+        );
+        assert_eq!(
+            configured.broke(),
+            Next::After(100),
+            "a link that was up starts again"
+        );
+        assert_eq!(configured.failed(), Next::After(200));
+
+        let mut learnt = Redial::new(true);
+        for _ in 1..LEARNT_ATTEMPTS {
+            assert!(matches!(learnt.failed(), Next::After(_)));
+        }
+        assert_eq!(learnt.failed(), Next::GiveUp, "five failures in a row");
+        let mut learnt = Redial::new(true);
+        for _ in 1..LEARNT_ATTEMPTS {
+            learnt.failed();
+        }
+        learnt.broke();
+        assert!(
+            matches!(learnt.failed(), Next::After(_)),
+            "a link that came up resets the count"
         );
     }
 }

@@ -12,6 +12,7 @@ use zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, SubSocket};
 use super::{
     frames, Inbound, Shared, HELLO, MESSAGE, PING, PLAIN, PROOF, PUBLISH_KEY, SEALED, WELCOME,
 };
+use crate::dialer::{Next, Redial};
 use crate::handshake::{self, nonce, Hello, Welcome};
 use crate::liveness::{Check, Liveness};
 use crate::seal::{Ephemeral, GroupKey, LinkKeys};
@@ -27,44 +28,36 @@ enum Ended {
     SelfLink,
 }
 
-/// A learnt address that fails this many times in a row without linking is given up (its
-/// slot under the learnt-peer cap is freed).
-const LEARNT_ATTEMPTS: u32 = 5;
-
-/// One outbound link: dials, handshakes, relays, and redials with backoff when it breaks.
-/// A link to a learnt address gives up after `LEARNT_ATTEMPTS` failures in a row.
+/// One outbound link: dials, handshakes, relays, and redials when it breaks, as the
+/// dialer's [`Redial`] policy says (a learnt address gives up after failing in a row).
 pub(super) async fn run_link(link: u64, address: String, shared: Arc<Shared>, learnt: bool) {
-    let mut backoff = Duration::from_millis(100);
-    let mut failures = 0;
+    let mut redial = Redial::new(learnt);
     loop {
-        match session(link, &address, &shared).await {
-            Ended::SelfLink => {
+        let next = match session(link, &address, &shared).await {
+            Ended::SelfLink => Next::GiveUp,
+            Ended::Retry(why) => {
+                tracing::debug!(%address, why, "link failed");
+                let next = redial.failed();
+                if next == Next::GiveUp {
+                    tracing::info!(%address, "giving up a learnt peer that does not answer");
+                }
+                next
+            }
+            Ended::Broke(why) => {
+                tracing::debug!(%address, why, "link ended");
+                redial.broke()
+            }
+        };
+        match next {
+            Next::After(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+            Next::GiveUp => {
                 let _ = shared
                     .inbound
                     .send(Inbound::LinkGone { link, address })
                     .await;
                 return;
             }
-            Ended::Retry(why) => {
-                failures += 1;
-                tracing::debug!(%address, why, failures, "link failed");
-                if learnt && failures >= LEARNT_ATTEMPTS {
-                    tracing::info!(%address, "giving up a learnt peer that does not answer");
-                    let _ = shared
-                        .inbound
-                        .send(Inbound::LinkGone { link, address })
-                        .await;
-                    return;
-                }
-            }
-            Ended::Broke(why) => {
-                failures = 0;
-                backoff = Duration::from_millis(100);
-                tracing::debug!(%address, why, "link ended");
-            }
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
