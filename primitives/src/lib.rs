@@ -38,6 +38,7 @@
 #![deny(missing_docs)]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod batch_stamp;
 pub mod codec;
 mod delta;
 mod error;
@@ -53,6 +54,7 @@ mod stamp;
 mod stamped;
 mod verify;
 
+pub use batch_stamp::{BatchStamp, BATCH_STAMP_LEN, MAX_BATCH};
 pub use delta::{
     verify_batch, Delta, DeltaBuilder, Pointer, Primitive, Target, MAX_POINTERS, NEGATES,
 };
