@@ -4,16 +4,13 @@
 //! `schema`, `import`, `export` and `status` do either ([`Target`]).
 
 use std::io::{Read, Write};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use hypha_delta_store::{
-    load_or_create_node_key, node_key_path, read_key_file, write_key_file, Arrival, Store,
-    StoredDelta,
+    load_or_create_node_key, node_key_path, read_key_file, write_key_file, Arrival, LocalWriter,
+    Store, StoredDelta,
 };
-use hypha_primitives::{
-    DeltaBuilder, DeltaId, EntityId, Filter, Hlc, HlcClock, KeyPair, Pointer, Schema,
-};
+use hypha_primitives::{DeltaId, EntityId, Filter, Hlc, KeyPair, Pointer, Schema};
 use hypha_views::{load_index, AsOf, LocalOnly, Materializer, Resolver, SchemaSet};
 use serde_json::{json, Value};
 
@@ -242,16 +239,7 @@ fn sign_and_store(
     pointers: Vec<Pointer>,
 ) -> Result<DeltaId> {
     let key = load_or_create_node_key(data)?;
-    let mut clock = HlcClock::resume_after(
-        store
-            .last_by_author(key.author())?
-            .map(|s| s.delta.time())
-            .unwrap_or_default(),
-    );
-    let delta = DeltaBuilder::new(clock.tick(wall_ms()))
-        .pointers(pointers)
-        .sign(&key)?;
-    store.put_local_batch(vec![delta.clone()], &key)?;
+    let (delta, _) = LocalWriter::new(store.clone(), key)?.write(pointers)?;
     Ok(delta.id())
 }
 
@@ -342,11 +330,4 @@ fn read_stdin() -> Result<String> {
         .read_to_string(&mut text)
         .context("reading stdin")?;
     Ok(text)
-}
-
-/// The one place the node reads the wall clock.
-pub(crate) fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

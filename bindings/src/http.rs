@@ -28,10 +28,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::StreamExt;
-use hypha_delta_store::{PutOutcome, StampedDelta, Store};
+use hypha_delta_store::{LocalWriter, PutOutcome, StampedDelta, Store};
 use hypha_net::Network;
 use hypha_primitives::{
-    check_integer_literals, Delta, DeltaBuilder, DeltaId, HlcClock, KeyPair, Pointer, Seq,
+    check_integer_literals, Delta, DeltaBuilder, DeltaId, KeyPair, Pointer, Seq,
 };
 use rayon::prelude::*;
 use serde_json::{json, Value};
@@ -52,7 +52,8 @@ pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
 pub struct NodeApi {
     store: Store,
     key: KeyPair,
-    clock: Mutex<HlcClock>,
+    /// Signs the node's own writes at the node clock's readings.
+    writer: LocalWriter,
     network: Option<Arc<Network>>,
     /// When set, writes (mutations, `POST /write`, `POST /deltas`) need
     /// `Authorization: Bearer <token>`.
@@ -118,14 +119,11 @@ impl NodeApi {
         key: KeyPair,
         network: Option<Arc<Network>>,
     ) -> hypha_delta_store::Result<NodeApi> {
-        let last = store
-            .last_by_author(key.author())?
-            .map(|s| s.delta.time())
-            .unwrap_or_default();
+        let writer = LocalWriter::new(store.clone(), key.clone())?;
         Ok(NodeApi {
             store,
             key,
-            clock: Mutex::new(HlcClock::resume_after(last)),
+            writer,
             network,
             token: None,
             changes: None,
@@ -375,15 +373,6 @@ impl WriteAnswer {
 }
 
 impl NodeApi {
-    /// The node clock's next reading.
-    fn tick(&self) -> Result<hypha_primitives::Hlc, ApiError> {
-        let mut clock = self
-            .clock
-            .lock()
-            .map_err(|_| internal("node clock poisoned"))?;
-        Ok(clock.tick(wall_ms()))
-    }
-
     /// The journal.
     pub fn store(&self) -> &Store {
         &self.store
@@ -408,10 +397,10 @@ impl NodeApi {
         min_confidence: usize,
         timeout: Duration,
     ) -> Result<WriteAnswer, ApiError> {
-        let delta = DeltaBuilder::new(self.tick()?)
-            .pointers(pointers)
-            .sign(&self.key)
-            .map_err(bad_request)?;
+        let delta = self.writer.sign(pointers).map_err(|e| match e {
+            hypha_delta_store::Error::Invalid { source, .. } => bad_request(source),
+            e => store_error(e),
+        })?;
         let id = delta.id();
         self.submit(vec![delta]).await?;
         self.wait_for(id, min_confidence, timeout).await
@@ -434,7 +423,7 @@ impl NodeApi {
         let mut deltas = Vec::with_capacity(writes.len());
         let mut transaction = String::new();
         for (n, pointers) in writes.into_iter().enumerate() {
-            let time = self.tick()?;
+            let time = self.writer.tick();
             if n == 0 {
                 // Unique per node and clock reading.
                 transaction = format!("tx:{}:{time}", self.key.host_id());
@@ -871,10 +860,4 @@ async fn peers(State(api): State<Arc<NodeApi>>) -> Json<Value> {
     };
     let peers: Vec<String> = peers.iter().map(ToString::to_string).collect();
     Json(json!({ "peers": peers }))
-}
-
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -36,6 +36,7 @@ mod error;
 mod group;
 mod identity;
 mod layout;
+mod local;
 mod scan;
 mod store;
 mod verify;
@@ -50,6 +51,7 @@ pub use error::{Error, Result};
 pub use identity::{
     load_or_create_node_key, node_key_path, read_key_file, write_key_file, NODE_KEY_FILE,
 };
+pub use local::{wall_ms, LocalWriter};
 pub use store::{PutOutcome, StampedDelta, Store, MAX_STAMPS};
 pub use verify::VerifiedBatch;
 

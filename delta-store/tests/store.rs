@@ -601,3 +601,32 @@ fn many_deltas_are_read_at_once_in_the_order_asked() {
     assert_eq!(got[2].as_ref().map(|s| s.delta.id()), Some(a.id()));
     assert!(store.get_many(&[]).unwrap().is_empty());
 }
+
+#[test]
+fn a_local_writer_signs_stamps_and_stores_and_its_clock_survives_a_restart() {
+    use hypha_delta_store::LocalWriter;
+    use hypha_primitives::Pointer;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let writer = LocalWriter::new(store.clone(), key(5)).unwrap();
+    let (first, outcome) = writer.write(vec![Pointer::value("n", 1)]).unwrap();
+    assert!(outcome.is_new());
+    let (second, _) = writer.write(vec![Pointer::value("n", 2)]).unwrap();
+    assert!(second.time() > first.time(), "its clock only moves on");
+    let stored = store.get(second.id()).unwrap().unwrap();
+    assert_eq!(stored.delta.author(), key(5).author());
+    assert_eq!(
+        (stored.stamps[0].host(), stored.stamps[0].seq()),
+        (key(5).host_id(), Seq::new(2)),
+        "stamped by the node as its second"
+    );
+    // A writer made again over the same journal continues after what the key wrote.
+    let again = LocalWriter::new(store.clone(), key(5)).unwrap();
+    assert!(again.tick() > second.time());
+    // What cannot be signed is refused as invalid input, and nothing is stored.
+    let huge = Pointer::value("n", "x".repeat(2 << 20));
+    let err = again.write(vec![huge]).expect_err("too large a delta");
+    assert!(err.is_rejected_input(), "{err}");
+    assert_eq!(store.last_arrival().unwrap().map(|a| a.get()), Some(2));
+}
