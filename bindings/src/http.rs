@@ -47,7 +47,8 @@ pub const FETCH_WAIT: Duration = Duration::from_secs(5);
 /// How long a write waits for confidence when the request does not say.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
 
-/// What the routes share: the journal, the node key and clock, and the network if any.
+/// What the routes share: the journal, the node key, the local writer (key and clock), and
+/// the network if any.
 #[derive(Debug)]
 pub struct NodeApi {
     store: Store,
