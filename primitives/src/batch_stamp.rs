@@ -197,12 +197,7 @@ fn message(host: HostId, first: Seq, last: Seq, root: &Hash) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ids(n: usize) -> Vec<DeltaId> {
-        (0..n)
-            .map(|i| DeltaId::from_bytes(*blake3::hash(&i.to_be_bytes()).as_bytes()))
-            .collect()
-    }
+    use crate::merkle::sample_ids as ids;
 
     #[test]
     fn a_batch_proves_each_of_its_deltas_in_its_place_and_nothing_else() {

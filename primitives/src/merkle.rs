@@ -182,6 +182,14 @@ fn fold_run<'a>(
     Some(node(&left, &right))
 }
 
+/// `n` distinct ids, for tests.
+#[cfg(test)]
+pub(crate) fn sample_ids(n: usize) -> Vec<DeltaId> {
+    (0..n)
+        .map(|i| DeltaId::from_bytes(*blake3::hash(&i.to_be_bytes()).as_bytes()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -189,9 +197,7 @@ mod tests {
     use super::*;
 
     fn ids(n: usize) -> Vec<DeltaId> {
-        (0..n)
-            .map(|i| DeltaId::from_bytes(*blake3::hash(&i.to_be_bytes()).as_bytes()))
-            .collect()
+        sample_ids(n)
     }
 
     #[test]
