@@ -1001,9 +1001,10 @@ fn mutations() -> Object {
                     let json = json_arg(&ctx, "delta")?.ok_or_else(|| gql_error("delta is required"))?;
                     let delta = Delta::from_json(&json).map_err(gql_error)?;
                     let id = delta.id();
-                    shared.api.submit(vec![delta]).await.map_err(api_error)?;
+                    let submitted = shared.api.submit(vec![delta]).await.map_err(api_error)?;
+                    let seq = submitted.first().and_then(|(_, outcome)| outcome.local_seq());
                     let (min, timeout) = wait_args(&ctx)?;
-                    let written = shared.api.wait_for(id, min, timeout).await.map_err(api_error)?;
+                    let written = shared.api.wait_for(id, seq, min, timeout).await.map_err(api_error)?;
                     Ok(answer(written))
                 })
             })

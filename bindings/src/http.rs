@@ -403,8 +403,11 @@ impl NodeApi {
             e => store_error(e),
         })?;
         let id = delta.id();
-        self.submit(vec![delta]).await?;
-        self.wait_for(id, min_confidence, timeout).await
+        let submitted = self.submit(vec![delta]).await?;
+        let seq = submitted
+            .first()
+            .and_then(|(_, outcome)| outcome.local_seq());
+        self.wait_for(id, seq, min_confidence, timeout).await
     }
 
     /// Writes a complete transaction atomically: one delta per entry of `writes`, each
@@ -447,27 +450,24 @@ impl NodeApi {
             }
             deltas.push(builder.sign(&self.key).map_err(bad_request)?);
         }
-        let ids: Vec<DeltaId> = deltas.iter().map(Delta::id).collect();
-        self.submit(deltas).await?;
-        let mut answers = Vec::with_capacity(ids.len());
-        for id in ids {
-            answers.push(self.wait_for(id, min_confidence, timeout).await?);
+        let submitted = self.submit(deltas).await?;
+        let mut answers = Vec::with_capacity(submitted.len());
+        for (id, outcome) in submitted {
+            let seq = outcome.local_seq();
+            answers.push(self.wait_for(id, seq, min_confidence, timeout).await?);
         }
         Ok((transaction, answers))
     }
 
     /// Verifies deltas signed by their authors, stamps them with this node's origin seqs
-    /// and stores them, all or nothing; answers each id and whether it was new.
-    pub async fn submit(&self, deltas: Vec<Delta>) -> Result<Vec<(DeltaId, bool)>, ApiError> {
+    /// and stores them, all or nothing; answers each id with what storing it did (whether
+    /// it was new, and this node's stamp on it).
+    pub async fn submit(&self, deltas: Vec<Delta>) -> Result<Vec<(DeltaId, PutOutcome)>, ApiError> {
         let ids: Vec<DeltaId> = deltas.iter().map(Delta::id).collect();
         let (store, key) = (self.store.clone(), self.key.clone());
         let outcomes =
             blocking(move || store.put_local_batch(deltas, &key).map_err(store_error)).await?;
-        Ok(ids
-            .into_iter()
-            .zip(outcomes)
-            .map(|(id, outcome)| (id, matches!(outcome, PutOutcome::Stored(_))))
-            .collect())
+        Ok(ids.into_iter().zip(outcomes).collect())
     }
 
     /// The stored delta `id` as JSON; when it is not held here and `fetch` is set, it is
@@ -499,16 +499,17 @@ impl NodeApi {
         }
     }
 
-    /// Waits until `min_confidence` peers hold stored delta `id`, or `timeout` (capped at a
-    /// minute); with 0, answers at once with the confidence known now.
+    /// Waits until `min_confidence` peers hold stored delta `id`, which this node stamped
+    /// as `seq` (as [`NodeApi::submit`] answers), or `timeout` (capped at a minute); with 0,
+    /// answers at once with the confidence known now. Without a stamp of this node there is
+    /// nothing to wait for: confidence 0.
     pub async fn wait_for(
         &self,
         id: DeltaId,
+        seq: Option<Seq>,
         min_confidence: usize,
         timeout: Duration,
     ) -> Result<WriteAnswer, ApiError> {
-        let (store, key) = (self.store.clone(), self.key.clone());
-        let seq = blocking(move || own_seq(&store, id, &key)).await?;
         let (confidence, reached) = match (&self.network, seq) {
             (Some(network), Some(seq)) if min_confidence > 0 => {
                 network
@@ -571,17 +572,6 @@ fn parse_lines(body: &str) -> Result<(Vec<usize>, Vec<StampedDelta>), ApiError> 
     Ok((lines.into_iter().map(|(n, _)| n).collect(), deltas))
 }
 
-/// The seq of this node's stamp on a stored delta.
-fn own_seq(store: &Store, id: DeltaId, key: &KeyPair) -> Result<Option<Seq>, ApiError> {
-    let stored = store.get(id).map_err(internal)?;
-    Ok(stored.and_then(|s| {
-        s.stamps
-            .iter()
-            .find(|stamp| stamp.host() == key.host_id())
-            .map(|stamp| stamp.seq())
-    }))
-}
-
 async fn submit(
     State(api): State<Arc<NodeApi>>,
     headers: HeaderMap,
@@ -615,7 +605,7 @@ async fn submit(
         Ok(outcomes) => ids
             .into_iter()
             .zip(outcomes)
-            .map(|(id, outcome)| (id, matches!(outcome, PutOutcome::Stored(_))))
+            .map(|(id, outcome)| (id, outcome.is_new()))
             .collect(),
         // Name the line, not the position in the batch.
         Err(hypha_delta_store::Error::Invalid { index, source }) => {

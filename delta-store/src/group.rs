@@ -117,7 +117,7 @@ impl<'s> Group<'s> {
             .or_else(|| self.stored.get(&id))
             .map(|s| StoredDelta::clone(s));
         if let Some(stored) = existing {
-            return self.add_stamps(state, stored, &item.stamps);
+            return self.add_stamps(state, stored, &item.stamps, stamp_with);
         }
 
         let arrival = Arrival::new(state.next_arrival);
@@ -182,9 +182,10 @@ impl<'s> Group<'s> {
             delta,
             stamps,
         });
+        let local_seq = local_seq(&stored.stamps, stamp_with);
         self.written.insert(id, Arc::clone(&stored));
         self.fresh.push(stored);
-        Ok(PutOutcome::Stored(arrival))
+        Ok(PutOutcome::new(arrival, true, local_seq))
     }
 
     /// A delta already held gains the stamps of hosts it had none from.
@@ -193,6 +194,7 @@ impl<'s> Group<'s> {
         state: &mut CommitState,
         mut stored: StoredDelta,
         stamps: &[Stamp],
+        stamp_with: Option<&KeyPair>,
     ) -> Result<PutOutcome> {
         let id = stored.delta.id();
         let mut changed = false;
@@ -218,6 +220,7 @@ impl<'s> Group<'s> {
             }
         }
         let arrival = stored.arrival;
+        let local_seq = local_seq(&stored.stamps, stamp_with);
         if changed {
             self.put(
                 CF_DELTAS,
@@ -226,6 +229,12 @@ impl<'s> Group<'s> {
             );
             self.written.insert(id, Arc::new(stored));
         }
-        Ok(PutOutcome::Duplicate(arrival))
+        Ok(PutOutcome::new(arrival, false, local_seq))
     }
+}
+
+/// The seq of the stamp `stamp_with`'s host put on a delta, if it stamps and did.
+fn local_seq(stamps: &[Stamp], stamp_with: Option<&KeyPair>) -> Option<Seq> {
+    let host = stamp_with?.host_id();
+    stamps.iter().find(|s| s.host() == host).map(Stamp::seq)
 }

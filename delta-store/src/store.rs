@@ -24,25 +24,39 @@ use crate::{Arrival, Config, Durability, Error, Result, StoreBuilder, StoredDelt
 /// independent acceptance.
 pub const MAX_STAMPS: usize = 64;
 
-/// What a put did with one delta.
+/// What a put did with one delta: stored it new, or found it stored (adding any new
+/// stamps), and at which arrival position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PutOutcome {
-    /// Newly stored at this arrival position.
-    Stored(Arrival),
-    /// Already stored (at this arrival position); any new stamps were added.
-    Duplicate(Arrival),
+pub struct PutOutcome {
+    arrival: Arrival,
+    new: bool,
+    local_seq: Option<Seq>,
 }
 
 impl PutOutcome {
-    /// The arrival position of the delta, new or old.
-    pub fn arrival(&self) -> Arrival {
-        match self {
-            PutOutcome::Stored(a) | PutOutcome::Duplicate(a) => *a,
+    pub(crate) fn new(arrival: Arrival, new: bool, local_seq: Option<Seq>) -> Self {
+        Self {
+            arrival,
+            new,
+            local_seq,
         }
     }
+
+    /// The arrival position of the delta, new or old.
+    pub fn arrival(&self) -> Arrival {
+        self.arrival
+    }
+
     /// True when the delta was new.
     pub fn is_new(&self) -> bool {
-        matches!(self, PutOutcome::Stored(_))
+        self.new
+    }
+
+    /// For a put that stamps with this node's key (`put_local_batch`): the seq of this
+    /// node's origin stamp on the delta, new or held before. `None` for other puts, and for
+    /// a delta this node had stored from elsewhere without stamping it.
+    pub fn local_seq(&self) -> Option<Seq> {
+        self.local_seq
     }
 }
 

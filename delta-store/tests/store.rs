@@ -21,14 +21,11 @@ fn put_then_get_returns_the_same_delta_and_puts_are_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let d = set(&key(1), 10, "alice", "age", 30);
-    assert_eq!(
-        store.put(d.clone()).unwrap(),
-        PutOutcome::Stored(Arrival::new(1))
-    );
-    assert_eq!(
-        store.put(d.clone()).unwrap(),
-        PutOutcome::Duplicate(Arrival::new(1))
-    );
+    let first = store.put(d.clone()).unwrap();
+    assert_eq!((first.is_new(), first.arrival()), (true, Arrival::new(1)));
+    let again = store.put(d.clone()).unwrap();
+    assert_eq!((again.is_new(), again.arrival()), (false, Arrival::new(1)));
+    assert_eq!(first.local_seq(), None, "a put that does not stamp");
     let got = store.get(d.id()).unwrap().unwrap();
     assert_eq!(got.delta, d);
     assert_eq!(got.arrival, Arrival::new(1));
@@ -43,12 +40,10 @@ fn duplicates_inside_one_batch_are_stored_once() {
     let out = store
         .put_batch(vec![d.clone().into(), d.clone().into()])
         .unwrap();
+    let seen: Vec<(bool, Arrival)> = out.iter().map(|o| (o.is_new(), o.arrival())).collect();
     assert_eq!(
-        out,
-        vec![
-            PutOutcome::Stored(Arrival::new(1)),
-            PutOutcome::Duplicate(Arrival::new(1))
-        ]
+        seen,
+        vec![(true, Arrival::new(1)), (false, Arrival::new(1))]
     );
     assert_eq!(store.last_arrival().unwrap(), Some(Arrival::new(1)));
 }
@@ -342,10 +337,8 @@ fn reopening_keeps_every_delta_and_continues_the_arrival_order() {
     }
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.get(d1.id()).unwrap().unwrap().delta, d1);
-    assert_eq!(
-        store.put(set(&key(1), 2, "e", "p", 2)).unwrap(),
-        PutOutcome::Stored(Arrival::new(2))
-    );
+    let out = store.put(set(&key(1), 2, "e", "p", 2)).unwrap();
+    assert_eq!((out.is_new(), out.arrival()), (true, Arrival::new(2)));
 }
 
 #[test]
@@ -612,7 +605,13 @@ fn a_local_writer_signs_stamps_and_stores_and_its_clock_survives_a_restart() {
     let writer = LocalWriter::new(store.clone(), key(5)).unwrap();
     let (first, outcome) = writer.write(vec![Pointer::value("n", 1)]).unwrap();
     assert!(outcome.is_new());
-    let (second, _) = writer.write(vec![Pointer::value("n", 2)]).unwrap();
+    assert_eq!(
+        outcome.local_seq(),
+        Some(Seq::new(1)),
+        "the write's own stamp, at once"
+    );
+    let (second, outcome) = writer.write(vec![Pointer::value("n", 2)]).unwrap();
+    assert_eq!(outcome.local_seq(), Some(Seq::new(2)));
     assert!(second.time() > first.time(), "its clock only moves on");
     let stored = store.get(second.id()).unwrap().unwrap();
     assert_eq!(stored.delta.author(), key(5).author());
