@@ -665,3 +665,34 @@ fn peer_list(node: &Node) -> Vec<hypha_primitives::HostId> {
     let net = &node.net;
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(net.peers()))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_that_does_not_parse_is_refused_input_and_one_in_use_may_be_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder(dir.path())
+        .durability(Durability::Buffered)
+        .open()
+        .unwrap();
+    let key = KeyPair::from_seed([60; 32]);
+    let nonsense = NetConfig {
+        listen: "not an address".into(),
+        ..config(Vec::new())
+    };
+    let Err(error) = Network::start(store.clone(), key.clone(), nonsense).await else {
+        panic!("a network on an address that does not parse")
+    };
+    assert!(error.is_rejected_input(), "{error}");
+    assert!(!error.is_retryable(), "{error}");
+
+    let first = node(61, Vec::new()).await;
+    let taken = NetConfig {
+        listen: first.net.endpoints().router.clone(),
+        ..config(Vec::new())
+    };
+    let Err(error) = Network::start(store, key, taken).await else {
+        panic!("a second network on an address in use")
+    };
+    assert!(error.is_retryable(), "{error}");
+    assert!(!error.is_rejected_input(), "{error}");
+    first.net.stop().await;
+}

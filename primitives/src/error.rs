@@ -107,6 +107,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// Never: every error here is about the input, which will fail the same way again.
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+
+    /// Always: every error here says the input (bytes, JSON, a key file, a filter, a
+    /// schema) is malformed, forged or out of bounds.
+    pub fn is_rejected_input(&self) -> bool {
+        true
+    }
+
     /// True when the failure is about authenticity (id, signature, stamp) rather than shape.
     pub fn is_forgery(&self) -> bool {
         matches!(

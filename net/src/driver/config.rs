@@ -101,6 +101,25 @@ pub enum NetError {
     Store(#[from] hypha_delta_store::Error),
 }
 
+impl NetError {
+    /// True when starting again later may succeed: the address may be free by then, or the
+    /// journal's error was a passing one.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            NetError::Bind { source, .. } => !matches!(source, zeromq::ZmqError::Endpoint(_)),
+            NetError::Store(e) => e.is_retryable(),
+        }
+    }
+
+    /// True when the configuration was at fault: an address that does not parse.
+    pub fn is_rejected_input(&self) -> bool {
+        match self {
+            NetError::Bind { source, .. } => matches!(source, zeromq::ZmqError::Endpoint(_)),
+            NetError::Store(e) => e.is_rejected_input(),
+        }
+    }
+}
+
 /// Message counts since the network started (for benchmarks and metrics). A message is
 /// one protocol message (a delta batch, a coverage announcement, a request or a page);
 /// bytes are its wire encoding.
