@@ -129,3 +129,16 @@ impl Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_primitive_error_is_about_its_input() {
+        let decode = crate::Delta::decode(b"not a delta").expect_err("garbage");
+        assert!(decode.is_rejected_input() && !decode.is_retryable(), "{decode}");
+        let forged = Error::BadSignature { id: "x".into() };
+        assert!(forged.is_rejected_input() && forged.is_forgery());
+    }
+}
