@@ -137,7 +137,10 @@ mod tests {
     #[test]
     fn every_primitive_error_is_about_its_input() {
         let decode = crate::Delta::decode(b"not a delta").expect_err("garbage");
-        assert!(decode.is_rejected_input() && !decode.is_retryable(), "{decode}");
+        assert!(
+            decode.is_rejected_input() && !decode.is_retryable(),
+            "{decode}"
+        );
         let forged = Error::BadSignature { id: "x".into() };
         assert!(forged.is_rejected_input() && forged.is_forgery());
     }
