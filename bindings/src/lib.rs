@@ -1,5 +1,4 @@
-//! Hypha's bindings: the HTTP API a running node serves (and, with the GraphQL issue, the
-//! GraphQL endpoint).
+//! Hypha's bindings: the HTTP API and the GraphQL endpoint a running node serves.
 //!
 //! [`http::router`] builds the routes over a [`http::NodeApi`]: the node's journal, key and
 //! network. The node binary binds it to its HTTP address.

@@ -1,4 +1,4 @@
-//! The messages peers exchange. (Their wire encoding belongs to the ZeroMQ driver, next.)
+//! The messages peers exchange; their wire encoding is [`crate::wire`].
 
 use hypha_primitives::{DeltaId, HostId, StampedDelta};
 
