@@ -395,3 +395,29 @@ fn a_fragment_fan_out_is_refused_before_it_costs_and_health_keeps_answering() {
     );
     node.stop();
 }
+
+#[test]
+fn a_large_body_names_its_first_malformed_line_and_stores_nothing() {
+    // The lines of `POST /deltas` are parsed in parallel; the answer must still name the
+    // first bad line, not whichever a thread reached first.
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(dir.path(), &[]);
+    let key = KeyPair::from_seed([21; 32]);
+    let mut lines: Vec<String> = (0..2_000i64)
+        .map(|n| {
+            DeltaBuilder::new(Hlc::new(1_700_000_000_000 + n as u64, 0))
+                .pointer(Pointer::value("n", n))
+                .sign(&key)
+                .unwrap()
+                .to_json_string()
+        })
+        .collect();
+    lines[1_500] = "{not json".to_owned();
+    lines[700] = r#"{"id": "also wrong"}"#.to_owned();
+    lines.insert(10, String::new());
+    let (status, body) = node.post("/deltas", &lines.join("\n")).unwrap_err();
+    assert_eq!(status, 400, "{body}");
+    // Line numbers count the blank line: the 701st delta is on line 702.
+    assert!(body.contains("line 702"), "{body}");
+    assert_eq!(stored(&node), 0, "nothing of the batch is stored");
+}

@@ -1,7 +1,7 @@
 //! The peer protocol as a pure state machine: messages and events in, actions out. No
 //! sockets, no clock, no randomness: the driver passes `now` and carries the outputs out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hypha_primitives::{HostId, Seq, StampedDelta};
 
@@ -205,7 +205,7 @@ pub struct Peer {
     /// How many stamps are in `expected` but not yet in `coverage`.
     unstored: u64,
     /// Peers whose catch-up waits for the store to drain (see `max_unstored`).
-    paused: std::collections::BTreeSet<HostId>,
+    paused: BTreeSet<HostId>,
     peers: BTreeMap<HostId, PeerView>,
     last_announce: Option<u64>,
     changed_since_announce: bool,
@@ -232,7 +232,7 @@ impl Peer {
             expected: coverage.clone(),
             expecting_since: None,
             unstored: 0,
-            paused: std::collections::BTreeSet::new(),
+            paused: BTreeSet::new(),
             coverage,
             peers: BTreeMap::new(),
             last_announce: None,
