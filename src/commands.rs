@@ -149,7 +149,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             let id: DeltaId = id.parse()?;
             let store = Store::open(data)?;
             match store.get(id)? {
-                Some(stored) => print_json_line(&stored),
+                Some(stored) => print_json_line(&store, stored),
                 None => bail!("no delta with id {id} in {}", data.display()),
             }
         }
@@ -306,7 +306,7 @@ fn scan(data: &std::path::Path, args: ScanArgs) -> Result<()> {
                 continue;
             }
         }
-        print_json_line(&stored)?;
+        print_json_line(&store, stored)?;
         printed += 1;
     }
     Ok(())
@@ -319,9 +319,12 @@ fn parse_filter(text: Option<&str>) -> Result<Option<Filter>> {
         .context("--filter")
 }
 
-fn print_json_line(stored: &StoredDelta) -> Result<()> {
+/// Prints a stored delta with its stamps' proofs filled in, so the line imports elsewhere.
+fn print_json_line(store: &Store, stored: StoredDelta) -> Result<()> {
+    let mut stored = [stored];
+    store.prove_stored(&mut stored)?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", stored.to_json()).context("writing to stdout")
+    writeln!(out, "{}", stored[0].to_json()).context("writing to stdout")
 }
 
 fn read_stdin() -> Result<String> {

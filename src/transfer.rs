@@ -325,7 +325,10 @@ pub(crate) fn export(target: Target, args: ExportArgs) -> Result<()> {
             let last = store.last_arrival()?.map_or(0, |a| a.get());
             let bar = progress(Some(last.saturating_sub(after)), "exporting", "deltas");
             for stored in store.scan_arrival(args.after.map(Arrival::new)) {
-                let stored = stored?;
+                let mut stored = [stored?];
+                // Exported stamps carry their proofs, so that an import can check them.
+                store.prove_stored(&mut stored)?;
+                let [stored] = stored;
                 bar.inc(1);
                 let item = StampedDelta {
                     delta: stored.delta.clone(),

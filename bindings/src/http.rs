@@ -474,9 +474,16 @@ impl NodeApi {
     /// asked of the linked peers (for up to `FETCH_WAIT`) and stored.
     pub async fn delta(&self, id: DeltaId, fetch: bool) -> Result<Option<Value>, ApiError> {
         let read = |store: Store| async move {
-            blocking(move || store.get(id).map_err(internal))
-                .await
-                .map(|stored| stored.map(|s| s.to_json()))
+            blocking(move || {
+                let Some(stored) = store.get(id).map_err(internal)? else {
+                    return Ok(None);
+                };
+                // With the stamps' proofs, so the answer imports elsewhere.
+                let mut stored = [stored];
+                store.prove_stored(&mut stored).map_err(internal)?;
+                Ok(Some(stored[0].to_json()))
+            })
+            .await
         };
         if let Some(found) = read(self.store.clone()).await? {
             return Ok(Some(found));
@@ -637,7 +644,7 @@ struct ExportQuery {
 }
 
 /// `GET /deltas?after=N&limit=M`: stored deltas in arrival order as JSON lines, each with
-/// its stamps and arrival (the next page starts after the last line's arrival).
+/// its stamps (with their proofs) and arrival (the next page starts after the last line's arrival).
 async fn export(
     State(api): State<Arc<NodeApi>>,
     axum::extract::Query(query): axum::extract::Query<ExportQuery>,
@@ -645,12 +652,16 @@ async fn export(
     let limit = query.limit.unwrap_or(1_000).clamp(1, MAX_EXPORT_PAGE);
     let store = api.store.clone();
     let body = blocking(move || {
-        let mut body = String::new();
-        for stored in store
+        let mut page = store
             .scan_arrival(query.after.map(hypha_delta_store::Arrival::new))
             .take(limit)
-        {
-            body.push_str(&stored.map_err(internal)?.to_json().to_string());
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(internal)?;
+        // Stamps carry their proofs, so that a node importing the page can check them.
+        store.prove_stored(&mut page).map_err(internal)?;
+        let mut body = String::new();
+        for stored in page {
+            body.push_str(&stored.to_json().to_string());
             body.push('\n');
         }
         Ok(body)

@@ -4,11 +4,14 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use hypha_primitives::{DeltaId, HostId, KeyPair, Seq, Stamp};
+use hypha_primitives::{DeltaId, HostId, KeyPair, Seq, Stamp, MAX_BATCH};
 use rayon::prelude::*;
 use rocksdb::WriteBatch;
 
-use crate::layout::{self, CF_ARRIVAL, CF_AUTHOR, CF_DELTAS, CF_ENTITY, CF_NEGATION, CF_ORIGIN};
+use crate::batches::Rows;
+use crate::layout::{
+    self, CF_ARRIVAL, CF_AUTHOR, CF_BATCHES, CF_DELTAS, CF_ENTITY, CF_NEGATION, CF_ORIGIN,
+};
 use crate::store::{CommitState, PutOutcome, MAX_STAMPS};
 use crate::verify::Prepared;
 use crate::{Arrival, Result, Store, StoredDelta};
@@ -23,8 +26,10 @@ pub(crate) struct Group<'s> {
     stored: HashMap<DeltaId, Arc<StoredDelta>>,
     /// Origin places claimed in this group.
     claimed: HashMap<(HostId, Seq), DeltaId>,
-    /// This host's stamps for the group's local writes, signed in parallel ahead of staging.
+    /// This host's stamps for the group's local writes, signed per batch ahead of staging.
     presigned: HashMap<(DeltaId, Seq), Stamp>,
+    /// The batch rows the group's stamps touch.
+    rows: Rows,
     /// Newly stored deltas, in arrival order, for the live feed.
     pub(crate) fresh: Vec<Arc<StoredDelta>>,
 }
@@ -38,8 +43,18 @@ impl<'s> Group<'s> {
             stored: HashMap::new(),
             claimed: HashMap::new(),
             presigned: HashMap::new(),
+            rows: Rows::new(),
             fresh: Vec::new(),
         }
+    }
+
+    /// The write batch with the touched batch rows, and the newly stored deltas.
+    pub(crate) fn finish(mut self) -> (WriteBatch, Vec<Arc<StoredDelta>>) {
+        let rows: Vec<([u8; 40], Vec<u8>)> = self.rows.encoded().collect();
+        for (key, row) in rows {
+            self.put(CF_BATCHES, key, row);
+        }
+        (self.batch, self.fresh)
     }
 
     fn put(&mut self, cf: &str, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
@@ -63,11 +78,11 @@ impl<'s> Group<'s> {
         Ok(())
     }
 
-    /// Signs, in parallel, the origin stamps staging will give the group's local writes.
-    /// It predicts the seqs staging assigns (same order, same rules); a prediction that does
-    /// not hold (an equivocating stamp in the input, say) is simply signed again in
-    /// staging. One signature per local write, made serially under the commit lock, was the
-    /// largest cost of ingest through the HTTP API.
+    /// Signs the origin stamps staging will give the group's local writes: one batch stamp
+    /// per run of up to [`MAX_BATCH`] consecutive seqs, in parallel. It predicts the seqs
+    /// staging assigns (same order, same rules); a prediction that does not hold (an
+    /// equivocating stamp in the input, say) is signed again, alone, in staging. One
+    /// signature per local write was the largest cost of ingest through the HTTP API.
     pub(crate) fn presign(
         &mut self,
         state: &mut CommitState,
@@ -96,10 +111,33 @@ impl<'s> Group<'s> {
                 planned.push((id, seq, host));
             }
         }
-        self.presigned = planned
+        // Runs of consecutive seqs of one host, at most MAX_BATCH long.
+        let mut runs: Vec<&[(DeltaId, Seq, &KeyPair)]> = Vec::new();
+        let mut start = 0;
+        for i in 1..=planned.len() {
+            let cut = i == planned.len()
+                || i - start == MAX_BATCH as usize
+                || planned[i].2.host_id() != planned[i - 1].2.host_id()
+                || planned[i].1 != planned[i - 1].1.next();
+            if cut {
+                runs.push(&planned[start..i]);
+                start = i;
+            }
+        }
+        let signed: Vec<Vec<((DeltaId, Seq), Stamp)>> = runs
             .par_iter()
-            .map(|(id, seq, host)| ((*id, *seq), Stamp::sign(*id, *seq, host)))
-            .collect();
+            .map(|run| {
+                let ids: Vec<DeltaId> = run.iter().map(|(id, _, _)| *id).collect();
+                let stamps = Stamp::sign_batch(&ids, run[0].1, run[0].2)?;
+                Ok(run
+                    .iter()
+                    .map(|(id, seq, _)| (*id, *seq))
+                    .zip(stamps)
+                    .collect())
+            })
+            .collect::<hypha_primitives::Result<_>>()
+            .map_err(|e| crate::Error::Corrupt(format!("signing a batch of stamps: {e}")))?;
+        self.presigned = signed.into_iter().flatten().collect();
         Ok(())
     }
 
@@ -125,11 +163,13 @@ impl<'s> Group<'s> {
         let mut stamps = Vec::with_capacity(item.stamps.len() + 1);
         for stamp in &item.stamps {
             if !stamps.iter().any(|s: &Stamp| s.host() == stamp.host())
+                && self.rows.admit(self.store, stamp)?
                 && self
                     .store
                     .claim_stamp(state, &mut self.claimed, stamp, id)?
             {
-                stamps.push(*stamp);
+                self.rows.hold(stamp);
+                stamps.push(stamp.clone());
             }
         }
         if let Some(host) = stamp_with {
@@ -141,10 +181,14 @@ impl<'s> Group<'s> {
                     .map_or(Seq::FIRST, Seq::next);
                 state.last_seq.insert(host_id, seq);
                 self.claimed.insert((host_id, seq), id);
-                let stamp = self
+                let mut stamp = self
                     .presigned
                     .remove(&(id, seq))
                     .unwrap_or_else(|| Stamp::sign(id, seq, host));
+                if !self.rows.admit(self.store, &stamp)? {
+                    stamp = Stamp::sign(id, seq, host);
+                }
+                self.rows.hold(&stamp);
                 stamps.push(stamp);
             }
         }
@@ -206,16 +250,18 @@ impl<'s> Group<'s> {
                 tracing::warn!(delta = %id, "dropping origin stamps beyond the limit of {MAX_STAMPS}");
                 break;
             }
-            if self
-                .store
-                .claim_stamp(state, &mut self.claimed, stamp, id)?
+            if self.rows.admit(self.store, stamp)?
+                && self
+                    .store
+                    .claim_stamp(state, &mut self.claimed, stamp, id)?
             {
                 self.put(
                     CF_ORIGIN,
                     layout::origin_key(stamp.host(), stamp.seq()),
                     id.as_bytes(),
                 );
-                stored.stamps.push(*stamp);
+                self.rows.hold(stamp);
+                stored.stamps.push(stamp.clone());
                 changed = true;
             }
         }

@@ -4,12 +4,17 @@
 //! keys are prefixed by their length (u32), which keeps one entity's keys contiguous and
 //! never confuses `("ab", "c")` with `("a", "bc")`.
 
-use hypha_primitives::{AuthorKey, Delta, DeltaId, HostId, Seq, Stamp, STAMP_LEN};
+use hypha_primitives::codec::Reader;
+use hypha_primitives::{
+    AuthorKey, BatchStamp, Delta, DeltaId, Frontier, HostId, Seq, Stamp, BATCH_STAMP_LEN, STAMP_LEN,
+};
 
 use crate::{Arrival, Error, Result, StoredDelta};
 
-/// The layout version written into the meta column family.
-pub(crate) const LAYOUT_VERSION: u8 = 1;
+/// The layout version written into the meta column family. Version 1 folders open and are
+/// raised to 2 in place: their records still decode, and new records are written in the
+/// second form (which a build of version 1 cannot read, so it refuses the folder).
+pub(crate) const LAYOUT_VERSION: u8 = 2;
 
 /// Column family: delta id → stored record.
 pub(crate) const CF_DELTAS: &str = "deltas";
@@ -23,6 +28,9 @@ pub(crate) const CF_ENTITY: &str = "entity";
 pub(crate) const CF_AUTHOR: &str = "author";
 /// Column family: negated id (32) + negating id (32) → empty.
 pub(crate) const CF_NEGATION: &str = "negation";
+/// Column family: host (32) + first seq (u64) → a batch stamp and the frontier of its
+/// Merkle tree ([`encode_batch_row`]), kept once for all its deltas.
+pub(crate) const CF_BATCHES: &str = "batches";
 /// Column family: named settings such as the layout version.
 pub(crate) const CF_META: &str = "meta";
 /// Column family: data derived from the deltas (materialized views), owned by the layers
@@ -30,7 +38,7 @@ pub(crate) const CF_META: &str = "meta";
 pub(crate) const CF_DERIVED: &str = "derived";
 
 /// Every column family, in creation order.
-pub(crate) const ALL_CFS: [&str; 8] = [
+pub(crate) const ALL_CFS: [&str; 9] = [
     CF_DELTAS,
     CF_ARRIVAL,
     CF_ORIGIN,
@@ -39,6 +47,7 @@ pub(crate) const ALL_CFS: [&str; 8] = [
     CF_NEGATION,
     CF_META,
     CF_DERIVED,
+    CF_BATCHES,
 ];
 
 /// Meta key holding [`LAYOUT_VERSION`].
@@ -117,28 +126,34 @@ pub(crate) fn id_at_end(bytes: &[u8]) -> Result<DeltaId> {
     Ok(DeltaId::from_bytes(id))
 }
 
-/// The record version byte of the stored record format.
-const RECORD_VERSION: u8 = 1;
+/// The record version byte of the stored records written now.
+const RECORD_VERSION: u8 = 2;
+/// The record version of layout 1, still read.
+const RECORD_VERSION_1: u8 = 1;
 
-/// The stored record: version u8, arrival u64, stamp count u16, stamps, delta encoding.
+/// The stored record: version u8 (2), arrival u64, stamp count u16, stamps in their tagged
+/// form ([`Stamp::encode`]; a stamp of a batch names its batch, whose proof is kept once
+/// in [`CF_BATCHES`]), delta encoding.
 pub(crate) fn encode_record(arrival: Arrival, stamps: &[Stamp], delta: &Delta) -> Vec<u8> {
-    let mut out = Vec::with_capacity(11 + stamps.len() * STAMP_LEN + delta.encoded_len());
+    let mut out = Vec::with_capacity(11 + stamps.len() * (STAMP_LEN + 1) + delta.encoded_len());
     out.push(RECORD_VERSION);
     out.extend_from_slice(&arrival.get().to_be_bytes());
     // The store keeps at most MAX_STAMPS (far below u16::MAX) stamps per delta.
     let count = u16::try_from(stamps.len()).unwrap_or(u16::MAX);
     out.extend_from_slice(&count.to_be_bytes());
     for s in stamps.iter().take(usize::from(count)) {
-        out.extend_from_slice(&s.encode());
+        out.extend_from_slice(&s.to_named().encode());
     }
     out.extend_from_slice(&delta.encode());
     out
 }
 
-/// Decodes [`encode_record`]'s output; the delta was verified before it was stored.
+/// Decodes [`encode_record`]'s output, or a record of layout 1 (whose stamps are the
+/// fixed-length signed form); the delta was verified before it was stored.
 pub(crate) fn decode_record(bytes: &[u8]) -> Result<StoredDelta> {
     let corrupt = |what: &str| Error::Corrupt(format!("stored record: {what}"));
-    if bytes.first() != Some(&RECORD_VERSION) {
+    let version = bytes.first().copied();
+    if version != Some(RECORD_VERSION) && version != Some(RECORD_VERSION_1) {
         return Err(corrupt("unknown record version"));
     }
     if bytes.len() < 11 {
@@ -148,19 +163,55 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<StoredDelta> {
         bytes[1..9].try_into().map_err(|_| corrupt("arrival"))?,
     ));
     let count = u16::from_be_bytes([bytes[9], bytes[10]]) as usize;
-    let stamps_end = 11 + count * STAMP_LEN;
-    if bytes.len() < stamps_end {
-        return Err(corrupt("truncated stamps"));
-    }
-    let stamps = bytes[11..stamps_end]
-        .chunks_exact(STAMP_LEN)
-        .map(Stamp::decode)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| corrupt(&e.to_string()))?;
+    let (stamps, stamps_end) = if version == Some(RECORD_VERSION_1) {
+        let stamps_end = 11 + count * STAMP_LEN;
+        if bytes.len() < stamps_end {
+            return Err(corrupt("truncated stamps"));
+        }
+        let stamps = bytes[11..stamps_end]
+            .chunks_exact(STAMP_LEN)
+            .map(Stamp::decode_v1)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| corrupt(&e.to_string()))?;
+        (stamps, stamps_end)
+    } else {
+        let mut r = Reader::new(&bytes[11..]);
+        let stamps = (0..count)
+            .map(|_| Stamp::read(&mut r))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| corrupt(&e.to_string()))?;
+        (stamps, 11 + r.position())
+    };
     let delta = Delta::decode(&bytes[stamps_end..]).map_err(|e| corrupt(&e.to_string()))?;
     Ok(StoredDelta {
         arrival,
         delta,
         stamps,
     })
+}
+
+/// The key of a batch's row: host, first seq.
+pub(crate) fn batch_key(host: HostId, first: Seq) -> [u8; 40] {
+    origin_key(host, first)
+}
+
+/// A batch row: the batch stamp, then the frontier of its tree ([`Frontier::encode`]).
+pub(crate) fn encode_batch_row(stamp: &BatchStamp, frontier: &Frontier) -> Vec<u8> {
+    [&stamp.encode()[..], &frontier.encode()].concat()
+}
+
+/// Decodes [`encode_batch_row`]'s output.
+pub(crate) fn decode_batch_row(bytes: &[u8]) -> Result<(BatchStamp, Frontier)> {
+    let corrupt = |e: hypha_primitives::Error| Error::Corrupt(format!("batch row: {e}"));
+    if bytes.len() < BATCH_STAMP_LEN {
+        return Err(Error::Corrupt("batch row: truncated".into()));
+    }
+    let stamp = BatchStamp::decode(&bytes[..BATCH_STAMP_LEN]).map_err(corrupt)?;
+    let frontier = Frontier::decode(&bytes[BATCH_STAMP_LEN..]).map_err(corrupt)?;
+    if frontier.len() as u64 != stamp.len() {
+        return Err(Error::Corrupt(
+            "batch row: frontier of another length".into(),
+        ));
+    }
+    Ok((stamp, frontier))
 }

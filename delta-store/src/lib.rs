@@ -30,6 +30,7 @@
 #![deny(missing_docs)]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod batches;
 mod config;
 mod derived;
 mod error;

@@ -15,6 +15,7 @@ use rocksdb::{
 };
 use tokio::sync::broadcast;
 
+use crate::batches::{ProvenBatches, VerifiedBatches};
 use crate::group::Group;
 use crate::layout::{self, ALL_CFS, CF_ARRIVAL, CF_DELTAS, CF_META, CF_ORIGIN};
 use crate::verify::{Prepared, VerifiedBatch};
@@ -84,6 +85,10 @@ pub(crate) struct Inner {
     feed: broadcast::Sender<Arc<StoredDelta>>,
     /// Origin stamp signatures checked since the store was opened.
     pub(crate) stamps_verified: AtomicU64,
+    /// Batch stamps whose signature was checked and found good.
+    pub(crate) verified: VerifiedBatches,
+    /// Paths rebuilt by [`Store::prove`].
+    pub(crate) proven: ProvenBatches,
 }
 
 /// The durable journal of one node: every delta it holds, with indexes, in RocksDB.
@@ -104,7 +109,7 @@ impl fmt::Debug for Store {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a lock cannot leave RocksDB half-written (batches are atomic),
     // so the state behind a poisoned lock is still usable.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -149,6 +154,8 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 stamps_verified: AtomicU64::new(0),
+                verified: VerifiedBatches::default(),
+                proven: ProvenBatches::default(),
                 db,
                 config,
                 commit: Mutex::new(CommitState {
@@ -278,7 +285,7 @@ impl Store {
                     })
                     .collect()
             });
-        let (batch, fresh) = (group.batch, group.fresh);
+        let (batch, fresh) = group.finish();
         let written = staged.and_then(|outcomes| {
             let mut write_opts = WriteOptions::default();
             write_opts.set_sync(self.inner.config.durability == Durability::Fsync);
@@ -468,6 +475,12 @@ fn check_layout(db: &DB) -> Result<()> {
     match db.get_cf(meta, layout::META_LAYOUT)? {
         None => db.put_cf(meta, layout::META_LAYOUT, [layout::LAYOUT_VERSION])?,
         Some(v) if v.as_slice() == [layout::LAYOUT_VERSION] => {}
+        Some(v) if v.as_slice() == [1] => {
+            // Layout 1 differs only in how records hold stamps, and its records still
+            // decode: raise it, so that builds of layout 1 refuse the folder from now on.
+            tracing::info!("raising the journal's layout from version 1 to 2");
+            db.put_cf(meta, layout::META_LAYOUT, [layout::LAYOUT_VERSION])?;
+        }
         Some(v) => {
             return Err(Error::UnsupportedLayout {
                 found: v.first().copied().unwrap_or(0),

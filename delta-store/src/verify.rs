@@ -4,7 +4,9 @@
 
 use std::sync::atomic::Ordering;
 
-use hypha_primitives::{verify_batch, Delta, DeltaId, HostId, Stamp, StampedDelta};
+use std::collections::HashSet;
+
+use hypha_primitives::{verify_batch, BatchStamp, Delta, DeltaId, HostId, Stamp, StampedDelta};
 use rayon::prelude::*;
 
 use crate::layout::{self, CF_DELTAS};
@@ -98,17 +100,21 @@ impl Store {
                             .as_ref()
                             .is_none_or(|hosts| !hosts.contains(&s.host()))
                     })
-                    .map(move |s| (i, (*s, item.delta.id())))
+                    .map(move |s| (i, (s.clone(), item.delta.id())))
             })
             .collect();
-        self.inner
-            .stamps_verified
-            .fetch_add(stamps.len() as u64, Ordering::Relaxed);
+        self.verify_new_batches(stamps.iter().map(|(_, (s, _))| s));
+        let verified = &self.inner.verified;
         let bad_stamp = stamps
             .par_chunks(VERIFY_CHUNK)
             .filter_map(|chunk| {
-                let pairs: Vec<(Stamp, DeltaId)> = chunk.iter().map(|(_, p)| *p).collect();
-                Stamp::verify_batch(&pairs)
+                let pairs: Vec<(Stamp, DeltaId)> = chunk.iter().map(|(_, p)| p.clone()).collect();
+                let checked = Stamp::verify_all(&pairs, |b| verified.contains(b));
+                self.inner
+                    .stamps_verified
+                    .fetch_add(checked.signatures as u64, Ordering::Relaxed);
+                checked
+                    .verdicts
                     .into_iter()
                     .zip(chunk)
                     .find_map(|(r, (i, _))| r.err().map(|e| (*i, e)))
@@ -129,6 +135,32 @@ impl Store {
                 stamps: s.stamps,
             })
             .collect())
+    }
+
+    /// Checks, once each and in parallel, the signatures of the batch stamps among `stamps`
+    /// not checked before, and remembers the good ones, so that the stamps of one batch,
+    /// spread over many chunks or many messages, cost one signature check.
+    fn verify_new_batches<'a>(&self, stamps: impl Iterator<Item = &'a Stamp>) {
+        let verified = &self.inner.verified;
+        let new: HashSet<BatchStamp> = stamps
+            .filter_map(Stamp::batch)
+            .filter(|b| !verified.contains(b))
+            .copied()
+            .collect();
+        let new: Vec<BatchStamp> = new.into_iter().collect();
+        let good: Vec<BatchStamp> = new
+            .par_chunks(VERIFY_CHUNK)
+            .flat_map_iter(|chunk| {
+                BatchStamp::verify_batch(chunk)
+                    .into_iter()
+                    .zip(chunk)
+                    .filter_map(|(r, b)| r.is_ok().then_some(*b))
+            })
+            .collect();
+        self.inner
+            .stamps_verified
+            .fetch_add(new.len() as u64, Ordering::Relaxed);
+        verified.extend(good);
     }
 
     /// For each item of a batch: `None` if its delta is not stored yet, else the hosts of

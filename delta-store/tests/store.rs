@@ -155,7 +155,13 @@ fn local_writes_get_gap_free_origin_stamps_that_survive_a_restart() {
     assert_eq!(seqs, vec![1, 2, 3]);
     let stored = store.get(third.id()).unwrap().unwrap();
     assert_eq!(stored.stamps.len(), 1);
-    stored.stamps[0].verify(third.id()).unwrap();
+    assert!(
+        stored.stamps[0].verify(third.id()).is_err(),
+        "as stored, a stamp of a batch only names its batch"
+    );
+    proven_stamps(&store, &stored)[0]
+        .verify(third.id())
+        .unwrap();
     assert_eq!(
         store.highest_seq(host.host_id()).unwrap(),
         Some(Seq::new(3))
@@ -191,13 +197,13 @@ fn a_duplicate_with_a_new_stamp_gains_the_stamp() {
     store
         .put_batch(vec![StampedDelta {
             delta: d.clone(),
-            stamps: vec![s1],
+            stamps: vec![s1.clone()],
         }])
         .unwrap();
     let out = store
         .put_batch(vec![StampedDelta {
             delta: d.clone(),
-            stamps: vec![s2, s1],
+            stamps: vec![s2.clone(), s1.clone()],
         }])
         .unwrap();
     assert!(!out[0].is_new());
@@ -473,7 +479,7 @@ fn a_relayed_delta_already_stored_is_not_verified_again_but_its_new_stamps_are()
     store
         .put_batch(vec![StampedDelta {
             delta: d.clone(),
-            stamps: vec![s7],
+            stamps: vec![s7.clone()],
         }])
         .unwrap();
     assert_eq!(store.stamps_verified(), 1, "the stamp was checked");
@@ -482,7 +488,7 @@ fn a_relayed_delta_already_stored_is_not_verified_again_but_its_new_stamps_are()
     let out = store
         .put_batch(vec![StampedDelta {
             delta: forged(&d),
-            stamps: vec![s7],
+            stamps: vec![s7.clone()],
         }])
         .unwrap();
     assert!(!out[0].is_new());
@@ -499,7 +505,7 @@ fn a_relayed_delta_already_stored_is_not_verified_again_but_its_new_stamps_are()
     assert!(err.is_rejected_input(), "{err}");
     // A stamp from a host it has none from yet is still checked.
     let wrong = Stamp::sign(d.id(), Seq::new(1), &key(7));
-    let claimed = Stamp::from_parts(key(8).host_id(), Seq::new(1), wrong.signature());
+    let claimed = Stamp::from_parts(key(8).host_id(), Seq::new(1), wrong.signature().unwrap());
     let err = store
         .put_batch(vec![StampedDelta {
             delta: d.clone(),
@@ -539,7 +545,7 @@ fn a_large_local_batch_with_duplicates_gets_one_valid_stamp_per_delta_in_order()
         let stored = store.get(*id).unwrap().unwrap();
         assert_eq!(stored.stamps.len(), 1);
         assert_eq!(stored.stamps[0].seq().get(), *seq);
-        stored.stamps[0].verify(*id).unwrap();
+        proven_stamps(&store, &stored)[0].verify(*id).unwrap();
     }
     assert_eq!(placed[1].1, batch[0].id(), "batch order is seq order");
 }
@@ -628,4 +634,14 @@ fn a_local_writer_signs_stamps_and_stores_and_its_clock_survives_a_restart() {
     let err = again.write(vec![huge]).expect_err("too large a delta");
     assert!(err.is_rejected_input(), "{err}");
     assert_eq!(store.last_arrival().unwrap().map(|a| a.get()), Some(2));
+}
+
+/// A stored delta's stamps with their proofs filled in, as they leave the journal.
+fn proven_stamps(store: &Store, stored: &hypha_delta_store::StoredDelta) -> Vec<Stamp> {
+    let mut deltas = vec![StampedDelta {
+        delta: stored.delta.clone(),
+        stamps: stored.stamps.clone(),
+    }];
+    store.prove(&mut deltas).unwrap();
+    deltas.remove(0).stamps
 }

@@ -20,6 +20,7 @@ use hypha_primitives::codec::{Reader, Writer};
 use hypha_primitives::{HostId, KeyPair, Signature};
 
 use crate::seal::EPHEMERAL_LEN;
+use crate::wire::WIRE_VERSION;
 
 /// Prefix of every handshake signature.
 const DOMAIN: &[u8] = b"hypha-handshake-v2";
@@ -83,6 +84,14 @@ pub enum HandshakeError {
     /// A signature does not verify: the peer is not who it claims to be.
     #[error("handshake signature of {0} does not verify")]
     BadSignature(HostId),
+    /// The peer speaks another version of the wire protocol.
+    #[error("the peer speaks wire version {theirs}; this build speaks version {ours} only")]
+    Version {
+        /// The peer's version (1 for builds whose hello carries none).
+        theirs: u8,
+        /// This build's ([`WIRE_VERSION`]).
+        ours: u8,
+    },
 }
 
 /// What a side signs: the other's nonce and host, the other's key and wish, its own,
@@ -155,10 +164,12 @@ impl Hello {
         w.str(&self.publish);
         w.raw(&self.ephemeral);
         w.u8(u8::from(self.encrypt));
+        w.u8(WIRE_VERSION);
         w.finish()
     }
 
-    /// Decodes a message.
+    /// Decodes a message; a hello of another wire version (builds of version 1 sent none)
+    /// is [`HandshakeError::Version`].
     pub fn decode(bytes: &[u8]) -> Result<Hello, HandshakeError> {
         let mut r = Reader::new(bytes);
         let hello = Hello {
@@ -169,6 +180,16 @@ impl Hello {
             ephemeral: r.array("key").map_err(malformed)?,
             encrypt: flag(&mut r)?,
         };
+        let theirs = match r.remaining() {
+            0 => 1,
+            _ => r.u8("wire version").map_err(malformed)?,
+        };
+        if theirs != WIRE_VERSION {
+            return Err(HandshakeError::Version {
+                theirs,
+                ours: WIRE_VERSION,
+            });
+        }
         r.expect_end().map_err(malformed)?;
         Ok(hello)
     }
@@ -397,20 +418,52 @@ mod tests {
     #[test]
     fn malformed_messages_are_typed_errors() {
         let hello = hello(&KeyPair::from_seed([1; 32]), &Ephemeral::new(), false).encode();
-        for len in 0..hello.len() {
+        for len in 0..hello.len() - 1 {
             assert!(matches!(
                 Hello::decode(&hello[..len]),
                 Err(HandshakeError::Malformed(_))
             ));
         }
         let mut bad_flag = hello.clone();
-        let last = bad_flag.len() - 1;
-        bad_flag[last] = 7;
+        let flag_at = bad_flag.len() - 2;
+        bad_flag[flag_at] = 7;
         assert!(matches!(
             Hello::decode(&bad_flag),
             Err(HandshakeError::Malformed(_))
         ));
         assert!(Proof::decode(&[0; 63]).is_err());
         assert!(Welcome::decode(&[0; 200]).is_err());
+    }
+
+    #[test]
+    fn a_hello_of_another_wire_version_is_refused_naming_both() {
+        let hello = hello(&KeyPair::from_seed([1; 32]), &Ephemeral::new(), false).encode();
+        // A build of version 1 sent the same fields without a version byte.
+        let old = Hello::decode(&hello[..hello.len() - 1]).unwrap_err();
+        assert_eq!(
+            old,
+            HandshakeError::Version {
+                theirs: 1,
+                ours: WIRE_VERSION
+            }
+        );
+        assert_eq!(
+            old.to_string(),
+            format!(
+                "the peer speaks wire version 1; this build speaks version {WIRE_VERSION} only"
+            )
+        );
+        let mut newer = hello.clone();
+        *newer.last_mut().unwrap() = WIRE_VERSION + 1;
+        assert!(matches!(
+            Hello::decode(&newer),
+            Err(HandshakeError::Version { theirs, .. }) if theirs == WIRE_VERSION + 1
+        ));
+        let mut longer = hello.clone();
+        longer.push(0);
+        assert!(matches!(
+            Hello::decode(&longer),
+            Err(HandshakeError::Malformed(_))
+        ));
     }
 }

@@ -20,14 +20,15 @@ pub trait Journal {
     fn coverage(&self) -> Result<Coverage, Self::Error>;
 
     /// The deltas stamped in `ranges` (per host, `from..=to`, in seq order), at most
-    /// `limit` of them; true when the limit cut the answer short.
+    /// `limit` of them, their stamps carrying their proofs; true when the limit cut the
+    /// answer short.
     fn page(
         &self,
         ranges: &[(HostId, Seq, Seq)],
         limit: usize,
     ) -> Result<(Vec<StampedDelta>, bool), Self::Error>;
 
-    /// The delta `id` with its stamps, if held.
+    /// The delta `id` with its stamps (carrying their proofs), if held.
     fn get(&self, id: DeltaId) -> Result<Option<StampedDelta>, Self::Error>;
 
     /// How many distinct deltas point at `entity`, counting up to `cap`.
@@ -79,14 +80,21 @@ impl Journal for Store {
                 stamps: stored.stamps,
             });
         }
+        self.prove(&mut deltas)?;
         Ok((deltas, more))
     }
 
     fn get(&self, id: DeltaId) -> Result<Option<StampedDelta>, Self::Error> {
-        Ok(Store::get(self, id)?.map(|stored| StampedDelta {
+        let Some(stored) = Store::get(self, id)? else {
+            return Ok(None);
+        };
+        let mut deltas = [StampedDelta {
             delta: stored.delta,
             stamps: stored.stamps,
-        }))
+        }];
+        self.prove(&mut deltas)?;
+        let [delta] = deltas;
+        Ok(Some(delta))
     }
 
     fn entity_count(&self, entity: &str, cap: u64) -> Result<u64, Self::Error> {

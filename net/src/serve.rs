@@ -6,7 +6,10 @@
 
 use std::sync::Arc;
 
-use hypha_primitives::{DeltaId, Filter, HostId, Seq, STAMP_LEN};
+use hypha_primitives::{
+    BatchStamp, DeltaId, Filter, HostId, Seq, Stamp, StampProof, StampedDelta, BATCH_STAMP_LEN,
+    STAMP_LEN,
+};
 
 use crate::journal::Journal;
 use crate::reconcile::{ReconcileConfig, ReconcileError, Reconciler, Step};
@@ -103,11 +106,16 @@ pub(crate) fn read<J: Journal>(journal: &J, read: Read) -> ReadDone {
             ranges,
             limit,
         } => match journal.page(&ranges, limit) {
-            Ok((deltas, more)) => ReadDone::Reply {
+            Ok((mut deltas, more)) => ReadDone::Reply {
                 to,
                 message: Message::CatchUpPage {
                     request,
-                    deltas,
+                    deltas: {
+                        if more {
+                            end_at_a_batch_boundary(&mut deltas);
+                        }
+                        deltas
+                    },
                     more,
                 },
             },
@@ -165,6 +173,38 @@ pub(crate) fn read<J: Journal>(journal: &J, read: Read) -> ReadDone {
 /// The answer to [`Message::Fetch`]: the deltas held, with their stamps, up to
 /// [`MAX_FETCH`] of them and about `budget` encoded bytes; the ids not sent (not held, or
 /// past either bound) are listed as missing.
+/// Ends a full page where a batch of stamps ends, so that the batch cut off travels whole
+/// in the next page: a page then carries each batch stamp once and no proof hashes, where a
+/// cut batch costs both pages a stamp and hashes. A page that is all one batch is kept.
+fn end_at_a_batch_boundary(deltas: &mut Vec<StampedDelta>) {
+    let Some(last) = deltas.last() else { return };
+    let continuing: Vec<BatchStamp> = last
+        .stamps
+        .iter()
+        .filter_map(|s| s.batch().filter(|b| b.last() > s.seq()).copied())
+        .collect();
+    for batch in continuing {
+        let tail = deltas
+            .iter()
+            .rev()
+            .take_while(|d| d.stamps.iter().any(|s| s.batch() == Some(&batch)))
+            .count();
+        if tail < deltas.len() {
+            deltas.truncate(deltas.len() - tail);
+            return;
+        }
+    }
+}
+
+/// An upper bound on the bytes a stamp adds to a message (a batch stamp's table entry and
+/// its deltas' proof hashes at most a path per delta).
+fn travel_len(stamp: &Stamp) -> usize {
+    match stamp.proof() {
+        StampProof::Batch { path, .. } => 5 + 2 + BATCH_STAMP_LEN + 2 + 32 * path.len(),
+        _ => 1 + STAMP_LEN,
+    }
+}
+
 fn fetch<J: Journal>(
     journal: &J,
     request: u64,
@@ -181,7 +221,9 @@ fn fetch<J: Journal>(
         }
         match journal.get(*id)? {
             Some(stamped) => {
-                bytes += stamped.delta.encoded_len() + stamped.stamps.len() * STAMP_LEN + 8;
+                bytes += stamped.delta.encoded_len()
+                    + stamped.stamps.iter().map(travel_len).sum::<usize>()
+                    + 8;
                 deltas.push(stamped);
             }
             None => missing.push(*id),
@@ -352,5 +394,47 @@ mod tests {
         assert_eq!(slice(&store, None).unwrap().len(), 6);
         assert!(parse_slice("{not json").is_err());
         assert!(parse_slice("").unwrap().is_none());
+    }
+}
+
+#[cfg(test)]
+mod boundary_tests {
+    use hypha_primitives::KeyPair;
+
+    use super::*;
+    use crate::testing::delta;
+
+    /// `n` deltas stamped in batches of `size` by one host.
+    fn batches(n: i64, size: usize) -> Vec<StampedDelta> {
+        let mut deltas: Vec<StampedDelta> = (1..=n).map(delta).collect();
+        let key = KeyPair::from_seed([60; 32]);
+        for (k, chunk) in deltas.chunks_mut(size).enumerate() {
+            let ids: Vec<DeltaId> = chunk.iter().map(|d| d.delta.id()).collect();
+            let first = Seq::new((k * size) as u64 + 1);
+            for (d, s) in chunk
+                .iter_mut()
+                .zip(Stamp::sign_batch(&ids, first, &key).unwrap())
+            {
+                d.stamps = vec![s];
+            }
+        }
+        deltas
+    }
+
+    #[test]
+    fn a_full_page_ends_where_a_batch_ends_unless_it_is_all_one_batch() {
+        let all = batches(30, 10);
+        let mut page = all[..15].to_vec();
+        end_at_a_batch_boundary(&mut page);
+        assert_eq!(page, all[..10], "the second batch waits for the next page");
+        let mut page = all[..20].to_vec();
+        end_at_a_batch_boundary(&mut page);
+        assert_eq!(page.len(), 20, "a page ending with its batch is kept");
+        let mut page = all[12..17].to_vec();
+        end_at_a_batch_boundary(&mut page);
+        assert_eq!(page.len(), 5, "a page inside one batch is kept");
+        let mut signed: Vec<StampedDelta> = (1..=5).map(delta).collect();
+        end_at_a_batch_boundary(&mut signed);
+        assert_eq!(signed.len(), 5, "deltas without batches are not cut");
     }
 }

@@ -55,6 +55,31 @@ impl BatchStamp {
         })
     }
 
+    /// A batch stamp from its parts (parsed); refused for a range that is not 1 to
+    /// [`MAX_BATCH`] seqs from 1 on. Check its signature with [`BatchStamp::verify`].
+    pub fn from_parts(
+        host: HostId,
+        first: Seq,
+        last: Seq,
+        root: Hash,
+        signature: Signature,
+    ) -> Result<BatchStamp> {
+        let stamp = BatchStamp {
+            host,
+            first,
+            last,
+            root,
+            signature,
+        };
+        stamp.check_shape()?;
+        Ok(stamp)
+    }
+
+    /// The host's signature.
+    pub fn signature(&self) -> Signature {
+        self.signature
+    }
+
     /// The stamping host.
     pub fn host(&self) -> HostId {
         self.host

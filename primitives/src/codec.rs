@@ -40,6 +40,10 @@ impl Writer {
     pub fn u8(&mut self, v: u8) {
         self.bytes.push(v);
     }
+    /// Appends a big-endian u16.
+    pub fn u16(&mut self, v: u16) {
+        self.bytes.extend_from_slice(&v.to_be_bytes());
+    }
     /// Appends a big-endian u32.
     pub fn u32(&mut self, v: u32) {
         self.bytes.extend_from_slice(&v.to_be_bytes());
@@ -143,6 +147,10 @@ impl<'a> Reader<'a> {
     /// The next byte.
     pub fn u8(&mut self, what: &str) -> Result<u8> {
         Ok(self.take(1, what)?[0])
+    }
+    /// The next big-endian u16.
+    pub fn u16(&mut self, what: &str) -> Result<u16> {
+        Ok(u16::from_be_bytes(self.array(what)?))
     }
     /// The next big-endian u32.
     pub fn u32(&mut self, what: &str) -> Result<u32> {

@@ -13,9 +13,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Number, Value};
 
+use std::sync::Arc;
+
 use crate::{
-    AuthorKey, Delta, DeltaId, EntityId, Error, Hlc, HostId, Pointer, Primitive, Result, Seq,
-    Signature, Stamp, Target,
+    AuthorKey, BatchStamp, Delta, DeltaId, EntityId, Error, Hlc, HostId, Pointer, Primitive,
+    Result, Seq, Signature, Stamp, StampProof, Target,
 };
 
 #[derive(Serialize, Deserialize)]
@@ -59,7 +61,32 @@ enum TargetJson {
 struct StampJson {
     host: String,
     seq: u64,
+    #[serde(default)]
+    signature: Option<String>,
+    #[serde(default)]
+    batch: Option<BatchJson>,
+    #[serde(default)]
+    path: Option<Vec<String>>,
+    #[serde(default)]
+    batch_first: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchJson {
+    first: u64,
+    last: u64,
+    root: String,
     signature: String,
+}
+
+fn hash_from_hex(text: &str) -> Result<crate::merkle::Hash> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text, &mut out).map_err(|e| Error::InvalidHex {
+        what: "hash",
+        reason: e.to_string(),
+    })?;
+    Ok(out)
 }
 
 fn json_error(e: serde_json::Error) -> Error {
@@ -235,18 +262,62 @@ impl Delta {
 }
 
 impl Stamp {
-    /// The JSON form: `{"host":"…","seq":1,"signature":"…"}`.
+    /// The JSON form: `{"host":"…","seq":1,"signature":"…"}` for a stamp signed alone,
+    /// `{"host":"…","seq":1,"batch":{"first":1,"last":9,"root":"…","signature":"…"},
+    /// "path":["…",…]}` for one of a batch, and `{"host":"…","seq":1,"batch_first":1}` for
+    /// one that only names its batch (which does not parse back: it proves nothing).
     pub fn to_json(&self) -> Value {
-        json!({"host": self.host().to_string(), "seq": self.seq().get(), "signature": self.signature().to_string()})
+        match self.proof() {
+            StampProof::Signed(signature) => {
+                json!({"host": self.host().to_string(), "seq": self.seq().get(), "signature": signature.to_string()})
+            }
+            StampProof::Batch { batch, path } => json!({
+                "host": self.host().to_string(),
+                "seq": self.seq().get(),
+                "batch": {
+                    "first": batch.first().get(),
+                    "last": batch.last().get(),
+                    "root": hex::encode(batch.root()),
+                    "signature": batch.signature().to_string(),
+                },
+                "path": path.iter().map(hex::encode).collect::<Vec<_>>(),
+            }),
+            StampProof::Named { first } => {
+                json!({"host": self.host().to_string(), "seq": self.seq().get(), "batch_first": first.get()})
+            }
+        }
     }
 
     /// Parses [`Stamp::to_json`]'s form (not verified: call [`Stamp::verify`]).
     pub fn from_json(value: &Value) -> Result<Stamp> {
         let m = StampJson::deserialize(value).map_err(json_error)?;
-        Ok(Stamp::from_parts(
-            m.host.parse::<HostId>()?,
-            Seq::new(m.seq),
-            m.signature.parse()?,
-        ))
+        let host = m.host.parse::<HostId>()?;
+        let seq = Seq::new(m.seq);
+        if let Some(first) = m.batch_first {
+            return Err(Error::Json(format!(
+                "the stamp of seq {} names its batch (from seq {first}) but carries no proof",
+                m.seq
+            )));
+        }
+        match (m.signature, m.batch, m.path) {
+            (Some(signature), None, None) => Ok(Stamp::from_parts(host, seq, signature.parse()?)),
+            (None, Some(b), Some(path)) => {
+                let batch = BatchStamp::from_parts(
+                    host,
+                    Seq::new(b.first),
+                    Seq::new(b.last),
+                    hash_from_hex(&b.root)?,
+                    b.signature.parse()?,
+                )?;
+                let path = path
+                    .iter()
+                    .map(|h| hash_from_hex(h))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Stamp::in_batch(Arc::new(batch), seq, path.into()))
+            }
+            _ => Err(Error::Json(
+                "a stamp has either \"signature\", or \"batch\" and \"path\"".into(),
+            )),
+        }
     }
 }

@@ -43,6 +43,7 @@ pub mod codec;
 mod delta;
 mod error;
 pub mod filter;
+mod frontier;
 mod hlc;
 mod ids;
 mod json;
@@ -60,6 +61,7 @@ pub use delta::{
 };
 pub use error::{Error, Result};
 pub use filter::{Filter, FilterError, FilterIndex};
+pub use frontier::Frontier;
 pub use hlc::{Hlc, HlcClock};
 pub use ids::{AuthorKey, DeltaId, EntityId, HostId, Seq, Signature};
 pub use keys::KeyPair;
@@ -67,5 +69,5 @@ pub use literals::check_integer_literals;
 pub use schema::{
     PropertySpec, ResolverName, Schema, ValueType, SCHEMA_DEFINITION_CONTEXT, SCHEMA_ENTITY_PREFIX,
 };
-pub use stamp::{Stamp, STAMP_LEN};
+pub use stamp::{Stamp, StampProof, StampVerdicts, STAMP_LEN};
 pub use stamped::StampedDelta;

@@ -182,6 +182,161 @@ fn fold_run<'a>(
     Some(node(&left, &right))
 }
 
+/// Every leaf's [`path`] at once, in one pass over the tree (`paths[i]` proves `ids[i]`).
+pub fn paths(ids: &[DeltaId]) -> Vec<Vec<Hash>> {
+    let leaves: Vec<Hash> = ids.iter().map(leaf).collect();
+    let mut paths = vec![Vec::new(); ids.len()];
+    if !leaves.is_empty() {
+        fill_paths(&leaves, &mut paths);
+    }
+    paths
+}
+
+fn fill_paths(leaves: &[Hash], paths: &mut [Vec<Hash>]) -> Hash {
+    if leaves.len() == 1 {
+        return leaves[0];
+    }
+    let k = split(leaves.len());
+    let (left_paths, right_paths) = paths.split_at_mut(k);
+    let left = fill_paths(&leaves[..k], left_paths);
+    let right = fill_paths(&leaves[k..], right_paths);
+    left_paths.iter_mut().for_each(|p| p.push(right));
+    right_paths.iter_mut().for_each(|p| p.push(left));
+    node(&left, &right)
+}
+
+/// The hashes that prove several leaves of a tree of `len` at once: the roots of the
+/// maximal subtrees holding none of them, left to right, taken from the leaves' own paths.
+/// `known` lists `(index, path)` by rising index; `None` if an index repeats, is out of
+/// range or comes out of order, or a path has the wrong length for its place.
+pub fn multiproof(len: usize, known: &[(usize, &[Hash])]) -> Option<Vec<Hash>> {
+    if known.is_empty() || !sorted_within(known.iter().map(|(i, _)| *i), len) {
+        return None;
+    }
+    let mut proof = Vec::new();
+    collect_multi(0, len, 0, known, &mut proof)?;
+    Some(proof)
+}
+
+fn sorted_within(mut indices: impl Iterator<Item = usize>, len: usize) -> bool {
+    let Some(mut last) = indices.next() else {
+        return true;
+    };
+    if last >= len {
+        return false;
+    }
+    for i in indices {
+        if i <= last || i >= len {
+            return false;
+        }
+        last = i;
+    }
+    true
+}
+
+/// The sibling at depth `depth + 1` on a leaf's path (paths are lowest first).
+fn sibling_at(path: &[Hash], depth: usize) -> Option<Hash> {
+    path.len()
+        .checked_sub(depth + 1)
+        .and_then(|i| path.get(i).copied())
+}
+
+fn collect_multi(
+    lo: usize,
+    hi: usize,
+    depth: usize,
+    known: &[(usize, &[Hash])],
+    proof: &mut Vec<Hash>,
+) -> Option<()> {
+    if hi - lo == 1 {
+        return (known[0].1.len() == depth).then_some(());
+    }
+    let k = split(hi - lo);
+    let at = known.partition_point(|(i, _)| *i < lo + k);
+    let (left, right) = known.split_at(at);
+    if left.is_empty() {
+        proof.push(sibling_at(right[0].1, depth)?);
+    } else {
+        collect_multi(lo, lo + k, depth + 1, left, proof)?;
+    }
+    if right.is_empty() {
+        proof.push(sibling_at(left[0].1, depth)?);
+    } else {
+        collect_multi(lo + k, hi, depth + 1, right, proof)?;
+    }
+    Some(())
+}
+
+/// The root that `leaves` (`(index, id)` by rising index, in a tree of `len`) and their
+/// [`multiproof`] lead to, with each leaf's path; `None` when the proof does not fit.
+pub fn open_multiproof(
+    len: usize,
+    leaves: &[(usize, DeltaId)],
+    proof: &[Hash],
+) -> Option<(Hash, Vec<Vec<Hash>>)> {
+    let mut proof = proof.iter();
+    let opened = open_with(len, leaves, |_, _| proof.next().copied())?;
+    proof.next().is_none().then_some(opened)
+}
+
+/// The root over `leaves` (`(index, id)` by rising index, in a tree of `len`) with each
+/// leaf's path, taking the hash of every maximal subtree without any of them, left to
+/// right, from `outside(lo, hi)`. `None` for no leaves, a bad index, or a missing hash.
+pub fn open_with(
+    len: usize,
+    leaves: &[(usize, DeltaId)],
+    mut outside: impl FnMut(usize, usize) -> Option<Hash>,
+) -> Option<(Hash, Vec<Vec<Hash>>)> {
+    if leaves.is_empty() || !sorted_within(leaves.iter().map(|(i, _)| *i), len) {
+        return None;
+    }
+    let mut paths = vec![Vec::new(); leaves.len()];
+    let root = open_range(0, len, leaves, &mut paths, &mut outside)?;
+    Some((root, paths))
+}
+
+fn open_range(
+    lo: usize,
+    hi: usize,
+    leaves: &[(usize, DeltaId)],
+    paths: &mut [Vec<Hash>],
+    outside: &mut impl FnMut(usize, usize) -> Option<Hash>,
+) -> Option<Hash> {
+    if leaves.is_empty() {
+        return outside(lo, hi);
+    }
+    if hi - lo == 1 {
+        return Some(leaf(&leaves[0].1));
+    }
+    let k = split(hi - lo);
+    let at = leaves.partition_point(|(i, _)| *i < lo + k);
+    let (left_paths, right_paths) = paths.split_at_mut(at);
+    let left = open_range(lo, lo + k, &leaves[..at], left_paths, outside)?;
+    let right = open_range(lo + k, hi, &leaves[at..], right_paths, outside)?;
+    left_paths.iter_mut().for_each(|p| p.push(right));
+    right_paths.iter_mut().for_each(|p| p.push(left));
+    Some(node(&left, &right))
+}
+
+/// The sibling subtrees along leaf `index`'s path in a tree of `len`, as `(lo, hi)` leaf
+/// ranges, lowest first (the order of [`path`]).
+pub fn sibling_ranges(len: usize, index: usize) -> Vec<(usize, usize)> {
+    let (mut lo, mut hi) = (0, len);
+    let mut ranges = Vec::new();
+    while hi - lo > 1 {
+        let k = split(hi - lo);
+        if index < lo + k {
+            ranges.push((lo + k, hi));
+            hi = lo + k;
+        } else {
+            ranges.push((lo, lo + k));
+            lo += k;
+        }
+    }
+    ranges.reverse();
+    ranges
+}
+
 /// `n` distinct ids, for tests.
 #[cfg(test)]
 pub(crate) fn sample_ids(n: usize) -> Vec<DeltaId> {
@@ -246,7 +401,75 @@ mod tests {
         assert_ne!(root(&ids[..4]).unwrap(), root(&ids).unwrap());
     }
 
+    #[test]
+    fn paths_at_once_are_the_paths_one_by_one() {
+        for n in 1..=40 {
+            let ids = ids(n);
+            let all = paths(&ids);
+            for (i, p) in all.iter().enumerate() {
+                assert_eq!(Some(p.clone()), path(&ids, i), "n {n} i {i}");
+            }
+        }
+        assert!(paths(&[]).is_empty());
+    }
+
+    #[test]
+    fn sibling_ranges_name_the_subtrees_a_path_hashes() {
+        let ids = ids(13);
+        for i in 0..13 {
+            let ranges = sibling_ranges(13, i);
+            let path = path(&ids, i).unwrap();
+            assert_eq!(ranges.len(), path.len());
+            for ((lo, hi), hash) in ranges.iter().zip(&path) {
+                assert!(!(*lo..*hi).contains(&i));
+                assert_eq!(
+                    root(&ids[*lo..*hi]).as_ref(),
+                    Some(hash),
+                    "i {i} {lo}..{hi}"
+                );
+            }
+        }
+    }
+
     proptest! {
+        #[test]
+        fn a_multiproof_proves_any_set_of_leaves_and_gives_their_paths(
+            n in 1usize..200,
+            picks in proptest::collection::btree_set(0usize..200, 1..30),
+        ) {
+            let ids = ids(n);
+            let root = root(&ids).unwrap();
+            let chosen: Vec<usize> = picks.into_iter().filter(|i| *i < n).collect();
+            prop_assume!(!chosen.is_empty());
+            let all = paths(&ids);
+            let known: Vec<(usize, &[Hash])> = chosen.iter().map(|&i| (i, all[i].as_slice())).collect();
+            let proof = multiproof(n, &known).unwrap();
+            // Never more than one hash per level per leaf.
+            prop_assert!(proof.len() <= chosen.len() * 8);
+            let leaves: Vec<(usize, DeltaId)> = chosen.iter().map(|&i| (i, ids[i])).collect();
+            let (opened, opened_paths) = open_multiproof(n, &leaves, &proof).unwrap();
+            prop_assert_eq!(opened, root);
+            for (k, &i) in chosen.iter().enumerate() {
+                prop_assert_eq!(&opened_paths[k], &all[i]);
+            }
+            // A changed id, a moved leaf, or a cut proof does not lead to the root.
+            let mut changed = leaves.clone();
+            changed[0].1 = DeltaId::from_bytes([7; 32]);
+            prop_assert_ne!(open_multiproof(n, &changed, &proof).map(|o| o.0), Some(root));
+            if !proof.is_empty() {
+                prop_assert_eq!(open_multiproof(n, &leaves, &proof[1..]), None);
+                let mut longer = proof.clone();
+                longer.push([0; 32]);
+                prop_assert_eq!(open_multiproof(n, &leaves, &longer), None);
+            }
+            let mut moved = leaves.clone();
+            let last = moved.len() - 1;
+            if moved[last].0 + 1 < n {
+                moved[last].0 += 1;
+                prop_assert_ne!(open_multiproof(n, &moved, &proof).map(|o| o.0), Some(root));
+            }
+        }
+
         #[test]
         fn every_run_proves_itself_in_few_hashes(n in 1usize..300, a in 0usize..300, b in 0usize..300) {
             let ids = ids(n);

@@ -65,8 +65,29 @@ fn delta_v1_json_fixture_parses_to_the_same_delta() {
 fn stamp_v1_fixture_decodes_and_verifies() {
     let delta = v1_delta();
     let stamp = Stamp::sign(delta.id(), Seq::new(3), &KeyPair::from_seed([0x43; 32]));
-    let stored = check_or_bless("stamp-v1.bin", &stamp.encode());
-    let decoded = Stamp::decode(&stored).unwrap();
+    let stored = check_or_bless("stamp-v1.bin", &stamp.encode_v1().unwrap());
+    let decoded = Stamp::decode_v1(&stored).unwrap();
     assert_eq!(decoded, stamp);
     decoded.verify(delta.id()).unwrap();
+}
+
+#[test]
+fn stamp_v2_fixtures_decode_and_verify() {
+    let delta = v1_delta();
+    let key = KeyPair::from_seed([0x43; 32]);
+    let signed = Stamp::sign(delta.id(), Seq::new(3), &key);
+    let stored = check_or_bless("stamp-v2-signed.bin", &signed.encode());
+    assert_eq!(Stamp::decode(&stored).unwrap(), signed);
+    // A batch of three with the fixture delta in the middle.
+    let ids = [
+        DeltaId::from_bytes([1; 32]),
+        delta.id(),
+        DeltaId::from_bytes([2; 32]),
+    ];
+    let batch = Stamp::sign_batch(&ids, Seq::new(4), &key).unwrap();
+    let stored = check_or_bless("stamp-v2-batch.bin", &batch[1].encode());
+    let decoded = Stamp::decode(&stored).unwrap();
+    assert_eq!(decoded, batch[1]);
+    decoded.verify(delta.id()).unwrap();
+    assert_eq!(decoded.seq(), Seq::new(5));
 }

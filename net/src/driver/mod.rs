@@ -231,9 +231,23 @@ impl Driver {
         let store = self.store.clone();
         let after = self.last_arrival;
         let missed = tokio::task::spawn_blocking(move || {
-            store
+            let mut missed = store
                 .scan_arrival(after)
-                .collect::<Result<Vec<StoredDelta>, _>>()
+                .collect::<Result<Vec<StoredDelta>, _>>()?;
+            // Read back from the journal, stamps of a batch only name it: fill in their
+            // proofs before the deltas are published.
+            let mut stamped: Vec<StampedDelta> = missed
+                .iter()
+                .map(|s| StampedDelta {
+                    delta: s.delta.clone(),
+                    stamps: s.stamps.clone(),
+                })
+                .collect();
+            store.prove(&mut stamped)?;
+            for (stored, proven) in missed.iter_mut().zip(stamped) {
+                stored.stamps = proven.stamps;
+            }
+            Ok::<_, hypha_delta_store::Error>(missed)
         })
         .await;
         match missed {

@@ -1,7 +1,7 @@
 //! The wire encoding of [`Message`]s: compact, versioned and bounded.
 //!
 //! ```text
-//! message   = version u8 (1) | kind u8 | body
+//! message   = version u8 (2) | kind u8 | body
 //! kind 1    Deltas:         deltas
 //! kind 2    Coverage:       vector
 //! kind 3    CatchUpRequest: request u64 | vector
@@ -15,7 +15,7 @@
 //! kind 11   Peers:          count u32 | (host [32] | bytes (ROUTER address, UTF-8))*
 //! ids       = count u32 | id [32]*
 //! bytes     = length u32 | byte*
-//! deltas    = count u32 | (length u32 | delta bytes (primitives' stored form) | stamp count u8 | stamps)*
+//! deltas    = the deltas with their origin stamps, each batch stamp once (see `deltas.rs`)
 //! vector    = count u32 | (host [32] | seq u64)*
 //! ```
 //!
@@ -23,12 +23,17 @@
 //! left before anything is allocated, and a message larger than the caller's bound is
 //! refused before it is parsed.
 
-use hypha_primitives::{Delta, DeltaId, HostId, Seq, Stamp, StampedDelta, STAMP_LEN};
+use hypha_primitives::{DeltaId, HostId, Seq};
 
 use crate::{CoverageVector, Message};
 
-/// The wire format version this build writes and reads.
-pub const WIRE_VERSION: u8 = 1;
+mod deltas;
+
+use deltas::put_deltas;
+
+/// The wire format version this build writes and reads. Version 2 carries origin stamps
+/// signed per batch; a peer of version 1 is refused at the handshake, naming both.
+pub const WIRE_VERSION: u8 = 2;
 
 /// The default bound on one message's size (bytes).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 << 20;
@@ -57,6 +62,10 @@ pub enum WireError {
     /// A delta or stamp inside does not decode.
     #[error("malformed delta in message: {0}")]
     Delta(#[from] hypha_primitives::Error),
+    /// The Merkle proof of a batch of stamps does not lead to the batch's signed root: a
+    /// forged, truncated or mismatched proof.
+    #[error("bad batch proof in message: {0}")]
+    Proof(String),
 }
 
 /// Encodes a message.
@@ -153,20 +162,6 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
 fn put_u32(out: &mut Vec<u8>, n: usize) {
     // Counts and lengths are bounded by the message size limit, far below u32::MAX.
     out.extend_from_slice(&(n as u32).to_be_bytes());
-}
-
-fn put_deltas(out: &mut Vec<u8>, deltas: &[StampedDelta]) {
-    put_u32(out, deltas.len());
-    for d in deltas {
-        let bytes = d.delta.encode();
-        put_u32(out, bytes.len());
-        out.extend_from_slice(&bytes);
-        // The store keeps at most 64 stamps per delta.
-        out.push(d.stamps.len().min(u8::MAX as usize) as u8);
-        for s in d.stamps.iter().take(u8::MAX as usize) {
-            out.extend_from_slice(&s.encode());
-        }
-    }
 }
 
 fn put_vector(out: &mut Vec<u8>, vector: &CoverageVector) {
@@ -284,6 +279,9 @@ impl<'a> Reader<'a> {
         out.copy_from_slice(self.take(N)?);
         Ok(out)
     }
+    fn u16(&mut self) -> Result<u16, WireError> {
+        Ok(u16::from_be_bytes(self.array()?))
+    }
     fn u8(&mut self) -> Result<u8, WireError> {
         Ok(self.take(1)?[0])
     }
@@ -325,30 +323,11 @@ impl<'a> Reader<'a> {
         }
         Ok(vector)
     }
-    fn deltas(&mut self) -> Result<Vec<StampedDelta>, WireError> {
-        // A delta takes at least a length, a minimal body, a signature and a stamp count.
-        let n = self.count(4 + 64 + 1)?;
-        let mut deltas = Vec::with_capacity(n);
-        for _ in 0..n {
-            let len = self.count(1)?;
-            let delta = Delta::decode(self.take(len)?)?;
-            let stamps = usize::from(self.u8()?);
-            let mut list = Vec::with_capacity(stamps.min((self.bytes.len() - self.at) / STAMP_LEN));
-            for _ in 0..stamps {
-                list.push(Stamp::decode(self.take(STAMP_LEN)?)?);
-            }
-            deltas.push(StampedDelta {
-                delta,
-                stamps: list,
-            });
-        }
-        Ok(deltas)
-    }
 }
 
 #[cfg(test)]
 mod tests {
-    use hypha_primitives::{DeltaBuilder, Hlc, KeyPair, Pointer};
+    use hypha_primitives::{DeltaBuilder, Hlc, KeyPair, Pointer, Stamp, StampedDelta};
     use proptest::prelude::*;
 
     use super::*;
@@ -372,6 +351,21 @@ mod tests {
         StampedDelta { delta, stamps }
     }
 
+    /// `n` deltas stamped by one batch stamp of host 60, seqs 1..=n.
+    fn batch_stamped(n: u64) -> Vec<StampedDelta> {
+        let deltas: Vec<StampedDelta> = (1..=n).map(|seq| stamped(1, seq, 0)).collect();
+        let ids: Vec<_> = deltas.iter().map(|d| d.delta.id()).collect();
+        let stamps = Stamp::sign_batch(&ids, Seq::FIRST, &KeyPair::from_seed([60; 32])).unwrap();
+        deltas
+            .into_iter()
+            .zip(stamps)
+            .map(|(mut d, s)| {
+                d.stamps.push(s);
+                d
+            })
+            .collect()
+    }
+
     fn vector(n: u8) -> CoverageVector {
         (0..n)
             .map(|i| {
@@ -387,6 +381,8 @@ mod tests {
         vec![
             Message::Deltas(vec![]),
             Message::Deltas(vec![stamped(1, 1, 1), stamped(2, 2, 0), stamped(3, 3, 3)]),
+            Message::Deltas(batch_stamped(5)),
+            Message::Deltas(batch_stamped(9)[3..4].to_vec()),
             Message::Coverage(vector(0)),
             Message::Coverage(vector(5)),
             Message::CatchUpRequest {
@@ -476,10 +472,10 @@ mod tests {
             })
         );
         let mut other_version = bytes.clone();
-        other_version[0] = 2;
+        other_version[0] = 1;
         assert_eq!(
             decode(&other_version, DEFAULT_MAX_MESSAGE_BYTES),
-            Err(WireError::Version(2))
+            Err(WireError::Version(1))
         );
         let mut other_kind = bytes.clone();
         other_kind[1] = 99;
@@ -498,8 +494,9 @@ mod tests {
     #[test]
     fn a_tampered_delta_inside_is_a_typed_error() {
         let mut bytes = encode(&Message::Deltas(vec![stamped(1, 1, 0)]));
-        // The delta's version byte sits after the header (2), count (4) and length (4).
-        bytes[10] = 9;
+        // The delta's version byte sits after the header (2), the batch table's count (2),
+        // the delta count (4) and its length (4).
+        bytes[12] = 9;
         assert!(matches!(
             decode(&bytes, DEFAULT_MAX_MESSAGE_BYTES),
             Err(WireError::Delta(_))
