@@ -502,7 +502,7 @@ fn store_ingest(deltas: &[Delta]) -> Result<(f64, Vec<StampedDelta>)> {
         store.put_local_batch(batch, &host)?;
     }
     let ingest = rate(deltas.len(), start);
-    let stamped = store
+    let mut stamped: Vec<StampedDelta> = store
         .scan_arrival(None)
         .map(|stored| {
             stored.map(|s| StampedDelta {
@@ -511,6 +511,8 @@ fn store_ingest(deltas: &[Delta]) -> Result<(f64, Vec<StampedDelta>)> {
             })
         })
         .collect::<Result<_, _>>()?;
+    // As they would travel: with their stamps' proofs.
+    store.prove(&mut stamped)?;
     Ok((ingest, stamped))
 }
 

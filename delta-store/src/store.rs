@@ -265,7 +265,7 @@ impl Store {
             .map(|job| std::mem::take(&mut *lock(&job.items)))
             .collect();
         let staged: Result<Vec<Vec<PutOutcome>>> = group
-            .preload(items.iter().flatten().map(|item| item.delta.id()))
+            .preload(items.iter().flatten())
             .and_then(|()| {
                 let work: Vec<(Option<&KeyPair>, &[Prepared])> = jobs
                     .iter()
@@ -319,13 +319,15 @@ impl Store {
         &self,
         state: &mut CommitState,
         claimed: &mut HashMap<(HostId, Seq), DeltaId>,
+        preloaded: &HashMap<(HostId, Seq), Option<DeltaId>>,
         stamp: &Stamp,
         id: DeltaId,
     ) -> Result<bool> {
         let place = (stamp.host(), stamp.seq());
-        let holder = match claimed.get(&place) {
-            Some(holder) => Some(*holder),
-            None => self.delta_at_origin(stamp.host(), stamp.seq())?,
+        let holder = match (claimed.get(&place), preloaded.get(&place)) {
+            (Some(holder), _) => Some(*holder),
+            (None, Some(holder)) => *holder,
+            (None, None) => self.delta_at_origin(stamp.host(), stamp.seq())?,
         };
         match holder {
             Some(holder) if holder != id => {
@@ -461,8 +463,11 @@ fn column_family_options(name: &str, cache: &Cache) -> Options {
     table.set_block_cache(cache);
     if name == CF_DELTAS || name == CF_ORIGIN {
         // Every put first looks up its id (and its stamps' places); almost all of those
-        // lookups miss, and a bloom filter answers a miss without reading a block per file.
+        // lookups miss, and a bloom filter answers a miss without reading a block per file,
+        // or, in the memtable, without a search of its skip list.
         table.set_bloom_filter(10.0, false);
+        opts.set_memtable_whole_key_filtering(true);
+        opts.set_memtable_prefix_bloom_ratio(0.05);
     }
     opts.set_block_based_table_factory(&table);
     opts
