@@ -18,7 +18,7 @@ use crate::journal::Journal;
 use crate::protocol::{Action, Protocol};
 use crate::requests::Done;
 use crate::serve::{self, ReadDone};
-use crate::{Input, Message, PeerConfig};
+use crate::{wire, Input, Message, PeerConfig};
 
 mod journal;
 mod pool;
@@ -237,6 +237,11 @@ impl Sim<'_> {
             1
         };
         let sender = self.nodes[from].protocol.peer().id();
+        // The network carries bytes: every message crosses the wire encoding, batch proofs
+        // included, exactly as between real nodes.
+        let bytes = wire::encode(&message);
+        let message = wire::decode(&bytes, wire::DEFAULT_MAX_MESSAGE_BYTES)
+            .expect("a message the protocol sent decodes");
         for _ in 0..copies {
             let at = self.now + 1 + self.rng.below(self.config.max_delay_ms);
             self.schedule(

@@ -1,7 +1,13 @@
 //! What a simulation runs on: the signed deltas every node writes, made once, and the
 //! seeded random numbers that pick every fault.
 
-use hypha_primitives::{DeltaBuilder, Hlc, KeyPair, Pointer, Seq, Stamp, StampedDelta};
+use hypha_primitives::{
+    Delta, DeltaBuilder, DeltaId, Hlc, KeyPair, Pointer, Seq, Stamp, StampedDelta,
+};
+
+/// How many seqs each simulated host stamps with one batch stamp (small, so that pages and
+/// partitions cut batches often).
+pub(super) const BATCH: usize = 5;
 
 /// Signed, stamped deltas for the simulation, made once: signing is the slow part.
 #[derive(Debug)]
@@ -12,29 +18,38 @@ pub struct DeltaPool {
 }
 
 impl DeltaPool {
-    /// `hosts` node keys, each with `per_host` writes stamped 1, 2, 3…
+    /// `hosts` node keys, each with `per_host` writes stamped 1, 2, 3… in batches of
+    /// [`BATCH`].
     pub fn new(hosts: usize, per_host: usize) -> Self {
         let keys: Vec<KeyPair> = (0..hosts)
             .map(|i| KeyPair::from_seed([i as u8 + 1; 32]))
             .collect();
+        // Each host stamps its writes in batches of up to BATCH seqs, as a node stamps
+        // what it accepts together, so the simulation runs on batch stamps and their proofs.
         let writes = keys
             .iter()
             .enumerate()
             .map(|(h, key)| {
-                (1..=per_host as u64)
+                let deltas: Vec<Delta> = (1..=per_host as u64)
                     .map(|seq| {
-                        let delta = DeltaBuilder::new(Hlc::new(seq, h as u32))
+                        DeltaBuilder::new(Hlc::new(seq, h as u32))
                             .pointer(Pointer::entity("subject", format!("e{}", seq % 3), "p"))
                             .pointer(Pointer::value("p", (h as i64) * 1000 + seq as i64))
                             .sign(key)
-                            .expect("valid delta");
-                        let stamp = Stamp::sign(delta.id(), Seq::new(seq), key);
-                        StampedDelta {
-                            delta,
-                            stamps: vec![stamp],
-                        }
+                            .expect("valid delta")
                     })
-                    .collect()
+                    .collect();
+                let mut stamped = Vec::with_capacity(deltas.len());
+                for (k, chunk) in deltas.chunks(BATCH).enumerate() {
+                    let ids: Vec<DeltaId> = chunk.iter().map(Delta::id).collect();
+                    let first = Seq::new((k * BATCH) as u64 + 1);
+                    let stamps = Stamp::sign_batch(&ids, first, key).expect("a valid batch");
+                    stamped.extend(chunk.iter().zip(stamps).map(|(delta, stamp)| StampedDelta {
+                        delta: delta.clone(),
+                        stamps: vec![stamp],
+                    }));
+                }
+                stamped
             })
             .collect();
         Self {
