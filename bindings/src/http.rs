@@ -828,6 +828,12 @@ async fn metrics(State(api): State<Arc<NodeApi>>) -> Result<Response, ApiError> 
             "Bytes received from peers.",
             stats.received_bytes,
         );
+        metric(
+            "hypha_handshakes_refused_total",
+            "counter",
+            "Handshakes refused: malformed, of another wire version, or unproven.",
+            stats.handshakes_refused,
+        );
     }
     out.push_str(&histogram);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())

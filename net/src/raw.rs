@@ -67,6 +67,28 @@ impl RawPeer {
         RawPeer { dealer, keys }
     }
 
+    /// Dials `router` as `key` speaking wire version 1 (whose hello ends before the version
+    /// byte) and says whether a welcome came back within `wait`.
+    pub async fn hello_of_version_1(router: &str, key: &KeyPair, wait: Duration) -> bool {
+        let mut dealer = DealerSocket::new();
+        dealer.connect(router).await.expect("dial the node");
+        let hello = Hello {
+            host: key.host_id(),
+            nonce: nonce(),
+            router: "tcp://127.0.0.1:1".into(),
+            publish: "tcp://127.0.0.1:2".into(),
+            ephemeral: Ephemeral::new().public,
+            encrypt: false,
+        };
+        let mut bytes = hello.encode();
+        bytes.pop();
+        dealer
+            .send(frame(vec![b"h".to_vec(), bytes]))
+            .await
+            .expect("send hello");
+        tokio::time::timeout(wait, dealer.recv()).await.is_ok()
+    }
+
     /// Sends a protocol message (sealed when the link is encrypted).
     pub async fn send(&mut self, message: &Message) {
         let mut bytes = wire::encode(message);

@@ -137,6 +137,9 @@ pub struct NetStats {
     pub received: u64,
     /// Bytes received.
     pub received_bytes: u64,
+    /// Handshakes refused: a hello that does not decode, of another wire version, or a
+    /// proof that does not verify.
+    pub handshakes_refused: u64,
 }
 
 #[derive(Debug, Default)]
@@ -147,6 +150,7 @@ pub(super) struct Counters {
     sent_bytes: AtomicU64,
     received: AtomicU64,
     received_bytes: AtomicU64,
+    handshakes_refused: AtomicU64,
 }
 
 impl Counters {
@@ -163,6 +167,9 @@ impl Counters {
     pub(super) fn received(&self, len: usize) {
         Self::count(&self.received, &self.received_bytes, len);
     }
+    pub(super) fn refused(&self) {
+        self.handshakes_refused.fetch_add(1, Ordering::Relaxed);
+    }
     pub(super) fn snapshot(&self) -> NetStats {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         NetStats {
@@ -172,6 +179,7 @@ impl Counters {
             sent_bytes: get(&self.sent_bytes),
             received: get(&self.received),
             received_bytes: get(&self.received_bytes),
+            handshakes_refused: get(&self.handshakes_refused),
         }
     }
 }

@@ -57,7 +57,10 @@ pub(super) async fn run_router(
                                 let _ = send.send(reply).await;
                             }
                         }
-                        Err(e) => tracing::warn!(error = %e, "refusing a handshake"),
+                        Err(e) => {
+                            shared.counters.refused();
+                            tracing::warn!(error = %e, "refusing a handshake");
+                        }
                     },
                     PROOF => {
                         let Some((hello, welcome, ephemeral)) = pending.remove(&identity) else { continue };
@@ -104,7 +107,10 @@ pub(super) async fn run_router(
                                 host_of.insert(identity, hello.host);
                                 let _ = shared.inbound.send(Inbound::Authenticated { host: hello.host, router: hello.router }).await;
                             }
-                            Err(e) => tracing::warn!(error = %e, claimed = %hello.host, "refusing a peer that cannot prove its identity"),
+                            Err(e) => {
+                                shared.counters.refused();
+                                tracing::warn!(error = %e, claimed = %hello.host, "refusing a peer that cannot prove its identity");
+                            }
                         }
                     }
                     PING if host_of.contains_key(&identity) => {
