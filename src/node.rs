@@ -143,41 +143,55 @@ async fn serve(store: Store, key: KeyPair, token: Option<String>, args: NodeArgs
     Ok(())
 }
 
-/// Keeps the materialized views current: catches up at start, then applies what each
-/// wake-up of the live feed announces (everything after the views' cursor, so a lagged
-/// feed loses nothing).
+/// Keeps the materialized views current: follows the journal from the views' cursor
+/// (`Store::follow`), so the deltas come from the live feed as they are stored and are
+/// read from the journal only at start or after the views fell behind the feed.
 async fn keep_views_current(
     store: Store,
     changes: RecordChanges,
     mut shutdown: Shutdown,
 ) -> Result<()> {
-    let mut feed = store.subscribe();
     let mut views = Materializer::open(store.clone()).context("opening the views")?;
-    let applied =
-        tokio::task::block_in_place(|| views.apply_pending()).context("catching the views up")?;
-    tracing::info!(applied, "views up to date");
-    // Only what changes from here on is announced to `changed` subscribers.
-    views.track_changes();
+    let mut follower = store.follow(views.cursor().context("reading the views' cursor")?);
+    let mut started = false;
     loop {
-        tokio::select! {
-            _ = shutdown.requested() => return Ok(()),
-            received = feed.recv() => {
-                match received {
-                    Ok(stored) => tracing::debug!(id = %stored.delta.id(), arrival = %stored.arrival, "stored"),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::debug!(skipped = n, "feed lagged; views catch up from their cursor"),
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
-                }
-                if let Err(e) = tokio::task::block_in_place(|| views.apply_pending()) {
-                    tracing::error!(error = %e, "updating the views failed; they catch up on the next delta or restart");
-                }
-                for change in views.take_changes() {
-                    // No subscriber is not an error.
-                    let _ = changes.send(change);
-                }
+        let batch = match tokio::task::block_in_place(|| follower.ready(VIEWS_BATCH)) {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the journal for the views failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
             }
+        };
+        if batch.is_empty() {
+            if !started {
+                started = true;
+                tracing::info!("views up to date");
+                // Only what changes from here on is announced to `changed` subscribers.
+                views.track_changes();
+            }
+            tokio::select! {
+                _ = shutdown.requested() => return Ok(()),
+                more = follower.changed() => if !more { return Ok(()) },
+            }
+            continue;
+        }
+        if let Err(e) = tokio::task::block_in_place(|| views.apply(&batch)) {
+            tracing::error!(error = %e, "updating the views failed; they resume from their cursor");
+            // Follow again from what the views hold, so the failed deltas come back.
+            follower = store.follow(views.cursor().context("reading the views' cursor")?);
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            continue;
+        }
+        for change in views.take_changes() {
+            // No subscriber is not an error.
+            let _ = changes.send(change);
         }
     }
 }
+
+/// The most deltas the views apply in one write.
+const VIEWS_BATCH: usize = 4_096;
 
 async fn wait_for_signal() -> Result<()> {
     #[cfg(unix)]

@@ -3,7 +3,9 @@
 //!
 //! Without it, each subscription would read every new delta and evaluate its filter, so a
 //! write would cost as many journal reads and filter evaluations as there are
-//! subscriptions. The hub reads each new delta once, builds its filter document once, and
+//! subscriptions. The hub follows the journal once (`Store::follow`: new deltas come from
+//! the live feed, read again only if the hub fell behind), builds each delta's filter
+//! document once, and
 //! asks a [`FilterIndex`] which subscriptions match: filters anchored on an equality
 //! (`{"in": ["alice", {"var": "targets"}]}`, `{"==": [{"var": "author"}, "…"]}`) are found
 //! by lookup, and only the rest are evaluated one by one.
@@ -17,14 +19,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use hypha_delta_store::{Arrival, Store, StoredDelta};
+use hypha_delta_store::{Arrival, Follower, Store, StoredDelta};
 use hypha_primitives::{Filter, FilterIndex};
-use serde_json::Value;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 /// Deltas a live subscriber may have waiting before the hub drops it back to the journal.
 pub(crate) const SUBSCRIBER_BUFFER: usize = 1024;
-/// Deltas the hub reads from the journal per pass.
+/// The most deltas the hub dispatches per pass.
 const HUB_CHUNK: usize = 512;
 
 /// One reader of new deltas for all live delta subscriptions.
@@ -35,7 +36,6 @@ pub(crate) struct DeltaHub {
 
 #[derive(Debug)]
 struct Shared {
-    store: Store,
     state: Mutex<State>,
 }
 
@@ -74,17 +74,17 @@ impl DeltaHub {
     /// Starts the hub at the journal's current end; its reader runs on the current tokio
     /// runtime until the store's feed closes.
     pub(crate) fn start(store: Store) -> hypha_delta_store::Result<DeltaHub> {
-        // Subscribed before reading the position, so nothing stored in between is missed.
-        let feed = store.subscribe();
         let position = store.last_arrival()?;
+        // The follower subscribes to the feed at once, so nothing stored after `position`
+        // is missed.
+        let follower = store.follow(position);
         let shared = Arc::new(Shared {
-            store,
             state: Mutex::new(State {
                 position,
                 ..State::default()
             }),
         });
-        tokio::spawn(dispatch(shared.clone(), feed));
+        tokio::spawn(dispatch(shared.clone(), follower));
         Ok(DeltaHub { shared })
     }
 
@@ -123,70 +123,60 @@ impl DeltaHub {
     }
 }
 
-/// The hub's reader: on every wake-up of the feed, dispatches what the journal holds
-/// after the hub's position.
-async fn dispatch(shared: Arc<Shared>, mut feed: broadcast::Receiver<Arc<StoredDelta>>) {
+/// The hub's reader: follows the journal (`Store::follow`) and dispatches each batch of new
+/// deltas to the subscribers whose filters match.
+async fn dispatch(shared: Arc<Shared>, mut follower: Follower) {
     loop {
-        loop {
-            match dispatch_chunk(&shared).await {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "subscription hub: reading the journal failed; retrying on the next delta");
-                    break;
+        // The follower reads the journal only when behind; that read blocks.
+        let (back, read) = match tokio::task::spawn_blocking(move || {
+            let read = follower.ready(HUB_CHUNK);
+            (follower, read)
+        })
+        .await
+        {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(error = %e, "subscription hub: its reader stopped");
+                return;
+            }
+        };
+        follower = back;
+        match read {
+            Ok(batch) if batch.is_empty() => {
+                if !follower.changed().await {
+                    return;
                 }
             }
-        }
-        match feed.recv().await {
-            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-            Err(broadcast::error::RecvError::Closed) => return,
+            Ok(batch) => dispatch_batch(&shared, &batch),
+            Err(e) => {
+                tracing::warn!(error = %e, "subscription hub: reading the journal failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
         }
     }
 }
 
-/// Dispatches one chunk after the hub's position; `false` when there was nothing to read.
-async fn dispatch_chunk(shared: &Arc<Shared>) -> Result<bool, String> {
-    let (from, idle) = {
-        let state = shared.lock();
-        (state.position, state.subscribers.is_empty())
+/// Hands a batch of new deltas to every live subscriber whose filter matches it.
+fn dispatch_batch(shared: &Shared, batch: &[Arc<StoredDelta>]) {
+    let Some(last) = batch.last().map(|stored| stored.arrival) else {
+        return;
     };
-    let store = shared.store.clone();
-    if idle {
-        // Nobody to feed: skip ahead without reading.
-        let last = tokio::task::spawn_blocking(move || store.last_arrival())
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        let mut state = shared.lock();
-        if state.subscribers.is_empty() {
-            state.position = state.position.max(last);
-        }
-        return Ok(false);
-    }
-    let chunk = tokio::task::spawn_blocking(move || {
-        store
-            .scan_arrival(from)
-            .take(HUB_CHUNK)
-            .map(|stored| {
-                let stored = stored?;
-                let document = stored.delta.filter_document(&stored.stamps);
-                Ok((Arc::new(stored), document))
-            })
-            .collect::<hypha_delta_store::Result<Vec<(Arc<StoredDelta>, Value)>>>()
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
-    let Some(last) = chunk.last().map(|(stored, _)| stored.arrival) else {
-        return Ok(false);
+    let documents_of = || -> Vec<serde_json::Value> {
+        batch
+            .iter()
+            .map(|stored| stored.delta.filter_document(&stored.stamps))
+            .collect()
     };
+    // Filter documents are built outside the lock, and not at all with nobody to feed.
+    let idle = shared.lock().subscribers.is_empty();
+    let mut documents = if idle { Vec::new() } else { documents_of() };
     let mut state = shared.lock();
-    if state.position != from {
-        // Cannot happen with one reader; re-read rather than dispatch twice.
-        return Ok(true);
+    if documents.is_empty() && !state.subscribers.is_empty() {
+        // Someone joined meanwhile, at the position before this batch: it is owed it.
+        documents = documents_of();
     }
     let mut dropped = Vec::new();
-    for (stored, document) in &chunk {
+    for (stored, document) in batch.iter().zip(&documents) {
         for key in state.index.matching(document) {
             let Some(sender) = state.subscribers.get(&key) else {
                 continue;
@@ -202,5 +192,4 @@ async fn dispatch_chunk(shared: &Arc<Shared>) -> Result<bool, String> {
         }
     }
     state.position = Some(last);
-    Ok(true)
 }

@@ -34,6 +34,7 @@ mod batches;
 mod config;
 mod derived;
 mod error;
+mod follow;
 mod group;
 mod identity;
 mod layout;
@@ -49,6 +50,7 @@ use hypha_primitives::{Delta, Stamp};
 pub use config::{Config, Durability, StoreBuilder};
 pub use derived::DerivedWrite;
 pub use error::{Error, Result};
+pub use follow::Follower;
 pub use identity::{
     load_or_create_node_key, node_key_path, read_key_file, write_key_file, NODE_KEY_FILE,
 };

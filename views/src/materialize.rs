@@ -11,6 +11,7 @@
 //! materialized flat: references stay `{"entity": id}` and readers nest at read time.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use hypha_delta_store::{Arrival, DerivedWrite, Store, StoredDelta};
 use hypha_primitives::{Delta, DeltaId, EntityId, Filter, Hlc, Schema};
@@ -214,10 +215,11 @@ impl Materializer {
         let mut applied = 0;
         loop {
             let after = self.cursor()?;
-            let chunk: Vec<StoredDelta> = self
+            let chunk: Vec<Arc<StoredDelta>> = self
                 .store
                 .scan_arrival(after)
                 .take(APPLY_CHUNK)
+                .map(|stored| stored.map(Arc::new))
                 .collect::<Result<_, _>>()?;
             let Some(last) = chunk.last().map(|s| s.arrival) else {
                 return Ok(applied);
@@ -227,7 +229,35 @@ impl Materializer {
         }
     }
 
-    fn apply_chunk(&mut self, chunk: &[StoredDelta], last: Arrival) -> Result<()> {
+    /// Applies deltas a follower of the journal handed out (`Store::follow` from this
+    /// materializer's cursor), without reading them again; those at or before the cursor
+    /// are skipped. Returns how many were applied; a gap after the cursor is
+    /// [`Error::Corrupt`](crate::Error), as the follower never leaves one.
+    pub fn apply(&mut self, deltas: &[Arc<StoredDelta>]) -> Result<usize> {
+        let next = self.cursor()?.map_or(1, |c| c.get() + 1);
+        let start = deltas.partition_point(|d| d.arrival.get() < next);
+        let fresh = &deltas[start..];
+        let Some(last) = fresh.last().map(|s| s.arrival) else {
+            return Ok(0);
+        };
+        if fresh[0].arrival.get() != next
+            || fresh
+                .windows(2)
+                .any(|w| w[1].arrival.get() != w[0].arrival.get() + 1)
+        {
+            return Err(crate::Error::Corrupt(format!(
+                "views were handed deltas from arrival {} while expecting {next}",
+                fresh[0].arrival
+            )));
+        }
+        for chunk in fresh.chunks(APPLY_CHUNK) {
+            let last_of_chunk = chunk.last().map_or(last, |s| s.arrival);
+            self.apply_chunk(chunk, last_of_chunk)?;
+        }
+        Ok(fresh.len())
+    }
+
+    fn apply_chunk(&mut self, chunk: &[Arc<StoredDelta>], last: Arrival) -> Result<()> {
         // Schema changes take effect in memory before the write; if the chunk fails they
         // must be undone, or the retry would no longer see them as changes.
         let definitions = self.definitions.clone();
@@ -240,7 +270,7 @@ impl Materializer {
         result
     }
 
-    fn apply_chunk_inner(&mut self, chunk: &[StoredDelta], last: Arrival) -> Result<()> {
+    fn apply_chunk_inner(&mut self, chunk: &[Arc<StoredDelta>], last: Arrival) -> Result<()> {
         let mut writes = Vec::new();
         let mut changed_types = BTreeSet::new();
         let mut affected = BTreeSet::new();

@@ -26,8 +26,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hypha_delta_store::{Arrival, StampedDelta, Store, StoredDelta};
-use hypha_primitives::{HostId, KeyPair};
+use hypha_delta_store::{Follower, StampedDelta, Store};
+use hypha_primitives::{HostId, KeyPair, StampProof};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -53,6 +53,9 @@ use crate::requests::Done;
 use crate::seal::GroupKey;
 use crate::serve::{self, ReadDone};
 use crate::{topics, wire, Event, Input, Message};
+
+/// The most newly stored deltas the driver takes from the journal's follower at once.
+const FOLLOW_BATCH: usize = 1_024;
 
 /// What every task of the driver needs.
 struct Shared {
@@ -151,7 +154,6 @@ struct Driver {
     router: mpsc::Sender<RouterCommand>,
     publish: mpsc::Sender<(Vec<u8>, Vec<u8>)>,
     to_store: mpsc::Sender<(HostId, Vec<StampedDelta>)>,
-    last_arrival: Option<Arrival>,
     background: Vec<JoinHandle<()>>,
     /// The storing thread; it ends when `to_store` is dropped.
     storer: JoinHandle<()>,
@@ -168,7 +170,7 @@ impl Driver {
 
     async fn run(
         mut self,
-        mut feed: broadcast::Receiver<Arc<StoredDelta>>,
+        mut follower: Follower,
         mut inbound: mpsc::Receiver<Inbound>,
         mut commands: mpsc::UnboundedReceiver<Command>,
     ) {
@@ -187,11 +189,12 @@ impl Driver {
                     }
                     self.handle(Input::Tick).await;
                 }
-                stored = feed.recv() => match stored {
-                    Ok(stored) => self.stored(&stored).await,
-                    Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up_feed().await,
-                    Err(broadcast::error::RecvError::Closed) => break,
-                },
+                more = follower.changed() => {
+                    if !more {
+                        break;
+                    }
+                    self.take_stored(&mut follower).await;
+                }
                 Some(message) = inbound.recv() => self.inbound(message).await,
                 command = commands.recv() => match command {
                     None | Some(Command::Stop) => break,
@@ -214,50 +217,42 @@ impl Driver {
         let _ = storer.await;
     }
 
-    async fn stored(&mut self, stored: &StoredDelta) {
-        if self.last_arrival.is_some_and(|a| stored.arrival <= a) {
-            return;
-        }
-        self.last_arrival = Some(stored.arrival);
-        let stamped = StampedDelta {
-            delta: stored.delta.clone(),
-            stamps: stored.stamps.clone(),
+    /// Hands the protocol every delta stored since the last time, as the journal's
+    /// follower gives them (from the live feed, or read again after the driver fell behind).
+    async fn take_stored(&mut self, follower: &mut Follower) {
+        let batch = match follower.ready_async(FOLLOW_BATCH).await {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::error!(error = %e, "reading new deltas from the journal");
+                return;
+            }
         };
-        self.handle(Input::Stored(stamped)).await;
-    }
-
-    /// The feed dropped notifications: read what was missed from the journal.
-    async fn catch_up_feed(&mut self) {
-        let store = self.store.clone();
-        let after = self.last_arrival;
-        let missed = tokio::task::spawn_blocking(move || {
-            let mut missed = store
-                .scan_arrival(after)
-                .collect::<Result<Vec<StoredDelta>, _>>()?;
+        let mut stamped: Vec<StampedDelta> = batch
+            .iter()
+            .map(|stored| StampedDelta {
+                delta: stored.delta.clone(),
+                stamps: stored.stamps.clone(),
+            })
+            .collect();
+        let named = stamped
+            .iter()
+            .flat_map(|d| &d.stamps)
+            .any(|s| matches!(s.proof(), StampProof::Named { .. }));
+        if named {
             // Read back from the journal, stamps of a batch only name it: fill in their
             // proofs before the deltas are published.
-            let mut stamped: Vec<StampedDelta> = missed
-                .iter()
-                .map(|s| StampedDelta {
-                    delta: s.delta.clone(),
-                    stamps: s.stamps.clone(),
-                })
-                .collect();
-            store.prove(&mut stamped)?;
-            for (stored, proven) in missed.iter_mut().zip(stamped) {
-                stored.stamps = proven.stamps;
-            }
-            Ok::<_, hypha_delta_store::Error>(missed)
-        })
-        .await;
-        match missed {
-            Ok(Ok(missed)) => {
-                for stored in missed {
-                    self.stored(&stored).await;
-                }
-            }
-            Ok(Err(e)) => tracing::error!(error = %e, "reading missed deltas"),
-            Err(e) => tracing::error!(error = %e, "reading missed deltas"),
+            let store = self.store.clone();
+            let proven =
+                tokio::task::spawn_blocking(move || store.prove(&mut stamped).map(|()| stamped))
+                    .await;
+            stamped = match proven {
+                Ok(Ok(proven)) => proven,
+                Ok(Err(e)) => return tracing::error!(error = %e, "proving stamps read back"),
+                Err(e) => return tracing::error!(error = %e, "proving stamps read back"),
+            };
+        }
+        for delta in stamped {
+            self.handle(Input::Stored(delta)).await;
         }
     }
 

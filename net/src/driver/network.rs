@@ -170,7 +170,6 @@ impl Network {
             router: router_tx,
             publish: publish_tx,
             to_store: store_tx,
-            last_arrival,
             background,
             storer,
             callers: HashMap::new(),
@@ -181,10 +180,10 @@ impl Network {
             driver.dial(address);
         }
         tracing::debug!(router = %endpoints.router, publish = %endpoints.publish, peers = driver.shared.config.peers.len(), "network listening");
-        let feed = store.subscribe();
+        let follower = store.follow(last_arrival);
         let task = tokio::spawn(
             driver
-                .run(feed, inbound_rx, command_rx)
+                .run(follower, inbound_rx, command_rx)
                 .instrument(span.clone()),
         );
         Ok(Network {
