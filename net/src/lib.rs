@@ -64,4 +64,4 @@ pub use coverage::{Coverage, CoverageVector};
 pub use driver::{Encryption, Endpoints, NetConfig, NetError, NetStats, Network};
 pub use journal::Journal;
 pub use message::Message;
-pub use peer::{Event, Input, Output, Peer, PeerConfig, Replication};
+pub use peer::{Event, Input, Output, Peer, PeerConfig, Replication, MAX_PAGES_IN_FLIGHT};

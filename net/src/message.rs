@@ -12,12 +12,14 @@ pub enum Message {
     Deltas(Vec<StampedDelta>),
     /// The sender's coverage: per host, the seq up to which it holds everything.
     Coverage(CoverageVector),
-    /// "Here is what I hold; send what I miss", answered with a page.
+    /// "Here is what I hold; send what I miss", answered with up to `pages` pages.
     CatchUpRequest {
-        /// Chosen by the requester; the page that answers carries it back.
+        /// Chosen by the requester; the pages that answer carry it back.
         request: u64,
         /// The requester's coverage.
         have: CoverageVector,
+        /// How many pages the answer may stream back to back (at least 1).
+        pages: u16,
     },
     /// An answer to a catch-up request: up to a page of deltas, in origin order per host.
     CatchUpPage {
@@ -25,8 +27,11 @@ pub enum Message {
         request: u64,
         /// The deltas.
         deltas: Vec<StampedDelta>,
-        /// True when the page was full, so there may be more to ask for.
+        /// True when the answer was cut short, so there may be more to ask for once it
+        /// ends.
         more: bool,
+        /// True when more pages of this answer follow this one.
+        continues: bool,
     },
     /// "Send me these deltas", answered with [`Message::Fetched`].
     Fetch {

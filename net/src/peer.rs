@@ -7,6 +7,9 @@ use hypha_primitives::{HostId, Seq, StampedDelta};
 
 use crate::{Coverage, CoverageVector, Message};
 
+/// The most pages a node streams in answer to one catch-up request, whatever it asks.
+pub const MAX_PAGES_IN_FLIGHT: u16 = 8;
+
 /// Timing and size bounds of the protocol; plain data with defaults.
 #[derive(Clone, Debug)]
 pub struct PeerConfig {
@@ -16,6 +19,10 @@ pub struct PeerConfig {
     pub request_timeout_ms: u64,
     /// Most deltas in one catch-up page.
     pub page_size: usize,
+    /// How many pages a catch-up answer may stream back to back: the requester asks for
+    /// this many, the server sends at most [`MAX_PAGES_IN_FLIGHT`]. More pages per round
+    /// trip is what keeps catch-up fast over a link with latency.
+    pub pages_in_flight: u16,
     /// A peer heard nothing from for this long (ms) has left; coverage announcements are
     /// the heartbeat, so this should be a few times `announce_every_ms`.
     pub peer_timeout_ms: u64,
@@ -43,6 +50,7 @@ impl Default for PeerConfig {
             announce_every_ms: 1_000,
             request_timeout_ms: 2_000,
             page_size: 1_024,
+            pages_in_flight: 4,
             peer_timeout_ms: 5_000,
             partial: false,
             reconcile_every_ms: 30_000,
@@ -150,8 +158,9 @@ pub enum Output {
     /// Tell the node's users (events stream, waiting writers).
     Event(Event),
     /// Read the deltas stamped in these ranges (per host, from..=to, in seq order), at most
-    /// `limit` of them, and send them to `to` as a [`Message::CatchUpPage`] (with `more`
-    /// set when the limit cut the answer short).
+    /// `limit` × `pages` of them, and send them to `to` as up to `pages`
+    /// [`Message::CatchUpPage`]s (the last with `more` set when the limit cut the answer
+    /// short).
     Serve {
         /// The requesting peer.
         to: HostId,
@@ -161,6 +170,8 @@ pub enum Output {
         ranges: Vec<(HostId, Seq, Seq)>,
         /// The page size.
         limit: usize,
+        /// How many pages the answer may take.
+        pages: usize,
     },
 }
 
@@ -379,7 +390,11 @@ impl Peer {
                     self.request(now, from, out);
                 }
             }
-            Message::CatchUpRequest { request, have } => {
+            Message::CatchUpRequest {
+                request,
+                have,
+                pages,
+            } => {
                 self.learn(from, &have);
                 self.settle_waiters(now, out);
                 let ranges = self.coverage.ranges_beyond(&have);
@@ -392,6 +407,7 @@ impl Peer {
                             request,
                             deltas: Vec::new(),
                             more: false,
+                            continues: false,
                         },
                     });
                 } else {
@@ -401,6 +417,7 @@ impl Peer {
                         request,
                         ranges,
                         limit,
+                        pages: usize::from(pages.clamp(1, MAX_PAGES_IN_FLIGHT)),
                     });
                 }
             }
@@ -423,6 +440,7 @@ impl Peer {
                 request,
                 deltas,
                 more,
+                continues,
             } => {
                 if !deltas.is_empty() {
                     self.expect(now, &deltas);
@@ -436,6 +454,14 @@ impl Peer {
                     .and_then(|v| v.outstanding)
                     .is_some_and(|(id, _)| id == request);
                 if answers {
+                    if continues {
+                        // More pages of this answer are on their way: the request stays
+                        // outstanding, and its timeout counts from this page.
+                        if let Some(view) = view {
+                            view.outstanding = Some((request, now));
+                        }
+                        return;
+                    }
                     if let Some(view) = view {
                         view.outstanding = None;
                     }
@@ -540,7 +566,11 @@ impl Peer {
         let have = self.expected.vector().clone();
         out.push(Output::Send {
             to: peer,
-            message: Message::CatchUpRequest { request, have },
+            message: Message::CatchUpRequest {
+                request,
+                have,
+                pages: self.config.pages_in_flight,
+            },
         });
     }
 

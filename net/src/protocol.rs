@@ -131,6 +131,10 @@ impl Protocol {
     pub(crate) fn done(&mut self, now: u64, done: ReadDone) -> Vec<Action> {
         match done {
             ReadDone::Reply { to, message } => vec![Action::Reply { to, message }],
+            ReadDone::Replies { to, messages } => messages
+                .into_iter()
+                .map(|message| Action::Reply { to, message })
+                .collect(),
             ReadDone::Failed => Vec::new(),
             ReadDone::SliceReady { with, reconciler } => {
                 let session = self.requests.next_id();
@@ -191,11 +195,13 @@ impl Protocol {
                 request,
                 ranges,
                 limit,
+                pages,
             } => actions.push(Action::Read(Read::Page {
                 to,
                 request,
                 ranges,
                 limit,
+                pages,
             })),
             Output::Answer { to, request } => self.answer(to, request, actions),
             Output::Replied { from, reply } => self.replied(now, from, reply, actions),

@@ -25,12 +25,14 @@ pub(crate) const MAX_COUNTED: u64 = 1_000_000;
 /// A piece of work for the journal (or the CPU), with what its answer is for.
 #[derive(Debug)]
 pub(crate) enum Read {
-    /// A catch-up page for `to`: the deltas stamped in `ranges`, at most `limit`.
+    /// A catch-up answer for `to`: the deltas stamped in `ranges`, in up to `pages` pages
+    /// of at most `limit` each.
     Page {
         to: HostId,
         request: u64,
         ranges: Vec<(HostId, Seq, Seq)>,
         limit: usize,
+        pages: usize,
     },
     /// `to`'s fetch by id, answered within about `budget` encoded bytes.
     Fetch {
@@ -72,6 +74,8 @@ pub(crate) enum Read {
 pub(crate) enum ReadDone {
     /// A reply to send to `to`.
     Reply { to: HostId, message: Message },
+    /// Replies to send to `to`, in order (the pages of one catch-up answer).
+    Replies { to: HostId, messages: Vec<Message> },
     /// A turn of `to`'s session is answered, or could not be: `Err(Some(why))` when the
     /// peer's input was bad, `Err(None)` when this node failed.
     Answered {
@@ -105,20 +109,17 @@ pub(crate) fn read<J: Journal>(journal: &J, read: Read) -> ReadDone {
             request,
             ranges,
             limit,
-        } => match journal.page(&ranges, limit) {
-            Ok((mut deltas, more)) => ReadDone::Reply {
-                to,
-                message: Message::CatchUpPage {
-                    request,
-                    deltas: {
-                        if more {
-                            end_at_a_batch_boundary(&mut deltas);
-                        }
-                        deltas
-                    },
-                    more,
-                },
-            },
+            pages,
+        } => match journal.page(&ranges, limit.saturating_mul(pages.max(1))) {
+            Ok((mut deltas, more)) => {
+                if more {
+                    end_at_a_batch_boundary(&mut deltas);
+                }
+                ReadDone::Replies {
+                    to,
+                    messages: into_pages(request, deltas, limit, more),
+                }
+            }
             Err(e) => failed("reading a catch-up page", e),
         },
         Read::Fetch {
@@ -173,11 +174,44 @@ pub(crate) fn read<J: Journal>(journal: &J, read: Read) -> ReadDone {
 /// The answer to [`Message::Fetch`]: the deltas held, with their stamps, up to
 /// [`MAX_FETCH`] of them and about `budget` encoded bytes; the ids not sent (not held, or
 /// past either bound) are listed as missing.
+/// Splits one catch-up answer into pages of at most `limit` deltas, each ending where a
+/// batch of stamps ends when it can, so that a batch travels in one page. Every page but
+/// the last says more pages follow; the last carries `more`.
+fn into_pages(request: u64, deltas: Vec<StampedDelta>, limit: usize, more: bool) -> Vec<Message> {
+    let limit = limit.max(1);
+    let mut pages = Vec::new();
+    let mut rest = deltas;
+    while rest.len() > limit {
+        let tail = rest.split_off(batch_boundary(&rest[..limit]));
+        pages.push(Message::CatchUpPage {
+            request,
+            deltas: rest,
+            more: false,
+            continues: true,
+        });
+        rest = tail;
+    }
+    pages.push(Message::CatchUpPage {
+        request,
+        deltas: rest,
+        more,
+        continues: false,
+    });
+    pages
+}
+
 /// Ends a full page where a batch of stamps ends, so that the batch cut off travels whole
 /// in the next page: a page then carries each batch stamp once and no proof hashes, where a
 /// cut batch costs both pages a stamp and hashes. A page that is all one batch is kept.
 fn end_at_a_batch_boundary(deltas: &mut Vec<StampedDelta>) {
-    let Some(last) = deltas.last() else { return };
+    let keep = batch_boundary(deltas);
+    deltas.truncate(keep);
+}
+
+/// How many of `deltas` to keep so that they end where a batch of stamps ends: all of them
+/// when the last one ends its batch or they are all one batch.
+fn batch_boundary(deltas: &[StampedDelta]) -> usize {
+    let Some(last) = deltas.last() else { return 0 };
     let continuing: Vec<BatchStamp> = last
         .stamps
         .iter()
@@ -190,10 +224,10 @@ fn end_at_a_batch_boundary(deltas: &mut Vec<StampedDelta>) {
             .take_while(|d| d.stamps.iter().any(|s| s.batch() == Some(&batch)))
             .count();
         if tail < deltas.len() {
-            deltas.truncate(deltas.len() - tail);
-            return;
+            return deltas.len() - tail;
         }
     }
+    deltas.len()
 }
 
 /// An upper bound on the bytes a stamp adds to a message (a batch stamp's table entry and
@@ -436,5 +470,38 @@ mod boundary_tests {
         let mut signed: Vec<StampedDelta> = (1..=5).map(delta).collect();
         end_at_a_batch_boundary(&mut signed);
         assert_eq!(signed.len(), 5, "deltas without batches are not cut");
+    }
+
+    #[test]
+    fn an_answer_is_split_into_pages_that_end_with_their_batches() {
+        let all = batches(30, 10);
+        let pages = into_pages(7, all.clone(), 15, true);
+        let shape: Vec<(usize, bool, bool)> = pages
+            .iter()
+            .map(|m| match m {
+                Message::CatchUpPage {
+                    request: 7,
+                    deltas,
+                    more,
+                    continues,
+                } => (deltas.len(), *more, *continues),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        // Pages of 15 would cut a batch each time: they end with their batches instead.
+        assert_eq!(
+            shape,
+            [(10, false, true), (10, false, true), (10, true, false)]
+        );
+        let delivered: Vec<StampedDelta> = pages
+            .into_iter()
+            .flat_map(|m| match m {
+                Message::CatchUpPage { deltas, .. } => deltas,
+                _ => Vec::new(),
+            })
+            .collect();
+        assert_eq!(delivered, all, "every delta once, in order");
+        let one = into_pages(7, all[..5].to_vec(), 15, false);
+        assert_eq!(one.len(), 1);
     }
 }

@@ -29,6 +29,17 @@ fn vector_of(me: &KeyPair, n: u64) -> CoverageVector {
     [(me.host_id(), Seq::new(n))].into_iter().collect()
 }
 
+/// The id of the catch-up request among `out`, if there is one.
+fn request_of(out: &[Output]) -> Option<u64> {
+    out.iter().find_map(|o| match o {
+        Output::Send {
+            message: Message::CatchUpRequest { request, .. },
+            ..
+        } => Some(*request),
+        _ => None,
+    })
+}
+
 fn requests(out: &[Output]) -> usize {
     out.iter()
         .filter(|o| {
@@ -225,6 +236,7 @@ fn a_duplicated_page_does_not_multiply_catch_up_requests() {
         request,
         deltas: vec![stamped(&other, 1)],
         more: true,
+        continues: false,
     };
     let first = peer.handle(
         10,
@@ -269,7 +281,11 @@ fn a_request_is_served_with_the_ranges_the_requester_lacks() {
         0,
         Input::Received {
             from: asker,
-            message: Message::CatchUpRequest { request: 7, have },
+            message: Message::CatchUpRequest {
+                request: 7,
+                have,
+                pages: 1,
+            },
         },
     );
     assert_eq!(
@@ -280,7 +296,8 @@ fn a_request_is_served_with_the_ranges_the_requester_lacks() {
                 to: asker,
                 request: 7,
                 ranges: vec![(me.host_id(), Seq::new(2), Seq::new(3))],
-                limit: 2
+                limit: 2,
+                pages: 1,
             }
         ]
     );
@@ -446,15 +463,6 @@ fn catch_up_pauses_while_the_store_is_behind_and_resumes_as_it_drains() {
     };
     let mut peer = Peer::new(me.host_id(), Coverage::new(), config);
     let from = other.host_id();
-    let request_of = |out: &[Output]| {
-        out.iter().find_map(|o| match o {
-            Output::Send {
-                message: Message::CatchUpRequest { request, .. },
-                ..
-            } => Some(*request),
-            _ => None,
-        })
-    };
     let mut request = request_of(&peer.handle(0, Input::PeerUp(from))).expect("a first request");
     let deltas: Vec<StampedDelta> = (1..=6).map(|n| stamped(&other, n)).collect();
     let page = |request, n: usize| Input::Received {
@@ -463,6 +471,7 @@ fn catch_up_pauses_while_the_store_is_behind_and_resumes_as_it_drains() {
             request,
             deltas: deltas[n..n + 2].to_vec(),
             more: true,
+            continues: false,
         },
     };
     // Two pages are handed to the store and not yet stored: four waiting, the limit.
@@ -522,4 +531,73 @@ fn catch_up_pauses_while_the_store_is_behind_and_resumes_as_it_drains() {
         Some(Seq::new(3)),
         "no progress for a timeout: what was not stored is asked for again"
     );
+}
+
+#[test]
+fn an_answer_streams_several_pages_and_only_its_last_asks_again() {
+    let me = KeyPair::from_seed([1; 32]);
+    let other = KeyPair::from_seed([2; 32]);
+    let mut peer = Peer::new(
+        me.host_id(),
+        Coverage::new(),
+        PeerConfig {
+            page_size: 2,
+            pages_in_flight: 3,
+            ..PeerConfig::default()
+        },
+    );
+    let from = other.host_id();
+    let out = peer.handle(0, Input::PeerUp(from));
+    // The peer holds ten of its own: it stays ahead until they are all here.
+    let ahead: CoverageVector = [(from, Seq::new(10))].into_iter().collect();
+    peer.handle(
+        0,
+        Input::Received {
+            from,
+            message: Message::Coverage(ahead),
+        },
+    );
+    let request = request_of(&out).expect("a first request");
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            Output::Send {
+                message: Message::CatchUpRequest { pages: 3, .. },
+                ..
+            }
+        )),
+        "it asks for as many pages as it takes in flight: {out:?}"
+    );
+    let page = |n: u64, more: bool, continues: bool| Input::Received {
+        from,
+        message: Message::CatchUpPage {
+            request,
+            deltas: vec![stamped(&other, n)],
+            more,
+            continues,
+        },
+    };
+    // Pages that continue the answer store their deltas and ask for nothing.
+    for (at, n) in [(1, 1), (2, 2)] {
+        let out = peer.handle(at, page(n, false, true));
+        assert!(request_of(&out).is_none(), "{out:?}");
+        assert!(out.iter().any(|o| matches!(o, Output::Store { .. })));
+    }
+    // Past the request's timeout but not the last page's, it has not timed out; past the
+    // last page's, it has, and the node asks again of the peer still ahead of it.
+    let timeout = PeerConfig::default().request_timeout_ms;
+    assert!(request_of(&peer.handle(timeout + 1, Input::Tick)).is_none());
+    let late = request_of(&peer.handle(timeout + 3, Input::Tick));
+    assert!(late.is_some(), "timed out from its last page");
+    // The last page of the new answer, cut short, asks again.
+    let last = Input::Received {
+        from,
+        message: Message::CatchUpPage {
+            request: late.unwrap(),
+            deltas: vec![stamped(&other, 3)],
+            more: true,
+            continues: false,
+        },
+    };
+    assert!(request_of(&peer.handle(timeout + 4, last)).is_some());
 }

@@ -4,8 +4,8 @@
 //! message   = version u8 (2) | kind u8 | body
 //! kind 1    Deltas:         deltas
 //! kind 2    Coverage:       vector
-//! kind 3    CatchUpRequest: request u64 | vector
-//! kind 4    CatchUpPage:    request u64 | more u8 (0 or 1) | deltas
+//! kind 3    CatchUpRequest: request u64 | pages u16 | vector
+//! kind 4    CatchUpPage:    request u64 | flags u8 (1: more, 2: continues) | deltas
 //! kind 5    Fetch:          request u64 | ids
 //! kind 6    Fetched:        request u64 | deltas | ids (the missing ones)
 //! kind 7    WhoHas:         request u64 | bytes (the entity id, UTF-8)
@@ -80,19 +80,25 @@ pub fn encode(message: &Message) -> Vec<u8> {
             out.push(2);
             put_vector(&mut out, vector);
         }
-        Message::CatchUpRequest { request, have } => {
+        Message::CatchUpRequest {
+            request,
+            have,
+            pages,
+        } => {
             out.push(3);
             out.extend_from_slice(&request.to_be_bytes());
+            out.extend_from_slice(&pages.to_be_bytes());
             put_vector(&mut out, have);
         }
         Message::CatchUpPage {
             request,
             deltas,
             more,
+            continues,
         } => {
             out.push(4);
             out.extend_from_slice(&request.to_be_bytes());
-            out.push(u8::from(*more));
+            out.push(u8::from(*more) | (u8::from(*continues) << 1));
             put_deltas(&mut out, deltas);
         }
         Message::Fetch { request, ids } => {
@@ -191,18 +197,19 @@ pub fn decode(bytes: &[u8], max_bytes: usize) -> Result<Message, WireError> {
         2 => Message::Coverage(r.vector()?),
         3 => Message::CatchUpRequest {
             request: r.u64()?,
+            pages: r.u16()?,
             have: r.vector()?,
         },
         4 => {
             let request = r.u64()?;
-            let more = match r.u8()? {
-                0 => false,
-                1 => true,
-                other => return Err(WireError::Malformed(format!("more flag {other}"))),
-            };
+            let flags = r.u8()?;
+            if flags > 3 {
+                return Err(WireError::Malformed(format!("page flags {flags}")));
+            }
             Message::CatchUpPage {
                 request,
-                more,
+                more: flags & 1 != 0,
+                continues: flags & 2 != 0,
                 deltas: r.deltas()?,
             }
         }
@@ -388,16 +395,25 @@ mod tests {
             Message::CatchUpRequest {
                 request: u64::MAX,
                 have: vector(3),
+                pages: 4,
+            },
+            Message::CatchUpPage {
+                request: 9,
+                deltas: vec![stamped(4, 7, 2)],
+                more: false,
+                continues: true,
             },
             Message::CatchUpPage {
                 request: 9,
                 deltas: vec![stamped(4, 7, 2)],
                 more: true,
+                continues: false,
             },
             Message::CatchUpPage {
                 request: 0,
                 deltas: vec![],
                 more: false,
+                continues: false,
             },
             Message::Fetch {
                 request: 3,
