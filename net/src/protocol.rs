@@ -131,10 +131,6 @@ impl Protocol {
     pub(crate) fn done(&mut self, now: u64, done: ReadDone) -> Vec<Action> {
         match done {
             ReadDone::Reply { to, message } => vec![Action::Reply { to, message }],
-            ReadDone::Replies { to, messages } => messages
-                .into_iter()
-                .map(|message| Action::Reply { to, message })
-                .collect(),
             ReadDone::Failed => Vec::new(),
             ReadDone::SliceReady { with, reconciler } => {
                 let session = self.requests.next_id();

@@ -74,8 +74,6 @@ pub(crate) enum Read {
 pub(crate) enum ReadDone {
     /// A reply to send to `to`.
     Reply { to: HostId, message: Message },
-    /// Replies to send to `to`, in order (the pages of one catch-up answer).
-    Replies { to: HostId, messages: Vec<Message> },
     /// A turn of `to`'s session is answered, or could not be: `Err(Some(why))` when the
     /// peer's input was bad, `Err(None)` when this node failed.
     Answered {
@@ -97,31 +95,80 @@ pub(crate) enum ReadDone {
     Failed,
 }
 
-/// Does one piece of work.
-pub(crate) fn read<J: Journal>(journal: &J, read: Read) -> ReadDone {
+/// Reads and hands out the pages of one catch-up answer, one at a time.
+fn pages<J: Journal>(
+    journal: &J,
+    (to, request): (HostId, u64),
+    mut ranges: Vec<(HostId, Seq, Seq)>,
+    limit: usize,
+    pages: usize,
+    emit: &mut impl FnMut(ReadDone),
+) {
+    for left in (0..pages.max(1)).rev() {
+        let (mut deltas, more) = match journal.page(&ranges, limit) {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::error!(error = %e, "reading a catch-up page");
+                return emit(ReadDone::Failed);
+            }
+        };
+        if more {
+            end_at_a_batch_boundary(&mut deltas);
+        }
+        ranges = rest_of(&ranges, &deltas);
+        let continues = more && left > 0 && !ranges.is_empty();
+        emit(ReadDone::Reply {
+            to,
+            message: Message::CatchUpPage {
+                request,
+                deltas,
+                more: more && !continues,
+                continues,
+            },
+        });
+        if !continues {
+            return;
+        }
+    }
+}
+
+/// What is left of `ranges` once `page` is sent: each range starts after the highest seq
+/// of its host the page holds, and a range the page finished is gone.
+fn rest_of(ranges: &[(HostId, Seq, Seq)], page: &[StampedDelta]) -> Vec<(HostId, Seq, Seq)> {
+    ranges
+        .iter()
+        .filter_map(|&(host, from, to)| {
+            let top = page
+                .iter()
+                .flat_map(|d| &d.stamps)
+                .filter(|s| s.host() == host && from <= s.seq() && s.seq() <= to)
+                .map(Stamp::seq)
+                .max();
+            match top {
+                Some(top) if top >= to => None,
+                Some(top) => Some((host, top.next(), to)),
+                None => Some((host, from, to)),
+            }
+        })
+        .collect()
+}
+
+/// Does one piece of work, handing each result to `emit` as soon as it is ready: one for
+/// most reads, one per page for a catch-up answer, so that its first page leaves while the
+/// next is read.
+pub(crate) fn read<J: Journal>(journal: &J, read: Read, mut emit: impl FnMut(ReadDone)) {
     let failed = |what: &str, e: J::Error| {
         tracing::error!(error = %e, "{what}");
         ReadDone::Failed
     };
-    match read {
+    let done = match read {
         Read::Page {
             to,
             request,
             ranges,
             limit,
-            pages,
-        } => match journal.page(&ranges, limit.saturating_mul(pages.max(1))) {
-            Ok((mut deltas, more)) => {
-                if more {
-                    end_at_a_batch_boundary(&mut deltas);
-                }
-                ReadDone::Replies {
-                    to,
-                    messages: into_pages(request, deltas, limit, more),
-                }
-            }
-            Err(e) => failed("reading a catch-up page", e),
-        },
+            pages: count,
+        } => return pages(journal, (to, request), ranges, limit, count, &mut emit),
         Read::Fetch {
             to,
             request,
@@ -168,38 +215,13 @@ pub(crate) fn read<J: Journal>(journal: &J, read: Read) -> ReadDone {
             session,
             step: reconciler.reconcile(&payload),
         },
-    }
+    };
+    emit(done);
 }
 
 /// The answer to [`Message::Fetch`]: the deltas held, with their stamps, up to
 /// [`MAX_FETCH`] of them and about `budget` encoded bytes; the ids not sent (not held, or
 /// past either bound) are listed as missing.
-/// Splits one catch-up answer into pages of at most `limit` deltas, each ending where a
-/// batch of stamps ends when it can, so that a batch travels in one page. Every page but
-/// the last says more pages follow; the last carries `more`.
-fn into_pages(request: u64, deltas: Vec<StampedDelta>, limit: usize, more: bool) -> Vec<Message> {
-    let limit = limit.max(1);
-    let mut pages = Vec::new();
-    let mut rest = deltas;
-    while rest.len() > limit {
-        let tail = rest.split_off(batch_boundary(&rest[..limit]));
-        pages.push(Message::CatchUpPage {
-            request,
-            deltas: rest,
-            more: false,
-            continues: true,
-        });
-        rest = tail;
-    }
-    pages.push(Message::CatchUpPage {
-        request,
-        deltas: rest,
-        more,
-        continues: false,
-    });
-    pages
-}
-
 /// Ends a full page where a batch of stamps ends, so that the batch cut off travels whole
 /// in the next page: a page then carries each batch stamp once and no proof hashes, where a
 /// cut batch costs both pages a stamp and hashes. A page that is all one batch is kept.
@@ -380,8 +402,10 @@ mod tests {
                 request: 5,
                 entity: entity.to_owned(),
             };
-            match super::read(&store, read) {
-                ReadDone::Reply { to, message } if to == asker => message,
+            let mut done = Vec::new();
+            super::read(&store, read, |d| done.push(d));
+            match done.as_slice() {
+                [ReadDone::Reply { to, message }] if *to == asker => message.clone(),
                 other => panic!("{other:?}"),
             }
         };
@@ -473,35 +497,53 @@ mod boundary_tests {
     }
 
     #[test]
-    fn an_answer_is_split_into_pages_that_end_with_their_batches() {
+    fn an_answer_streams_pages_that_end_with_their_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = hypha_delta_store::Store::builder(dir.path())
+            .durability(hypha_delta_store::Durability::Buffered)
+            .open()
+            .unwrap();
         let all = batches(30, 10);
-        let pages = into_pages(7, all.clone(), 15, true);
-        let shape: Vec<(usize, bool, bool)> = pages
-            .iter()
-            .map(|m| match m {
-                Message::CatchUpPage {
-                    request: 7,
-                    deltas,
-                    more,
-                    continues,
-                } => (deltas.len(), *more, *continues),
+        store.put_batch(all.clone()).unwrap();
+        let host = all[0].stamps[0].host();
+        let answer = |pages: usize| {
+            let read = Read::Page {
+                to: host,
+                request: 7,
+                ranges: vec![(host, Seq::FIRST, Seq::new(30))],
+                limit: 15,
+                pages,
+            };
+            let mut out = Vec::new();
+            super::read(&store, read, |done| match done {
+                ReadDone::Reply {
+                    message:
+                        Message::CatchUpPage {
+                            request: 7,
+                            deltas,
+                            more,
+                            continues,
+                        },
+                    ..
+                } => out.push((deltas, more, continues)),
                 other => panic!("{other:?}"),
-            })
-            .collect();
+            });
+            out
+        };
         // Pages of 15 would cut a batch each time: they end with their batches instead.
+        let three = answer(3);
+        let shape: Vec<(usize, bool, bool)> =
+            three.iter().map(|(d, m, c)| (d.len(), *m, *c)).collect();
         assert_eq!(
             shape,
-            [(10, false, true), (10, false, true), (10, true, false)]
+            [(10, false, true), (10, false, true), (10, false, false)]
         );
-        let delivered: Vec<StampedDelta> = pages
-            .into_iter()
-            .flat_map(|m| match m {
-                Message::CatchUpPage { deltas, .. } => deltas,
-                _ => Vec::new(),
-            })
-            .collect();
-        assert_eq!(delivered, all, "every delta once, in order");
-        let one = into_pages(7, all[..5].to_vec(), 15, false);
-        assert_eq!(one.len(), 1);
+        let delivered: Vec<StampedDelta> = three.into_iter().flat_map(|(d, _, _)| d).collect();
+        assert_eq!(delivered, all, "every delta once, in order, with its proof");
+        // Fewer pages than the answer needs: the last says there is more.
+        let two = answer(2);
+        let shape: Vec<(usize, bool, bool)> =
+            two.iter().map(|(d, m, c)| (d.len(), *m, *c)).collect();
+        assert_eq!(shape, [(10, false, true), (10, true, false)]);
     }
 }

@@ -421,8 +421,9 @@ impl Driver {
                 let store = self.store.clone();
                 let inbound = self.shared.inbound.clone();
                 tokio::task::spawn_blocking(move || {
-                    let done = serve::read(&store, read);
-                    let _ = inbound.blocking_send(Inbound::Read(done));
+                    serve::read(&store, read, |done| {
+                        let _ = inbound.blocking_send(Inbound::Read(done));
+                    });
                 });
             }
             Action::Finished { request, done } => self.answer_caller(request, done),

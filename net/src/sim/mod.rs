@@ -286,9 +286,14 @@ impl Sim<'_> {
                         self.stats.reconcile_turns += 1;
                     }
                     // Reads happen on other threads in the driver: the answer comes later.
-                    let done = serve::read(&self.nodes[n].journal, read);
-                    let at = self.now + 1 + self.rng.below(5);
-                    self.schedule(at, Event::Done(n, done));
+                    let mut done = Vec::new();
+                    serve::read(&self.nodes[n].journal, read, |d| done.push(d));
+                    let mut at = self.now;
+                    for done in done {
+                        // Each page of an answer is read after the one before.
+                        at += 1 + self.rng.below(5);
+                        self.schedule(at, Event::Done(n, done));
+                    }
                 }
                 Action::Finished { request, done } => work.extend(self.finished(n, request, done)),
                 Action::Blame { peer, what } => {
