@@ -865,7 +865,6 @@ fn generic_queries(query: Object) -> Object {
                         let mut more = false;
                         for stored in store.scan_arrival(after) {
                             let stored = stored.map_err(internal)?;
-                            let json = stored.to_json();
                             let document = stored.delta.filter_document(&stored.stamps);
                             if filter.as_ref().is_some_and(|f| !f.matches(&document)) {
                                 cursor = Some(stored.arrival.get());
@@ -876,8 +875,11 @@ fn generic_queries(query: Object) -> Object {
                                 break;
                             }
                             cursor = Some(stored.arrival.get());
-                            deltas.push(json);
+                            deltas.push(stored);
                         }
+                        // With their stamps' proofs, as every delta leaving the node is.
+                        store.prove_stored(&mut deltas).map_err(internal)?;
+                        let deltas: Vec<Value> = deltas.iter().map(StoredDelta::to_json).collect();
                         Ok(json!({"deltas": deltas, "cursor": cursor.map(|c| c.to_string()), "hasMore": more}))
                     })
                     .await
@@ -1150,6 +1152,7 @@ fn delta_stream(
                         matching.push(stored);
                     }
                 }
+                store.prove_stored(&mut matching).map_err(internal)?;
                 Ok((last, matching))
             })
             .await;
