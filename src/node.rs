@@ -155,7 +155,7 @@ async fn keep_views_current(
     let mut follower = store.follow(views.cursor().context("reading the views' cursor")?);
     let mut started = false;
     loop {
-        let batch = match tokio::task::block_in_place(|| follower.ready(VIEWS_BATCH)) {
+        let batch = match follower.ready_async(VIEWS_BATCH).await {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::error!(error = %e, "reading the journal for the views failed; retrying");

@@ -127,21 +127,8 @@ impl DeltaHub {
 /// deltas to the subscribers whose filters match.
 async fn dispatch(shared: Arc<Shared>, mut follower: Follower) {
     loop {
-        // The follower reads the journal only when behind; that read blocks.
-        let (back, read) = match tokio::task::spawn_blocking(move || {
-            let read = follower.ready(HUB_CHUNK);
-            (follower, read)
-        })
-        .await
-        {
-            Ok(done) => done,
-            Err(e) => {
-                tracing::error!(error = %e, "subscription hub: its reader stopped");
-                return;
-            }
-        };
-        follower = back;
-        match read {
+        // The follower reads the journal (on the blocking pool) only when behind.
+        match follower.ready_async(HUB_CHUNK).await {
             Ok(batch) if batch.is_empty() => {
                 if !follower.changed().await {
                     return;

@@ -58,6 +58,7 @@ pub(crate) struct Rows {
 }
 
 impl Rows {
+    /// No rows touched yet.
     pub(crate) fn new() -> Rows {
         Rows {
             rows: HashMap::new(),

@@ -69,10 +69,36 @@ impl Follower {
     /// follower is behind; otherwise it takes what the feed holds.
     pub fn ready(&mut self, max: usize) -> Result<Vec<Arc<StoredDelta>>> {
         let max = max.max(1);
-        if self.behind {
-            let chunk = read_journal(&self.store, self.cursor, max)?;
-            return Ok(self.caught_up_with(chunk, max));
+        if !self.behind {
+            let out = self.take_from_feed(max);
+            if !out.is_empty() || !self.behind {
+                return Ok(out);
+            }
         }
+        let chunk = read_journal(&self.store, self.cursor, max)?;
+        Ok(self.caught_up_with(chunk, max))
+    }
+
+    /// [`Follower::ready`] for async callers: a read of the journal, when the follower is
+    /// behind (or finds out it is), runs on the blocking pool.
+    pub async fn ready_async(&mut self, max: usize) -> Result<Vec<Arc<StoredDelta>>> {
+        let max = max.max(1);
+        if !self.behind {
+            let out = self.take_from_feed(max);
+            if !out.is_empty() || !self.behind {
+                return Ok(out);
+            }
+        }
+        let (store, cursor) = (self.store.clone(), self.cursor);
+        let chunk = tokio::task::spawn_blocking(move || read_journal(&store, cursor, max))
+            .await
+            .map_err(|e| crate::Error::Corrupt(format!("reading the journal stopped: {e}")))??;
+        Ok(self.caught_up_with(chunk, max))
+    }
+
+    /// Up to `max` deltas from the feed without waiting; on a lag or a gap it stops and the
+    /// follower is behind.
+    fn take_from_feed(&mut self, max: usize) -> Vec<Arc<StoredDelta>> {
         let mut out = Vec::new();
         while out.len() < max {
             let next = match self.early.take() {
@@ -90,27 +116,7 @@ impl Follower {
                 break;
             }
         }
-        if out.is_empty() && self.behind {
-            return self.ready(max);
-        }
-        Ok(out)
-    }
-
-    /// [`Follower::ready`] for async callers: a read of the journal, when the follower is
-    /// behind, runs on the blocking pool.
-    pub async fn ready_async(&mut self, max: usize) -> Result<Vec<Arc<StoredDelta>>> {
-        let max = max.max(1);
-        if !self.behind {
-            let out = self.ready(max)?;
-            if !out.is_empty() || !self.behind {
-                return Ok(out);
-            }
-        }
-        let (store, cursor) = (self.store.clone(), self.cursor);
-        let chunk = tokio::task::spawn_blocking(move || read_journal(&store, cursor, max))
-            .await
-            .map_err(|e| crate::Error::Corrupt(format!("reading the journal stopped: {e}")))??;
-        Ok(self.caught_up_with(chunk, max))
+        out
     }
 
     /// Takes a chunk read from the journal after the cursor.

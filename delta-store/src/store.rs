@@ -109,6 +109,7 @@ impl fmt::Debug for Store {
     }
 }
 
+/// Locks `m`, carrying on past a poisoned lock.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a lock cannot leave RocksDB half-written (batches are atomic),
     // so the state behind a poisoned lock is still usable.

@@ -105,18 +105,14 @@ fn pages<J: Journal>(
     emit: &mut impl FnMut(ReadDone),
 ) {
     for left in (0..pages.max(1)).rev() {
-        let (mut deltas, more) = match journal.page(&ranges, limit) {
+        let (deltas, more) = match next_page(journal, &mut ranges, limit) {
             Ok(page) => page,
             Err(e) => {
                 tracing::error!(error = %e, "reading a catch-up page");
                 return emit(ReadDone::Failed);
             }
         };
-        if more {
-            end_at_a_batch_boundary(&mut deltas);
-        }
-        ranges = rest_of(&ranges, &deltas);
-        let continues = more && left > 0 && !ranges.is_empty();
+        let continues = more && left > 0;
         emit(ReadDone::Reply {
             to,
             message: Message::CatchUpPage {
@@ -132,25 +128,67 @@ fn pages<J: Journal>(
     }
 }
 
-/// What is left of `ranges` once `page` is sent: each range starts after the highest seq
-/// of its host the page holds, and a range the page finished is gone.
-fn rest_of(ranges: &[(HostId, Seq, Seq)], page: &[StampedDelta]) -> Vec<(HostId, Seq, Seq)> {
-    ranges
-        .iter()
-        .filter_map(|&(host, from, to)| {
-            let top = page
-                .iter()
-                .flat_map(|d| &d.stamps)
-                .filter(|s| s.host() == host && from <= s.seq() && s.seq() <= to)
-                .map(Stamp::seq)
-                .max();
-            match top {
-                Some(top) if top >= to => None,
-                Some(top) => Some((host, top.next(), to)),
-                None => Some((host, from, to)),
-            }
-        })
-        .collect()
+/// Reads the next page of `ranges` (at most `limit` deltas, ended where a batch of stamps
+/// ends when it is full) and leaves in `ranges` what remains after it; true when something
+/// remains. Each range is read on its own, so what the page took from each is known
+/// exactly, even of a delta that carries the stamps of several hosts.
+fn next_page<J: Journal>(
+    journal: &J,
+    ranges: &mut Vec<(HostId, Seq, Seq)>,
+    limit: usize,
+) -> Result<(Vec<StampedDelta>, bool), J::Error> {
+    if limit == 0 {
+        // A page size of 0 serves nothing (the simulation's control without catch-up).
+        return Ok((Vec::new(), false));
+    }
+    // The deltas, each with the index of the range it was read under.
+    let mut page: Vec<(usize, StampedDelta)> = Vec::new();
+    // How many deltas each range gave, and how many ranges were read to their end.
+    let mut given = vec![0usize; ranges.len()];
+    let mut finished = 0;
+    for (i, range) in ranges.iter().enumerate() {
+        let want = limit - page.len();
+        if want == 0 {
+            break;
+        }
+        let (deltas, cut) = journal.page(std::slice::from_ref(range), want)?;
+        given[i] = deltas.len();
+        page.extend(deltas.into_iter().map(|d| (i, d)));
+        if cut {
+            break;
+        }
+        finished = i + 1;
+    }
+    if finished < ranges.len() {
+        // Full: end where a batch ends; what is cut off opens the next page.
+        let deltas: Vec<StampedDelta> = page.iter().map(|(_, d)| d.clone()).collect();
+        page.truncate(batch_boundary(&deltas));
+    }
+    let mut rest = Vec::new();
+    for (i, &(host, from, to)) in ranges.iter().enumerate() {
+        let kept: Vec<&StampedDelta> = page
+            .iter()
+            .filter(|(r, _)| *r == i)
+            .map(|(_, d)| d)
+            .collect();
+        if i < finished && kept.len() == given[i] {
+            continue;
+        }
+        let top = kept
+            .iter()
+            .flat_map(|d| &d.stamps)
+            .filter(|s| s.host() == host && from <= s.seq() && s.seq() <= to)
+            .map(Stamp::seq)
+            .max();
+        match top {
+            Some(top) if top >= to => {}
+            Some(top) => rest.push((host, top.next(), to)),
+            None => rest.push((host, from, to)),
+        }
+    }
+    *ranges = rest;
+    let more = !ranges.is_empty();
+    Ok((page.into_iter().map(|(_, d)| d).collect(), more))
 }
 
 /// Does one piece of work, handing each result to `emit` as soon as it is ready: one for
@@ -219,19 +257,10 @@ pub(crate) fn read<J: Journal>(journal: &J, read: Read, mut emit: impl FnMut(Rea
     emit(done);
 }
 
-/// The answer to [`Message::Fetch`]: the deltas held, with their stamps, up to
-/// [`MAX_FETCH`] of them and about `budget` encoded bytes; the ids not sent (not held, or
-/// past either bound) are listed as missing.
-/// Ends a full page where a batch of stamps ends, so that the batch cut off travels whole
-/// in the next page: a page then carries each batch stamp once and no proof hashes, where a
-/// cut batch costs both pages a stamp and hashes. A page that is all one batch is kept.
-fn end_at_a_batch_boundary(deltas: &mut Vec<StampedDelta>) {
-    let keep = batch_boundary(deltas);
-    deltas.truncate(keep);
-}
-
-/// How many of `deltas` to keep so that they end where a batch of stamps ends: all of them
-/// when the last one ends its batch or they are all one batch.
+/// How many of `deltas` (a full page) to keep so that they end where a batch of stamps
+/// ends, and the batch cut off travels whole in the next page: a page then carries each
+/// batch stamp once and no proof hashes, where a cut batch costs both pages a stamp and
+/// hashes. All of them when the last one ends its batch, or when they are all one batch.
 fn batch_boundary(deltas: &[StampedDelta]) -> usize {
     let Some(last) = deltas.last() else { return 0 };
     let continuing: Vec<BatchStamp> = last
@@ -261,6 +290,9 @@ fn travel_len(stamp: &Stamp) -> usize {
     }
 }
 
+/// The answer to [`Message::Fetch`]: the deltas held, with their stamps, up to
+/// [`MAX_FETCH`] of them and about `budget` encoded bytes; the ids not sent (not held, or
+/// past either bound) are listed as missing.
 fn fetch<J: Journal>(
     journal: &J,
     request: u64,
@@ -483,16 +515,16 @@ mod boundary_tests {
     fn a_full_page_ends_where_a_batch_ends_unless_it_is_all_one_batch() {
         let all = batches(30, 10);
         let mut page = all[..15].to_vec();
-        end_at_a_batch_boundary(&mut page);
+        page.truncate(batch_boundary(&page));
         assert_eq!(page, all[..10], "the second batch waits for the next page");
         let mut page = all[..20].to_vec();
-        end_at_a_batch_boundary(&mut page);
+        page.truncate(batch_boundary(&page));
         assert_eq!(page.len(), 20, "a page ending with its batch is kept");
         let mut page = all[12..17].to_vec();
-        end_at_a_batch_boundary(&mut page);
+        page.truncate(batch_boundary(&page));
         assert_eq!(page.len(), 5, "a page inside one batch is kept");
         let mut signed: Vec<StampedDelta> = (1..=5).map(delta).collect();
-        end_at_a_batch_boundary(&mut signed);
+        signed.truncate(batch_boundary(&signed));
         assert_eq!(signed.len(), 5, "deltas without batches are not cut");
     }
 
@@ -545,5 +577,65 @@ mod boundary_tests {
         let shape: Vec<(usize, bool, bool)> =
             two.iter().map(|(d, m, c)| (d.len(), *m, *c)).collect();
         assert_eq!(shape, [(10, false, true), (10, true, false)]);
+    }
+
+    #[test]
+    fn a_range_continues_from_what_was_read_under_it_not_from_another_hosts_stamps() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = hypha_delta_store::Store::builder(dir.path())
+            .durability(hypha_delta_store::Durability::Buffered)
+            .open()
+            .unwrap();
+        // Host A stamps d1..d20 in batches of ten. Host B stamps f1..f9 and then d20, so
+        // d20, read under A's range, carries B's seq 10 while B's 1..9 are elsewhere.
+        let mut all = batches(29, 10);
+        let (d, f) = all.split_at_mut(20);
+        let (a_key, b_key) = (KeyPair::from_seed([60; 32]), KeyPair::from_seed([61; 32]));
+        for x in f.iter_mut() {
+            x.stamps.clear();
+        }
+        let mut b_ids: Vec<DeltaId> = f.iter().map(|x| x.delta.id()).collect();
+        b_ids.push(d[19].delta.id());
+        let b_stamps = Stamp::sign_batch(&b_ids, Seq::FIRST, &b_key).unwrap();
+        for (x, s) in f.iter_mut().zip(&b_stamps) {
+            x.stamps.push(s.clone());
+        }
+        d[19].stamps.push(b_stamps[9].clone());
+        store.put_batch(all.clone()).unwrap();
+        let read = Read::Page {
+            to: a_key.host_id(),
+            request: 1,
+            ranges: vec![
+                (a_key.host_id(), Seq::FIRST, Seq::new(20)),
+                (b_key.host_id(), Seq::FIRST, Seq::new(10)),
+            ],
+            limit: 12,
+            pages: 8,
+        };
+        let mut delivered = std::collections::HashSet::new();
+        let mut last = None;
+        super::read(&store, read, |done| match done {
+            ReadDone::Reply {
+                message:
+                    Message::CatchUpPage {
+                        deltas,
+                        more,
+                        continues,
+                        ..
+                    },
+                ..
+            } => {
+                delivered.extend(deltas.iter().map(|x| x.delta.id()));
+                last = Some((more, continues));
+            }
+            other => panic!("{other:?}"),
+        });
+        for x in &all {
+            assert!(
+                delivered.contains(&x.delta.id()),
+                "every delta of both ranges"
+            );
+        }
+        assert_eq!(last, Some((false, false)), "the answer ends complete");
     }
 }
