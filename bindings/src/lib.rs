@@ -9,3 +9,4 @@ pub mod graphql;
 mod guard;
 pub mod http;
 mod hub;
+mod metrics;
