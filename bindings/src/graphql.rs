@@ -36,8 +36,8 @@ use hypha_primitives::{
     Target, ValueType,
 };
 use hypha_views::{
-    load_index, AsOf, FieldValue as HyphaValue, LocalOnly, Materializer, Record, Resolver,
-    SchemaSet,
+    load_index, AsOf, FieldValue as HyphaValue, LocalOnly, Materializer, Record, RecordChange,
+    Resolver, SchemaSet,
 };
 use serde_json::{json, Value};
 
@@ -1204,7 +1204,6 @@ fn subscriptions() -> Subscription {
                         .changes()
                         .ok_or_else(|| gql_error("this node does not announce record changes"))?;
                     let state = ChangeFeed {
-                        api: shared.api.clone(),
                         changes,
                         entity_type,
                         filter,
@@ -1260,8 +1259,7 @@ const CHANGED_MEMORY: usize = 65_536;
 
 /// Where a `changed` subscription stands.
 struct ChangeFeed {
-    api: Arc<NodeApi>,
-    changes: tokio::sync::broadcast::Receiver<(String, String)>,
+    changes: tokio::sync::broadcast::Receiver<RecordChange>,
     entity_type: String,
     filter: Option<Filter>,
     /// The last record sent per entity, so a rewrite with the same value is not sent again.
@@ -1271,7 +1269,7 @@ struct ChangeFeed {
 impl ChangeFeed {
     async fn next(&mut self) -> Option<Result<GqlValue, GqlError>> {
         loop {
-            let (entity_type, entity) = match self.changes.recv().await {
+            let change = match self.changes.recv().await {
                 Ok(change) => change,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     // Changes are not journaled: say how many were missed.
@@ -1280,13 +1278,12 @@ impl ChangeFeed {
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             };
-            if entity_type != self.entity_type {
+            if change.entity_type != self.entity_type {
                 continue;
             }
-            let record = match read_record(&self.api, &entity_type, &entity).await {
-                Ok(record) => record.map(|r| r.to_json()),
-                Err(e) => return Some(Err(e)),
-            };
+            // The record as the views wrote it: nothing is read back.
+            let entity = change.entity;
+            let record = change.record.map(|r| r.to_json());
             if let (Some(filter), Some(json)) = (&self.filter, &record) {
                 if !filter.matches(json) {
                     continue;

@@ -34,6 +34,7 @@ use hypha_net::Network;
 use hypha_primitives::{
     check_integer_literals, Delta, DeltaBuilder, DeltaId, KeyPair, Pointer, Seq,
 };
+use hypha_views::RecordChange;
 use rayon::prelude::*;
 use serde_json::{json, Value};
 
@@ -61,7 +62,7 @@ pub struct NodeApi {
     /// `Authorization: Bearer <token>`.
     token: Option<String>,
     /// Records the views wrote, as (type, entity), for `changed` subscriptions.
-    changes: Option<tokio::sync::broadcast::Sender<(String, String)>>,
+    changes: Option<tokio::sync::broadcast::Sender<RecordChange>>,
     /// The reader that feeds live `deltas` subscriptions, started by the first one.
     hub: Mutex<Option<crate::hub::DeltaHub>>,
 }
@@ -70,14 +71,14 @@ impl NodeApi {
     /// Where the node announces the records its views write (see `Materializer::take_changes`).
     pub fn with_changes(
         mut self,
-        changes: tokio::sync::broadcast::Sender<(String, String)>,
+        changes: tokio::sync::broadcast::Sender<RecordChange>,
     ) -> NodeApi {
         self.changes = Some(changes);
         self
     }
 
     /// Record changes as they are announced, if the node announces them.
-    pub fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<(String, String)>> {
+    pub fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<RecordChange>> {
         self.changes.as_ref().map(|c| c.subscribe())
     }
 

@@ -61,5 +61,5 @@ pub use lossy::{
     Confidence, ConfidenceSource, Field, LocalOnly, Record, Resolver, SchemaSet, ViewSchema,
     DECIDERS_KEPT, DEFAULT_MAX_DEPTH,
 };
-pub use materialize::{Materializer, QueryResult, RecordReader};
+pub use materialize::{Materializer, QueryResult, RecordChange, RecordReader};
 pub use resolve::{Builtin, FieldValue, Input, Resolution, Resolve, Skipped, TieBreak};

@@ -148,9 +148,20 @@ pub struct Materializer {
     /// Only this materializer writes records; it updates the cache after each successful
     /// write and empties it on any failure or rebuild.
     cache: HashMap<Vec<u8>, Record>,
-    /// Records written since the last [`Materializer::take_changes`], as (type, entity),
-    /// when tracking is on.
-    changes: Option<Vec<(String, String)>>,
+    /// Records written since the last [`Materializer::take_changes`], when tracking is on.
+    changes: Option<Vec<RecordChange>>,
+}
+
+/// A record a materializer wrote, as [`Materializer::take_changes`] hands it out, so that
+/// whoever announces it need not read it back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordChange {
+    /// The record's type.
+    pub entity_type: String,
+    /// The entity.
+    pub entity: String,
+    /// The record as written; `None` when the entity stopped being one of this type.
+    pub record: Option<Arc<Record>>,
 }
 
 impl Materializer {
@@ -160,9 +171,9 @@ impl Materializer {
         self.changes.get_or_insert_with(Vec::new);
     }
 
-    /// The records written (updated, created or removed) since the last call, as
-    /// (type, entity), in write order; a record may appear although its value did not change.
-    pub fn take_changes(&mut self) -> Vec<(String, String)> {
+    /// The records written (updated, created or removed) since the last call, in write
+    /// order, each as written; a record may appear although its value did not change.
+    pub fn take_changes(&mut self) -> Vec<RecordChange> {
         self.changes
             .as_mut()
             .map(std::mem::take)
@@ -319,7 +330,14 @@ impl Materializer {
             self.cache.clear();
         }
         if let Some(changes) = &mut self.changes {
-            changes.extend(fresh.iter().filter_map(|(key, _)| split_record_key(key)));
+            changes.extend(fresh.iter().filter_map(|(key, record)| {
+                let (entity_type, entity) = split_record_key(key)?;
+                Some(RecordChange {
+                    entity_type,
+                    entity,
+                    record: record.clone().map(Arc::new),
+                })
+            }));
         }
         for (key, record) in fresh {
             match record {

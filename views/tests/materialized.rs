@@ -418,15 +418,30 @@ fn tracked_changes_name_the_records_each_apply_wrote() {
     store.put(set("alice", "name", "Alice", 10)).unwrap();
     store.put(set("bob", "name", "Bob", 11)).unwrap();
     m.apply_pending().unwrap();
-    let mut changes = m.take_changes();
-    changes.sort();
+    let changes = m.take_changes();
+    let mut named: Vec<(String, String)> = changes
+        .iter()
+        .map(|c| (c.entity_type.clone(), c.entity.clone()))
+        .collect();
+    named.sort();
     assert_eq!(
-        changes,
+        named,
         vec![
             ("user".to_owned(), "alice".to_owned()),
             ("user".to_owned(), "bob".to_owned())
         ]
     );
+    // Each change carries the record as written, the same the views hold.
+    for change in &changes {
+        let held = m.record("user", &change.entity).unwrap();
+        assert_eq!(
+            change.record.as_ref().map(|r| r.to_json()),
+            held,
+            "{}",
+            change.entity
+        );
+        assert!(change.record.is_some());
+    }
     assert!(m.take_changes().is_empty(), "taken once");
     // A negation removes bob's record: a change too.
     let bob = store
@@ -445,9 +460,15 @@ fn tracked_changes_name_the_records_each_apply_wrote() {
         )
         .unwrap();
     m.apply_pending().unwrap();
+    let changes = m.take_changes();
+    assert_eq!(changes.len(), 1);
     assert_eq!(
-        m.take_changes(),
-        vec![("user".to_owned(), "bob".to_owned())]
+        (changes[0].entity_type.as_str(), changes[0].entity.as_str()),
+        ("user", "bob")
+    );
+    assert_eq!(
+        changes[0].record, None,
+        "the record is gone, and the change says so"
     );
     assert!(m.record("user", "bob").unwrap().is_none());
 }
