@@ -511,6 +511,16 @@ mod boundary_tests {
         deltas
     }
 
+    /// A real journal in a temp dir (kept alive by the returned guard).
+    fn journal() -> (tempfile::TempDir, hypha_delta_store::Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = hypha_delta_store::Store::builder(dir.path())
+            .durability(hypha_delta_store::Durability::Buffered)
+            .open()
+            .unwrap();
+        (dir, store)
+    }
+
     #[test]
     fn a_full_page_ends_where_a_batch_ends_unless_it_is_all_one_batch() {
         let all = batches(30, 10);
@@ -530,11 +540,7 @@ mod boundary_tests {
 
     #[test]
     fn an_answer_streams_pages_that_end_with_their_batches() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = hypha_delta_store::Store::builder(dir.path())
-            .durability(hypha_delta_store::Durability::Buffered)
-            .open()
-            .unwrap();
+        let (_dir, store) = journal();
         let all = batches(30, 10);
         store.put_batch(all.clone()).unwrap();
         let host = all[0].stamps[0].host();
@@ -581,11 +587,7 @@ mod boundary_tests {
 
     #[test]
     fn a_range_continues_from_what_was_read_under_it_not_from_another_hosts_stamps() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = hypha_delta_store::Store::builder(dir.path())
-            .durability(hypha_delta_store::Durability::Buffered)
-            .open()
-            .unwrap();
+        let (_dir, store) = journal();
         // Host A stamps d1..d20 in batches of ten. Host B stamps f1..f9 and then d20, so
         // d20, read under A's range, carries B's seq 10 while B's 1..9 are elsewhere.
         let mut all = batches(29, 10);

@@ -199,23 +199,6 @@ fn last_seq(node: &Node) -> hypha_primitives::Seq {
     coverage.highest(node.key.host_id()).unwrap()
 }
 
-/// A peer of wire version 1 is refused at the handshake, counted, and the node still links
-/// peers of its own version.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_of_the_old_wire_version_is_refused_at_the_handshake() {
-    use hypha_net::raw::RawPeer;
-
-    let n = node(23, vec![]).await;
-    let router = n.net.endpoints().router.clone();
-    let old = KeyPair::from_seed([24; 32]);
-    let welcomed = RawPeer::hello_of_version_1(&router, &old, Duration::from_millis(500)).await;
-    assert!(!welcomed, "a hello of version 1 gets no welcome");
-    assert_eq!(n.net.stats().handshakes_refused, 1);
-    // A peer of this version still links.
-    let _current = RawPeer::handshake(&router, &KeyPair::from_seed([25; 32]), false).await;
-    assert_eq!(n.net.stats().handshakes_refused, 1);
-}
-
 /// A peer that completes the handshake honestly, then sends forged deltas.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_sending_forged_deltas_is_disconnected_and_nothing_forged_is_stored() {
