@@ -5,7 +5,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use std::sync::Arc;
 
-use hypha_bindings::http::{self, NodeApi};
+use hypha_bindings::api::NodeApi;
+use hypha_bindings::server;
 
 /// Announces the materialized records each views update wrote, as (type, entity).
 type RecordChanges = tokio::sync::broadcast::Sender<hypha_views::RecordChange>;
@@ -110,7 +111,7 @@ async fn serve(store: Store, key: KeyPair, token: Option<String>, args: NodeArgs
         }
     });
     let mut http_shutdown = shutdown.clone();
-    let http_task = tokio::spawn(http::serve(listener, api, async move {
+    let http_task = tokio::spawn(server::serve(listener, api, async move {
         http_shutdown.requested().await;
     }));
     let mut events = network.events();

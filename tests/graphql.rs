@@ -578,13 +578,20 @@ fn with_a_token_writes_need_it_and_reads_do_not() {
             .contains("Bearer"),
         "{refused}"
     );
-    let (status, _) = node
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "UNAUTHORIZED",
+        "{refused}"
+    );
+    let (status, body) = node
         .post(
             "/write",
             r#"{"pointers": [{"local_context": "n", "target": {"value": 1}}]}"#,
         )
         .unwrap_err();
     assert_eq!(status, 401);
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["code"], "UNAUTHORIZED", "{body}");
+    assert!(body["error"].as_str().unwrap().contains("Bearer"), "{body}");
     let (status, _) = node
         .post_with_token("/graphql", &write, "wrong")
         .map(|_| (200, String::new()))

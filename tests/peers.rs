@@ -154,7 +154,9 @@ fn a_partial_replica_process_holds_its_slice_and_fetches_or_locates_the_rest() {
         .unwrap();
     assert_eq!(graphql["data"]["whoHas"], holders["holders"]);
     // Fetch by id brings one across on request.
-    assert_eq!(b.get(&format!("/deltas/{}", theirs[0])).unwrap_err().0, 404);
+    let (status, body) = b.get(&format!("/deltas/{}", theirs[0])).unwrap_err();
+    assert_eq!(status, 404);
+    assert!(body.contains("\"code\":\"NOT_FOUND\""), "{body}");
     let fetched = b.get(&format!("/deltas/{}?fetch=true", theirs[0])).unwrap();
     assert_eq!(fetched["id"], json!(theirs[0]));
     assert!(b.has(&theirs[0]));

@@ -6,10 +6,9 @@
 //! node's websocket (graphql-transport-ws) with a small fetcher written here, so no
 //! websocket client library needs vendoring.
 
-use axum::http::header;
-use axum::response::{Html, IntoResponse};
-use axum::routing::get;
-use axum::Router;
+use axum::extract::Path;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
 
 const PAGE: &str = r#"<!doctype html>
 <html lang="en">
@@ -98,7 +97,29 @@ const PAGE: &str = r#"<!doctype html>
 </html>
 "#;
 
-fn asset(content_type: &'static str, body: &'static [u8]) -> impl IntoResponse {
+/// `GET /`: the page.
+pub(crate) async fn page() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+/// `GET /assets/{file}`: the page's vendored scripts and styles, cached for a day.
+pub(crate) async fn asset(Path(file): Path<String>) -> Response {
+    let (content_type, body): (&str, &'static [u8]) = match file.as_str() {
+        "graphiql.min.js" => (
+            "text/javascript",
+            include_bytes!("../assets/graphiql.min.js"),
+        ),
+        "graphiql.min.css" => ("text/css", include_bytes!("../assets/graphiql.min.css")),
+        "react.production.min.js" => (
+            "text/javascript",
+            include_bytes!("../assets/react.production.min.js"),
+        ),
+        "react-dom.production.min.js" => (
+            "text/javascript",
+            include_bytes!("../assets/react-dom.production.min.js"),
+        ),
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
     (
         [
             (header::CONTENT_TYPE, content_type),
@@ -106,41 +127,5 @@ fn asset(content_type: &'static str, body: &'static [u8]) -> impl IntoResponse {
         ],
         body,
     )
-}
-
-/// `GET /` and the page's assets.
-pub(crate) fn routes() -> Router {
-    Router::new()
-        .route("/", get(|| async { Html(PAGE) }))
-        .route(
-            "/assets/graphiql.min.js",
-            get(|| async {
-                asset(
-                    "text/javascript",
-                    include_bytes!("../assets/graphiql.min.js"),
-                )
-            }),
-        )
-        .route(
-            "/assets/graphiql.min.css",
-            get(|| async { asset("text/css", include_bytes!("../assets/graphiql.min.css")) }),
-        )
-        .route(
-            "/assets/react.production.min.js",
-            get(|| async {
-                asset(
-                    "text/javascript",
-                    include_bytes!("../assets/react.production.min.js"),
-                )
-            }),
-        )
-        .route(
-            "/assets/react-dom.production.min.js",
-            get(|| async {
-                asset(
-                    "text/javascript",
-                    include_bytes!("../assets/react-dom.production.min.js"),
-                )
-            }),
-        )
+        .into_response()
 }

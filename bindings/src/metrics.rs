@@ -7,21 +7,17 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use crate::http::{blocking, internal, ApiError, NodeApi};
+use crate::api::{blocking, Error, NodeApi};
 
 /// `GET /metrics`: Prometheus text. Rates (ingest, messages) are for Prometheus to derive
 /// from the counters.
-pub(crate) async fn metrics(State(api): State<Arc<NodeApi>>) -> Result<Response, ApiError> {
-    let store = api.store.clone();
+pub(crate) async fn metrics(State(api): State<Arc<NodeApi>>) -> Result<Response, Error> {
+    let store = api.store().clone();
     let (deltas, bytes, views_cursor) = blocking(move || {
-        let deltas = store
-            .last_arrival()
-            .map_err(internal)?
-            .map_or(0, |a| a.get());
-        let bytes = store.disk_bytes().map_err(internal)?;
+        let deltas = store.last_arrival()?.map_or(0, |a| a.get());
+        let bytes = store.disk_bytes()?;
         let cursor = hypha_views::Materializer::reader(store)
-            .cursor()
-            .map_err(internal)?
+            .cursor()?
             .map_or(0, |a| a.get());
         Ok((deltas, bytes, cursor))
     })
@@ -76,7 +72,7 @@ pub(crate) async fn metrics(State(api): State<Arc<NodeApi>>) -> Result<Response,
         "Live delta subscriptions whose filter has no indexed equality, so is evaluated against every delta.",
         unanchored as u64,
     );
-    if let Some(network) = &api.network {
+    if let Some(network) = api.network() {
         let replication = network.replication().await;
         metric(
             "hypha_catch_up_lag",

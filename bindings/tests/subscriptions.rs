@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::futures_util::StreamExt;
+use hypha_bindings::api::NodeApi;
 use hypha_bindings::graphql::GraphQl;
-use hypha_bindings::http::NodeApi;
 use hypha_delta_store::{Durability, Store};
 use hypha_primitives::{DeltaBuilder, Hlc, KeyPair, Pointer};
 

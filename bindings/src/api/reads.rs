@@ -1,0 +1,203 @@
+//! Reads: stored deltas (by id, or a page in arrival order), materialized records, the
+//! lossless view of an entity, schemas and the node's state.
+
+use hypha_delta_store::{Arrival, StoredDelta};
+use hypha_primitives::{DeltaId, EntityId, Filter, Schema};
+use hypha_views::{load_index, AsOf, LocalOnly, Materializer, Record, Resolver, SchemaSet};
+use serde_json::Value;
+
+use super::{blocking, NodeApi, Result, FETCH_WAIT};
+
+/// Journal entries (or records) one filtered page may look at before it stops early, so
+/// that a filter matching little costs a bounded read per request.
+const MAX_SCAN: usize = 100_000;
+
+/// A page of stored deltas in arrival order.
+#[derive(Debug)]
+pub struct DeltaPage {
+    /// The deltas, with their stamps proven (ready to import elsewhere).
+    pub deltas: Vec<StoredDelta>,
+    /// The arrival the next page starts after (the last one read, matching or not).
+    pub cursor: Option<Arrival>,
+    /// Whether more may follow.
+    pub more: bool,
+}
+
+/// A page of records of one type, in entity order.
+#[derive(Debug)]
+pub struct RecordPage {
+    /// The records.
+    pub records: Vec<Record>,
+    /// The entity the next page starts after.
+    pub end_cursor: Option<String>,
+    /// Whether more may follow.
+    pub has_next: bool,
+}
+
+/// The node's state in brief.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Deltas in the journal (its last arrival position).
+    pub deltas: u64,
+    /// Bytes the journal takes on disk and in memtables.
+    pub stored_bytes: u64,
+}
+
+impl NodeApi {
+    /// How many deltas the journal holds: one read of its last key, cheap enough to do on
+    /// an async worker.
+    pub fn journal_length(&self) -> Result<u64> {
+        Ok(self.store.last_arrival()?.map_or(0, |a| a.get()))
+    }
+
+    /// The journal's length and size.
+    pub async fn node_info(&self) -> Result<NodeInfo> {
+        let store = self.store.clone();
+        blocking(move || {
+            Ok(NodeInfo {
+                deltas: store.last_arrival()?.map_or(0, |a| a.get()),
+                stored_bytes: store.disk_bytes().unwrap_or(0),
+            })
+        })
+        .await
+    }
+
+    /// The stored delta `id` with its stamps (proven) and arrival; when it is not held
+    /// here and `fetch` is set, it is asked of the linked peers (for up to [`FETCH_WAIT`])
+    /// and stored.
+    pub async fn delta(&self, id: DeltaId, fetch: bool) -> Result<Option<StoredDelta>> {
+        let read = |store: hypha_delta_store::Store| async move {
+            blocking(move || {
+                let Some(stored) = store.get(id)? else {
+                    return Ok(None);
+                };
+                // With the stamps' proofs, so the answer imports elsewhere.
+                let mut stored = [stored];
+                store.prove_stored(&mut stored)?;
+                let [stored] = stored;
+                Ok(Some(stored))
+            })
+            .await
+        };
+        if let Some(found) = read(self.store.clone()).await? {
+            return Ok(Some(found));
+        }
+        match &self.network {
+            Some(network) if fetch => {
+                network.fetch(vec![id], FETCH_WAIT).await;
+                read(self.store.clone()).await
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Up to `first` stored deltas after arrival `after` that match `filter` (over each
+    /// delta's filter document), in arrival order, with their stamps proven.
+    pub async fn deltas(
+        &self,
+        after: Option<Arrival>,
+        filter: Option<Filter>,
+        first: usize,
+    ) -> Result<DeltaPage> {
+        let store = self.store.clone();
+        blocking(move || {
+            let mut page = DeltaPage {
+                deltas: Vec::new(),
+                cursor: after,
+                more: false,
+            };
+            for (scanned, stored) in store.scan_arrival(after).enumerate() {
+                let stored = stored?;
+                let matches = filter
+                    .as_ref()
+                    .is_none_or(|f| f.matches(&stored.delta.filter_document(&stored.stamps)));
+                if matches && page.deltas.len() == first || scanned == MAX_SCAN {
+                    page.more = true;
+                    break;
+                }
+                page.cursor = Some(stored.arrival);
+                if matches {
+                    page.deltas.push(stored);
+                }
+            }
+            // With their stamps' proofs, as every delta leaving the node is.
+            store.prove_stored(&mut page.deltas)?;
+            Ok(page)
+        })
+        .await
+    }
+
+    /// The materialized record of `entity` as an `entity_type`, if it has one.
+    pub fn record(&self, entity_type: &str, entity: &str) -> Result<Option<Record>> {
+        // A point read of one record takes microseconds (the memtable or the block cache):
+        // done on the async worker, it costs less than the two thread hand-offs of
+        // spawn_blocking, which were most of a read's time under load (markdown/GRAPHQL.md).
+        Ok(Materializer::reader(self.store.clone()).typed_record(entity_type, entity)?)
+    }
+
+    /// Up to `first` records of `entity_type` after entity `after` that match `filter`
+    /// (over each record's JSON), in entity order.
+    pub async fn records(
+        &self,
+        entity_type: String,
+        filter: Option<Filter>,
+        after: Option<String>,
+        first: usize,
+    ) -> Result<RecordPage> {
+        let store = self.store.clone();
+        blocking(move || {
+            let reader = Materializer::reader(store);
+            let mut records = Vec::new();
+            let mut cursor = after;
+            let mut scanned = 0;
+            loop {
+                let chunk = reader.typed_records(&entity_type, cursor.as_deref(), 256)?;
+                let exhausted = chunk.len() < 256;
+                for record in chunk {
+                    scanned += 1;
+                    cursor = Some(record.entity.as_str().to_owned());
+                    if filter.as_ref().is_none_or(|f| f.matches(&record.to_json())) {
+                        if records.len() == first {
+                            return Ok(RecordPage {
+                                end_cursor: records
+                                    .last()
+                                    .map(|r: &Record| r.entity.as_str().to_owned()),
+                                records,
+                                has_next: true,
+                            });
+                        }
+                        records.push(record);
+                    }
+                }
+                if exhausted || scanned >= MAX_SCAN {
+                    return Ok(RecordPage {
+                        end_cursor: records.last().map(|r| r.entity.as_str().to_owned()),
+                        records,
+                        has_next: !exhausted,
+                    });
+                }
+            }
+        })
+        .await
+    }
+
+    /// The lossless view of `entity` (every live delta under each property), now or as of
+    /// a time.
+    pub async fn lossless(&self, entity: EntityId, as_of: AsOf) -> Result<Value> {
+        let store = self.store.clone();
+        blocking(move || {
+            let index = load_index(&store, std::slice::from_ref(&entity), as_of, 0)?;
+            let schemas = SchemaSet::new();
+            Ok(Resolver::new(&index, &schemas, &LocalOnly)
+                .lossless(&entity)
+                .to_json())
+        })
+        .await
+    }
+
+    /// The registered schemas, as the materialized views hold them.
+    pub fn schemas(&self) -> Result<Vec<Schema>> {
+        let definitions = Materializer::definitions(&self.store)?;
+        Ok(definitions.into_iter().map(|(schema, _)| schema).collect())
+    }
+}

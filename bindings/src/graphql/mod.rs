@@ -1,0 +1,166 @@
+//! The GraphQL endpoint: a schema generated from the registered Hypha schemas (one GraphQL
+//! type per entity type), regenerated when a schema delta changes them, over the node's
+//! materialized records, journal and network.
+//!
+//! For an entity type `user` with properties `name` and `age`:
+//!
+//! ```graphql
+//! type User { id: ID!  name: String  age: Float  _meta(field: String): Meta! }
+//! type UserConnection { nodes: [User!]!  endCursor: String  hasNextPage: Boolean! }
+//! type Query {
+//!   user(id: ID!): User
+//!   users(filter: JSON, first: Int, after: String): UserConnection!
+//!   entity(id: ID!, asOf: String): JSON      delta(id: ID!, fetch: Boolean): JSON
+//!   deltas(filter: JSON, after: String, first: Int): DeltaPage!
+//!   schemas: [JSON!]!  peers: [ID!]!  node: NodeInfo!  whoHas(entity: ID!): [JSON!]!
+//! }
+//! type Mutation { write(...) submit(...) negate(...) putSchema(...): WriteResult! }
+//! ```
+//!
+//! `_meta` without an argument describes the whole record (provisional if any field is);
+//! `_meta(field: "name")` describes one field. See `markdown/GRAPHQL.md`.
+//!
+//! The schema is assembled here; `args` reads arguments, `types` builds the output types,
+//! and `queries`, `mutations` and `subscriptions` the three roots. `transport` serves it
+//! over HTTP and websockets.
+
+mod args;
+mod mutations;
+mod queries;
+mod subscriptions;
+pub(crate) mod transport;
+mod types;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use async_graphql::dynamic::{Object, Scalar, Schema, SchemaError};
+use hypha_primitives::Schema as HyphaSchema;
+use hypha_views::Materializer;
+
+use crate::api::{self, NodeApi};
+
+pub use subscriptions::open_subscriptions;
+
+/// Deepest query accepted.
+pub const MAX_DEPTH: usize = 12;
+/// Most complex query accepted (async-graphql's field-count measure).
+pub const MAX_COMPLEXITY: usize = 2_000;
+
+/// The GraphQL service: the current generated schema and what it reads.
+pub struct GraphQl {
+    api: Arc<NodeApi>,
+    current: RwLock<(Fingerprint, Arc<Schema>)>,
+}
+
+/// A hash of the stored schema definitions (`Materializer::definitions_fingerprint`).
+type Fingerprint = u64;
+
+impl std::fmt::Debug for GraphQl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphQl").finish_non_exhaustive()
+    }
+}
+
+/// Request data: whether the request may write (see [`NodeApi::may_write`]).
+#[derive(Clone, Copy, Debug)]
+pub struct MayWrite(pub bool);
+
+/// What resolvers reach through the schema's data.
+struct Shared {
+    api: Arc<NodeApi>,
+    /// The registered schemas, by entity type, as the generated types were built from.
+    types: BTreeMap<String, HyphaSchema>,
+    /// Peers that must hold a value's deciding deltas for it not to be provisional.
+    confirmed_at: usize,
+}
+
+impl GraphQl {
+    /// The service over a node's API; the schema is generated now and again whenever the
+    /// registered schemas change.
+    pub fn new(api: Arc<NodeApi>) -> api::Result<GraphQl> {
+        let fingerprint = Materializer::definitions_fingerprint(api.store())?;
+        let schema = build(api.clone(), registered(&api)?).map_err(schema_error)?;
+        Ok(GraphQl {
+            api,
+            current: RwLock::new((fingerprint, Arc::new(schema))),
+        })
+    }
+
+    /// The schema to run a request with, regenerated first if a schema delta changed the
+    /// registered types since the last request (checked by a hash of the stored definitions,
+    /// so the usual request parses nothing).
+    pub fn schema(&self) -> api::Result<Arc<Schema>> {
+        let fingerprint = Materializer::definitions_fingerprint(self.api.store())?;
+        {
+            let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+            if current.0 == fingerprint {
+                return Ok(current.1.clone());
+            }
+        }
+        let schema = build(self.api.clone(), registered(&self.api)?).map_err(schema_error)?;
+        let schema = Arc::new(schema);
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        *current = (fingerprint, schema.clone());
+        Ok(schema)
+    }
+
+    /// The node API it serves.
+    pub fn api(&self) -> &NodeApi {
+        &self.api
+    }
+
+    /// Runs one request.
+    pub async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
+        match self.schema() {
+            Ok(schema) => schema.execute(request).await,
+            Err(e) => async_graphql::Response::from_errors(vec![async_graphql::ServerError::new(
+                e.to_string(),
+                None,
+            )]),
+        }
+    }
+}
+
+/// A generated schema that async-graphql refuses: a bug in the generation.
+fn schema_error(e: SchemaError) -> api::Error {
+    api::Error::Internal(format!("generating the GraphQL schema: {e}"))
+}
+
+/// The registered schemas as the materialized views hold them, by entity type.
+fn registered(api: &NodeApi) -> api::Result<BTreeMap<String, HyphaSchema>> {
+    Ok(api
+        .schemas()?
+        .into_iter()
+        .map(|schema| (schema.entity_type().to_owned(), schema))
+        .collect())
+}
+
+/// Generates the schema for `types`.
+fn build(api: Arc<NodeApi>, types: BTreeMap<String, HyphaSchema>) -> Result<Schema, SchemaError> {
+    let names: BTreeMap<String, String> = types
+        .keys()
+        .map(|t| (t.clone(), args::type_name(t)))
+        .collect();
+    let (query, typed) = queries::typed_queries(Object::new("Query"), &types, &names);
+    let query = queries::generic_queries(query);
+    let (fixed, pointer_input) = types::fixed_types();
+    let mut builder = Schema::build("Query", Some("Mutation"), Some("Subscription"))
+        .register(subscriptions::subscriptions())
+        .register(Scalar::new("JSON").description("Any JSON value."))
+        .register(query)
+        .register(mutations::mutations())
+        .register(pointer_input)
+        .data(Shared {
+            api,
+            types,
+            confirmed_at: 1,
+        })
+        .extension(crate::guard::QueryGuard)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY);
+    for object in fixed.into_iter().chain(typed) {
+        builder = builder.register(object);
+    }
+    builder.finish()
+}

@@ -1,0 +1,269 @@
+//! The subscription root: `deltas` (replay from a cursor, then live through the hub),
+//! `changed` (records as the views write them) and `peerEvents`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_graphql::dynamic::{
+    InputValue, Subscription, SubscriptionField, SubscriptionFieldFuture, TypeRef,
+};
+use async_graphql::futures_util::stream::{self, Stream};
+use async_graphql::{Error as GqlError, Value as GqlValue};
+use hypha_delta_store::{Arrival, Store, StoredDelta};
+use hypha_primitives::Filter;
+use hypha_views::RecordChange;
+use serde_json::{json, Value};
+
+use super::args::{api_error, filter_arg, gql_error, shared, to_gql};
+use crate::api::blocking;
+use crate::hub::{DeltaHub, Membership};
+
+/// Delta subscriptions open now (for `/metrics`).
+static OPEN_SUBSCRIPTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many delta subscriptions are open.
+pub fn open_subscriptions() -> u64 {
+    OPEN_SUBSCRIPTIONS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Counts one open subscription for as long as it lives.
+struct Open;
+
+impl Open {
+    fn new() -> Open {
+        OPEN_SUBSCRIPTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Open
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        OPEN_SUBSCRIPTIONS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Deltas read per journal scan by a subscription.
+const SUBSCRIPTION_CHUNK: usize = 256;
+
+/// Where a `deltas` subscription stands.
+struct DeltaFeed {
+    store: Store,
+    hub: DeltaHub,
+    filter: Option<Filter>,
+    /// The last arrival delivered (or skipped by the filter).
+    cursor: Option<Arrival>,
+    ready: std::collections::VecDeque<StoredDelta>,
+    /// Fed by the hub once caught up; `None` while reading the journal.
+    live: Option<(Membership, tokio::sync::mpsc::Receiver<Arc<StoredDelta>>)>,
+    _open: Open,
+}
+
+/// Every delta after `after` (replayed from the journal), then every new one, matching
+/// `filter`. The subscription reads the journal from its cursor until it reaches the
+/// hub's position, then joins the hub (`crate::hub`), which feeds it the new deltas its
+/// filter matches; so replay and live meet without a gap or a duplicate. If it falls
+/// behind, the hub drops it and it reads the journal again at its own pace: a slow
+/// subscriber loses nothing, and the node never waits for it.
+fn delta_stream(
+    store: Store,
+    hub: DeltaHub,
+    filter: Option<Filter>,
+    after: Option<Arrival>,
+) -> impl Stream<Item = Result<GqlValue, GqlError>> {
+    let state = DeltaFeed {
+        store,
+        hub,
+        filter,
+        cursor: after,
+        ready: Default::default(),
+        live: None,
+        _open: Open::new(),
+    };
+    stream::unfold(state, |mut state| async move {
+        loop {
+            if let Some(stored) = state.ready.pop_front() {
+                return Some((Ok(to_gql(stored.to_json())), state));
+            }
+            if let Some((_, receiver)) = &mut state.live {
+                match receiver.recv().await {
+                    Some(stored) if Some(stored.arrival) > state.cursor => {
+                        state.cursor = Some(stored.arrival);
+                        return Some((Ok(to_gql(stored.to_json())), state));
+                    }
+                    // Already read from the journal before joining.
+                    Some(_) => continue,
+                    // Dropped by the hub for falling behind: back to the journal.
+                    None => {
+                        state.live = None;
+                        continue;
+                    }
+                }
+            }
+            // Join the hub when it has dispatched nothing after the cursor: at once for a
+            // subscription from the journal's end (no scan on a blocking thread, which many
+            // opening together would each take), else once the journal is read up to it.
+            if let Some(live) = state.hub.join(state.filter.clone(), state.cursor) {
+                state.live = Some(live);
+                continue;
+            }
+            let (store, cursor, filter) = (state.store.clone(), state.cursor, state.filter.clone());
+            let scanned = blocking(move || {
+                let mut last = cursor;
+                let mut matching = Vec::new();
+                for stored in store.scan_arrival(cursor).take(SUBSCRIPTION_CHUNK) {
+                    let stored = stored?;
+                    last = Some(stored.arrival);
+                    let document = stored.delta.filter_document(&stored.stamps);
+                    if filter.as_ref().is_none_or(|f| f.matches(&document)) {
+                        matching.push(stored);
+                    }
+                }
+                store.prove_stored(&mut matching)?;
+                Ok((last, matching))
+            })
+            .await;
+            match scanned {
+                Ok((last, matching)) => {
+                    state.cursor = last;
+                    state.ready.extend(matching);
+                }
+                Err(e) => return Some((Err(api_error(e)), state)),
+            }
+        }
+    })
+}
+
+pub(super) fn subscriptions() -> Subscription {
+    Subscription::new("Subscription")
+        .field(
+            SubscriptionField::new("deltas", TypeRef::named_nn("JSON"), |ctx| {
+                SubscriptionFieldFuture::new(async move {
+                    let shared = shared(&ctx)?;
+                    let filter = filter_arg(&ctx)?;
+                    let after = match ctx.args.get("after") {
+                        Some(v) if !v.is_null() => Some(Arrival::new(
+                            v.string()?
+                                .parse::<u64>()
+                                .map_err(|e| gql_error(format!("after: {e}")))?,
+                        )),
+                        _ => None,
+                    };
+                    let hub = shared.api.delta_hub().map_err(api_error)?;
+                    Ok(delta_stream(shared.api.store().clone(), hub, filter, after))
+                })
+            })
+            .argument(InputValue::new("filter", TypeRef::named("JSON")))
+            .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING)))
+            .description("Every delta matching a JSON-Logic filter: those after the arrival cursor `after` first, then new ones as they are stored. Each carries its `arrival`, the cursor to resume from."),
+        )
+        .field(
+            SubscriptionField::new("changed", TypeRef::named_nn("JSON"), |ctx| {
+                SubscriptionFieldFuture::new(async move {
+                    let shared = shared(&ctx)?;
+                    let entity_type = ctx.args.try_get("type")?.string()?.to_owned();
+                    if !shared.types.contains_key(&entity_type) {
+                        return Err(gql_error(format!("no schema for type {entity_type:?}")));
+                    }
+                    let filter = filter_arg(&ctx)?;
+                    let changes = shared
+                        .api
+                        .changes()
+                        .ok_or_else(|| gql_error("this node does not announce record changes"))?;
+                    let state = ChangeFeed {
+                        changes,
+                        entity_type,
+                        filter,
+                        last_sent: HashMap::new(),
+                    };
+                    Ok(stream::unfold(state, |mut state| async move {
+                        let item = state.next().await?;
+                        Some((item, state))
+                    }))
+                })
+            })
+            .argument(InputValue::new("type", TypeRef::named_nn(TypeRef::STRING)))
+            .argument(InputValue::new("filter", TypeRef::named("JSON")))
+            .description("Records of a type as their resolved values change: {\"id\", \"record\"} (record null when the entity stopped being one), filtered by JSON-Logic over the record; {\"missed\": n} if this subscriber fell behind by n changes."),
+        )
+        .field(
+            SubscriptionField::new("peerEvents", TypeRef::named_nn("JSON"), |ctx| {
+                SubscriptionFieldFuture::new(async move {
+                    let shared = shared(&ctx)?;
+                    let events = shared
+                        .api
+                        .network()
+                        .map(|n| n.events())
+                        .ok_or_else(|| gql_error("this node has no network"))?;
+                    Ok(stream::unfold(events, |mut events| async move {
+                        loop {
+                            let event = match events.recv().await {
+                                Ok(hypha_net::Event::PeerJoined(peer)) => {
+                                    json!({"event": "joined", "peer": peer.to_string()})
+                                }
+                                Ok(hypha_net::Event::PeerLeft(peer)) => {
+                                    json!({"event": "left", "peer": peer.to_string()})
+                                }
+                                Ok(_) => continue,
+                                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                                    json!({"event": "missed", "count": n})
+                                }
+                                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                    return None
+                                }
+                            };
+                            return Some((Ok::<_, GqlError>(to_gql(event)), events));
+                        }
+                    }))
+                })
+            })
+            .description("Peers joining and leaving: {\"event\": \"joined\"|\"left\", \"peer\"}; {\"event\": \"missed\", \"count\"} if this subscriber fell behind."),
+        )
+}
+
+/// Most entities a `changed` subscription remembers the last sent record of.
+const CHANGED_MEMORY: usize = 65_536;
+
+/// Where a `changed` subscription stands.
+struct ChangeFeed {
+    changes: tokio::sync::broadcast::Receiver<RecordChange>,
+    entity_type: String,
+    filter: Option<Filter>,
+    /// The last record sent per entity, so a rewrite with the same value is not sent again.
+    last_sent: HashMap<String, Value>,
+}
+
+impl ChangeFeed {
+    async fn next(&mut self) -> Option<Result<GqlValue, GqlError>> {
+        loop {
+            let change = match self.changes.recv().await {
+                Ok(change) => change,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    // Changes are not journaled: say how many were missed.
+                    self.last_sent.clear();
+                    return Some(Ok(to_gql(json!({"missed": n}))));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            };
+            if change.entity_type != self.entity_type {
+                continue;
+            }
+            // The record as the views wrote it: nothing is read back.
+            let entity = change.entity;
+            let record = change.record.map(|r| r.to_json());
+            if let (Some(filter), Some(json)) = (&self.filter, &record) {
+                if !filter.matches(json) {
+                    continue;
+                }
+            }
+            let sent = record.clone().unwrap_or(Value::Null);
+            if self.last_sent.get(&entity) == Some(&sent) {
+                continue;
+            }
+            if self.last_sent.len() >= CHANGED_MEMORY {
+                self.last_sent.clear();
+            }
+            self.last_sent.insert(entity.clone(), sent);
+            return Some(Ok(to_gql(json!({"id": entity, "record": record}))));
+        }
+    }
+}
