@@ -26,8 +26,8 @@ pub(crate) struct Global {
     )]
     pub(crate) data: PathBuf,
     /// A running node's HTTP address. `query`, `subscribe` and `peers` always talk to a
-    /// node (http://127.0.0.1:8080 unless given); `write`, `schema`, `import`, `export` and
-    /// `status` go through the node when given, and otherwise work on the data folder
+    /// node (http://127.0.0.1:8080 unless given); `write`, `schema`, `import`, `export`,
+    /// `view` and `status` go through the node when given, and otherwise work on the data folder
     /// (or, if a node holds the folder and answers at the default address, through it).
     #[arg(long, global = true, env = "HYPHA_NODE")]
     pub(crate) node: Option<String>,
@@ -78,7 +78,9 @@ pub(crate) enum Command {
         #[arg(long)]
         at: Option<String>,
     },
-    /// Print materialized records of a type (brings the views up to date first).
+    /// Print materialized records of a type, each field with its confidence and whether it
+    /// is provisional (through the running node when there is one; on the folder, the
+    /// views are brought up to date first).
     View(ViewArgs),
     /// Throw the materialized views away and rebuild them from the journal.
     Rebuild,
@@ -175,6 +177,12 @@ pub(crate) struct ViewArgs {
     /// Print at most this many records.
     #[arg(long, default_value_t = 100)]
     pub(crate) limit: usize,
+    /// Call a value confirmed once this many peers hold what decided it (default: the
+    /// type's schema's `confirm_at`, else the node's `--confirm-at`, else 1). Confidence
+    /// comes from a running node (see --node); read from the data folder alone, every
+    /// value is held by this node only.
+    #[arg(long)]
+    pub(crate) confirm_at: Option<u32>,
 }
 
 /// `hypha node` options. Each can also come from the `--config` file (a TOML key of the
@@ -215,6 +223,10 @@ pub(crate) struct NodeArgs {
     /// '{"in": ["alice", {"var": "targets"}]}'; the node's own writes are always kept.
     #[arg(long, env = "HYPHA_REPLICATE")]
     pub(crate) replicate: Option<String>,
+    /// How many peers must hold what decided a value before reads call it confirmed
+    /// rather than provisional (a type's schema `confirm_at`, or a read's own, wins).
+    #[arg(long, env = "HYPHA_CONFIRM_AT", default_value_t = hypha_bindings::api::DEFAULT_CONFIRM_AT)]
+    pub(crate) confirm_at: u32,
 }
 
 /// `--encrypt` values.

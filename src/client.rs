@@ -64,6 +64,19 @@ impl NodeClient {
             .into_string()?)
     }
 
+    /// `GET path?query` (the parameters URL-encoded), as JSON.
+    pub(crate) fn get_with(&self, path: &str, query: &[(&str, String)]) -> Result<Value> {
+        let mut request = self.request("GET", path);
+        for (name, value) in query {
+            request = request.query(name, value);
+        }
+        let text = request
+            .call()
+            .map_err(|e| http_error(&self.url, e))?
+            .into_string()?;
+        serde_json::from_str(&text).context("the node's answer")
+    }
+
     /// `GET path`, as JSON.
     pub(crate) fn get(&self, path: &str) -> Result<Value> {
         serde_json::from_str(&self.get_text(path)?).context("the node's answer")

@@ -1,7 +1,7 @@
-//! The one-shot commands. `get`, `scan`, `entity`, `view` and `rebuild` open the data
-//! folder directly, which RocksDB locks against a running node (the store's error says
-//! so); `query`, `subscribe` and `peers` talk to a running node (`client.rs`); `write`,
-//! `schema`, `import`, `export` and `status` do either ([`Target`]).
+//! The one-shot commands. `get`, `scan`, `entity` and `rebuild` open the data folder
+//! directly, which RocksDB locks against a running node (the store's error says so);
+//! `query`, `subscribe` and `peers` talk to a running node (`client.rs`); `write`,
+//! `schema`, `import`, `export`, `view` and `status` do either ([`Target`]).
 
 use std::io::{Read, Write};
 
@@ -167,7 +167,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             println!("{}", view.to_json());
             Ok(())
         }
-        Command::View(args) => view(data, args),
+        Command::View(args) => view(global, args),
         Command::Status => {
             let status = match target(global)? {
                 Target::Folder(store) => folder_status(data, store)?,
@@ -243,42 +243,101 @@ fn sign_and_store(
     Ok(delta.id())
 }
 
-fn view(data: &std::path::Path, args: ViewArgs) -> Result<()> {
-    let filter = parse_filter(args.filter.as_deref())?;
-    let store = Store::open(data)?;
-    let mut materializer = Materializer::open(store)?;
-    materializer.apply_pending()?;
-    if !materializer
-        .schemas()
-        .any(|s| s.entity_type() == args.entity_type)
-    {
-        bail!(
-            "no schema for type {:?} (register one with `hypha schema`)",
-            args.entity_type
-        );
-    }
+/// `hypha view`: records with each field's confidence and whether it is provisional,
+/// read through the node's service: the running node's (`GET /records/…`), or, on the
+/// data folder, the same service without a network (every value held here only).
+fn view(global: &Global, args: ViewArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    if let Some(entity) = &args.entity {
-        match materializer.record(&args.entity_type, entity)? {
-            Some(record) => writeln!(out, "{record}")?,
-            None => bail!("{entity} has no {} record", args.entity_type),
-        }
-        return Ok(());
-    }
-    let records = match &filter {
-        Some(f) => {
-            let result = materializer.query(&args.entity_type, f, args.limit)?;
-            for (entity, error) in &result.errors {
-                eprintln!("warning: record of {entity} could not be read: {error}");
+    match target(global)? {
+        Target::Node(node) => {
+            let confirm_at = args.confirm_at.map(|k| ("confirm_at", k.to_string()));
+            if let Some(entity) = &args.entity {
+                let path = format!(
+                    "/records/{}/{}",
+                    url_segment(&args.entity_type),
+                    url_segment(entity)
+                );
+                let record = node.get_with(&path, confirm_at.as_slice())?;
+                return Ok(writeln!(out, "{record}")?);
             }
-            result.records
+            let mut after = args.after.clone();
+            let mut left = args.limit;
+            while left > 0 {
+                let mut query: Vec<(&str, String)> = confirm_at.iter().cloned().collect();
+                query.push(("limit", left.min(1_000).to_string()));
+                query.extend(args.filter.clone().map(|f| ("filter", f)));
+                query.extend(after.clone().map(|a| ("after", a)));
+                let path = format!("/records/{}", url_segment(&args.entity_type));
+                let page = node.get_with(&path, &query)?;
+                let records = page["records"].as_array().cloned().unwrap_or_default();
+                for record in &records {
+                    writeln!(out, "{record}")?;
+                }
+                left = left.saturating_sub(records.len());
+                match page["next"].as_str() {
+                    Some(next) => after = Some(next.to_owned()),
+                    None => break,
+                }
+            }
+            Ok(())
         }
-        None => materializer.records(&args.entity_type, args.after.as_deref(), args.limit)?,
-    };
-    for record in records {
-        writeln!(out, "{record}")?;
+        Target::Folder(store) => {
+            let filter = parse_filter(args.filter.as_deref())?;
+            Materializer::open(store.clone())?.apply_pending()?;
+            // This service only reads: a throwaway key, so a read creates no key file.
+            let api = hypha_bindings::api::NodeApi::new(store, KeyPair::generate(), None)?;
+            let no_schema = |e: hypha_bindings::api::Error| match e {
+                hypha_bindings::api::Error::NotFound(_) => anyhow::anyhow!(
+                    "no schema for type {:?} (register one with `hypha schema`)",
+                    args.entity_type
+                ),
+                e => e.into(),
+            };
+            if let Some(entity) = &args.entity {
+                return match api
+                    .confirmed_record(&args.entity_type, entity, args.confirm_at)
+                    .map_err(no_schema)?
+                {
+                    Some(record) => Ok(writeln!(out, "{record}")?),
+                    None => bail!("{entity} has no {} record", args.entity_type),
+                };
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+            let mut after = args.after.clone();
+            let mut left = args.limit;
+            while left > 0 {
+                let page = runtime.block_on(api.confirmed_records(
+                    args.entity_type.clone(),
+                    filter.clone(),
+                    after.clone(),
+                    left.min(1_000),
+                    args.confirm_at,
+                ));
+                let (records, next) = page.map_err(no_schema)?;
+                for record in &records {
+                    writeln!(out, "{record}")?;
+                }
+                left = left.saturating_sub(records.len());
+                match next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+            Ok(())
+        }
     }
-    Ok(())
+}
+
+/// `text` as one URL path segment: everything but unreserved characters percent-encoded.
+fn url_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            b => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn scan(data: &std::path::Path, args: ScanArgs) -> Result<()> {

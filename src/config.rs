@@ -26,6 +26,7 @@ struct ConfigFile {
     replicate: Option<String>,
     learn_peers: Option<usize>,
     encrypt: Option<String>,
+    confirm_at: Option<u32>,
 }
 
 /// Whether the option `id` took its built-in default (neither a flag nor a variable set it).
@@ -89,6 +90,9 @@ pub(crate) fn apply(
         args.encrypt = EncryptArg::from_str(&encrypt, true)
             .map_err(|e| anyhow::anyhow!("{}: encrypt {encrypt:?}: {e}", path.display()))?;
     }
+    if let (Some(confirm_at), true) = (file.confirm_at, unset("confirm_at")) {
+        args.confirm_at = confirm_at;
+    }
     Ok(Some(path))
 }
 
@@ -140,6 +144,7 @@ mod tests {
                 replicate = '{"in": ["a", {"var": "targets"}]}'
                 learn_peers = 0
                 encrypt = "on"
+                confirm_at = 2
             "#,
         )
         .unwrap();
@@ -156,6 +161,7 @@ mod tests {
         );
         assert_eq!(args.learn_peers, 0);
         assert!(matches!(args.encrypt, crate::cli::EncryptArg::On));
+        assert_eq!(args.confirm_at, 2);
     }
 
     #[test]

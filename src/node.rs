@@ -91,6 +91,7 @@ async fn serve(store: Store, key: KeyPair, token: Option<String>, args: NodeArgs
     let api = Arc::new(
         NodeApi::new(store.clone(), key, Some(network.clone()))?
             .with_token(token)
+            .with_confirm_at(args.confirm_at)
             .with_changes(changes.clone()),
     );
     let listener = tokio::net::TcpListener::bind(&args.http)

@@ -237,6 +237,11 @@ fn schemas_views_and_lossless_entities_from_the_command_line() {
         alice["fields"]["name"]["confidence"], 0,
         "local only until peers exist"
     );
+    assert_eq!(alice["fields"]["name"]["provisional"], true);
+    assert_eq!(alice["provisional"], true);
+    let lenient: serde_json::Value =
+        serde_json::from_str(&ok(data, &["view", "user", "alice", "--confirm-at", "0"])).unwrap();
+    assert_eq!(lenient["provisional"], false, "nothing to wait for at 0");
     let all = json_lines(&ok(data, &["view", "user"]));
     assert_eq!(
         all.iter()

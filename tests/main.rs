@@ -1,6 +1,8 @@
 //! Cross-crate tests that run the real `hypha` binary against real data folders.
 
 mod cli;
+mod confidence;
+mod gql;
 mod graphql;
 mod node;
 mod peers;

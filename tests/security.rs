@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use hypha_primitives::{Delta, DeltaBuilder, Hlc, KeyPair, Pointer, Signature};
 use serde_json::{json, Value};
 
-use crate::graphql::Subscriber;
+use crate::gql::Subscriber;
 use crate::support::{eventually, fails, ok, run, NodeProcess};
 
 /// The JSON form of a delta signed by `key` with the identity point as its nonce R

@@ -27,7 +27,7 @@ pub(crate) const MAX_FRAGMENTS: usize = 256;
 pub(crate) const MAX_EXPANDED_SELECTIONS: usize = 20_000;
 
 /// The key of a request extension that refuses the request with its message (set by the
-/// websocket reader when a frame's text is refused before parsing; see `http.rs`).
+/// websocket reader when a frame's text is refused before parsing; see `graphql/transport.rs`).
 pub(crate) const REFUSED: &str = "hyphaRefused";
 
 /// The extension that installs the guard on a schema.

@@ -9,6 +9,8 @@
 //! | `POST /deltas` | JSON lines of deltas signed by their authors: verified, stamped by this node and stored, all or nothing; answers `[{"id", "new"}]`. Lines that carry `stamps` (as `hypha export` prints them) keep those origin stamps instead (a request holds either kind, not both). An error names the line: `line N: …` |
 //! | `GET /deltas?after=N&limit=M` | JSON lines of stored deltas after arrival `N` (at most `M`, default 1,000, at most 10,000), with stamps and arrival |
 //! | `GET /deltas/{id}` | the stored delta with its stamps and arrival; `?fetch=true` asks the linked peers when it is not held here (and stores it) |
+//! | `GET /records/{type}/{id}` | the materialized record, each field with its `confidence` (peers known to hold what decided it) and `provisional`; `?confirm_at=k` sets the threshold for this read |
+//! | `GET /records/{type}?filter=F&after=E&limit=N&confirm_at=k` | `{"records": […], "next"}`: records of the type in entity order (at most `N`, default 100, at most 1,000), filtered by JSON-Logic over each record; `next` is the `after` of the next page, if any |
 //! | `GET /who-has/{entity}` | `{"holders": [{"peer", "deltas"}]}`: how many deltas about the entity each linked peer holds |
 //! | `GET /peers` | `{"peers": [host ids]}` |
 //! | `GET /metrics` | Prometheus text (`crate::metrics`) |
@@ -23,7 +25,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hypha_delta_store::Arrival;
-use hypha_primitives::{check_integer_literals, DeltaId, Pointer};
+use hypha_primitives::{check_integer_literals, DeltaId, Filter, Pointer};
 use serde_json::{json, Value};
 
 use crate::api::{Error, NodeApi, Wait};
@@ -160,6 +162,51 @@ pub(crate) async fn delta(
             "no delta {id} here (?fetch=true asks the peers)"
         ))),
     }
+}
+
+/// `GET /records/…` query parameters.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct RecordQuery {
+    confirm_at: Option<u32>,
+    filter: Option<String>,
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /records/{type}/{id}`.
+pub(crate) async fn record(
+    State(api): State<Arc<NodeApi>>,
+    Path((entity_type, entity)): Path<(String, String)>,
+    Query(query): Query<RecordQuery>,
+) -> Result<Json<Value>, Error> {
+    match api.confirmed_record(&entity_type, &entity, query.confirm_at)? {
+        Some(record) => Ok(Json(record)),
+        None => Err(Error::NotFound(format!(
+            "{entity} has no {entity_type} record"
+        ))),
+    }
+}
+
+/// Most records one `GET /records/{type}` answers.
+const MAX_RECORD_PAGE: usize = 1_000;
+
+/// `GET /records/{type}`.
+pub(crate) async fn records(
+    State(api): State<Arc<NodeApi>>,
+    Path(entity_type): Path<String>,
+    Query(query): Query<RecordQuery>,
+) -> Result<Json<Value>, Error> {
+    let filter = query
+        .filter
+        .as_deref()
+        .map(Filter::from_json_str)
+        .transpose()
+        .map_err(|e| Error::bad_input(format!("filter: {e}")))?;
+    let limit = query.limit.unwrap_or(100).clamp(1, MAX_RECORD_PAGE);
+    let (records, next) = api
+        .confirmed_records(entity_type, filter, query.after, limit, query.confirm_at)
+        .await?;
+    Ok(Json(json!({"records": records, "next": next})))
 }
 
 /// `GET /who-has/{entity}`: `{"holders": [{"peer", "deltas"}]}`, every linked peer that

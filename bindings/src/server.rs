@@ -21,6 +21,8 @@ pub fn router(api: Arc<NodeApi>) -> api::Result<Router> {
         .route("/write", post(http::write))
         .route("/deltas", post(http::import).get(http::export))
         .route("/deltas/{id}", get(http::delta))
+        .route("/records/{type}", get(http::records))
+        .route("/records/{type}/{id}", get(http::record))
         .route("/who-has/{entity}", get(http::who_has))
         .route("/peers", get(http::peers))
         .route("/metrics", get(metrics::metrics))

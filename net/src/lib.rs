@@ -11,7 +11,7 @@
 //!
 //! What is here: propagation with multi-hop relay, coverage vectors ([`Coverage`]),
 //! coverage announcements, catch-up in bounded pages, anti-entropy on ticks, propagation
-//! confidence ([`Peer::holders`]), and the versioned, bounded wire encoding of messages
+//! confidence ([`Peer::holders`], and snapshots of it readers share: [`Watermarks`]), and the versioned, bounded wire encoding of messages
 //! ([`wire`]), the signed [`handshake`], and the ZeroMQ driver ([`Network`]) that runs the
 //! state machine over real sockets and a real journal, with partial replicas
 //! ([`reconcile`]), encrypted links ([`seal`]) and learnt peers.
@@ -57,6 +57,7 @@ pub mod sim;
 mod testing;
 #[cfg_attr(not(feature = "driver"), allow(dead_code))]
 mod topics;
+mod watermarks;
 pub mod wire;
 
 pub use coverage::{Coverage, CoverageVector};
@@ -65,3 +66,4 @@ pub use driver::{Encryption, Endpoints, NetConfig, NetError, NetStats, Network};
 pub use journal::Journal;
 pub use message::Message;
 pub use peer::{Event, Input, Output, Peer, PeerConfig, Replication, MAX_PAGES_IN_FLIGHT};
+pub use watermarks::Watermarks;

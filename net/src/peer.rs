@@ -222,6 +222,9 @@ pub struct Peer {
     changed_since_announce: bool,
     next_request: u64,
     waiters: Vec<Waiter>,
+    /// Bumped whenever a peer's known coverage rises or a peer comes or goes: when it
+    /// moves, [`Peer::watermarks`] has changed.
+    peers_epoch: u64,
 }
 
 /// A pending [`Input::AwaitConfidence`].
@@ -250,6 +253,7 @@ impl Peer {
             changed_since_announce: true,
             next_request: 1,
             waiters: Vec::new(),
+            peers_epoch: 0,
         }
     }
 
@@ -275,6 +279,17 @@ impl Peer {
             .values()
             .filter(|p| p.coverage.get(&host).is_some_and(|top| *top >= seq))
             .count()
+    }
+
+    /// A snapshot of what the known peers hold, for readers outside the protocol.
+    pub fn watermarks(&self) -> crate::Watermarks {
+        crate::Watermarks::of_peers(self.peers.values().map(|p| &p.coverage))
+    }
+
+    /// A number that changes whenever [`Peer::watermarks`] may have: a peer's coverage
+    /// rose, or a peer came or went.
+    pub fn peers_epoch(&self) -> u64 {
+        self.peers_epoch
     }
 
     /// How far replication has come, as peers' announcements tell: what they hold that
@@ -350,6 +365,7 @@ impl Peer {
             }
             Input::PeerDown(peer) => {
                 if self.peers.remove(&peer).is_some() {
+                    self.peers_epoch += 1;
                     out.push(Output::Event(Event::PeerLeft(peer)));
                 }
             }
@@ -502,8 +518,11 @@ impl Peer {
     fn learn(&mut self, from: HostId, theirs: &CoverageVector) {
         let view = self.peers.entry(from).or_default();
         for (host, seq) in theirs {
-            let known = view.coverage.entry(*host).or_insert(*seq);
-            *known = (*known).max(*seq);
+            let known = view.coverage.get(host);
+            if known.is_none_or(|known| seq > known) {
+                view.coverage.insert(*host, *seq);
+                self.peers_epoch += 1;
+            }
         }
     }
 
@@ -512,6 +531,7 @@ impl Peer {
         match self.peers.get_mut(&peer) {
             Some(view) => view.last_heard = view.last_heard.max(now),
             None => {
+                self.peers_epoch += 1;
                 self.peers.insert(
                     peer,
                     PeerView {
@@ -603,6 +623,7 @@ impl Peer {
             .map(|(peer, _)| *peer)
             .collect();
         for peer in quiet {
+            self.peers_epoch += 1;
             self.peers.remove(&peer);
             out.push(Output::Event(Event::PeerLeft(peer)));
         }

@@ -166,11 +166,14 @@ pub struct PropertySpec {
 /// An entity type and how each of its properties resolves.
 ///
 /// JSON form: `{"type":"user","properties":{"name":{"resolver":"lww","type":"string","required":true}}}`;
-/// `type` defaults to `"any"` and `required` to false.
+/// `type` defaults to `"any"` and `required` to false. An optional `"confirm_at": k` says
+/// how many peers must hold what decided a value of this type before reads call it
+/// confirmed rather than provisional (the node's setting applies when it is absent).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Schema {
     entity_type: String,
     properties: BTreeMap<String, PropertySpec>,
+    confirm_at: Option<u32>,
 }
 
 /// Names are GraphQL-safe, because the GraphQL layer turns types and properties into fields.
@@ -195,7 +198,21 @@ impl Schema {
         Ok(Schema {
             entity_type,
             properties: BTreeMap::new(),
+            confirm_at: None,
         })
+    }
+
+    /// Sets how many peers must hold what decided a value of this type for reads to call
+    /// it confirmed.
+    pub fn with_confirm_at(mut self, peers: u32) -> Schema {
+        self.confirm_at = Some(peers);
+        self
+    }
+
+    /// How many peers must hold what decided a value of this type for reads to call it
+    /// confirmed, if the schema says.
+    pub fn confirm_at(&self) -> Option<u32> {
+        self.confirm_at
     }
 
     /// Adds (or replaces) a property.
@@ -235,7 +252,11 @@ impl Schema {
                 (name.clone(), v)
             })
             .collect();
-        json!({ "type": self.entity_type, "properties": props })
+        let mut json = json!({ "type": self.entity_type, "properties": props });
+        if let Some(peers) = self.confirm_at {
+            json["confirm_at"] = json!(peers);
+        }
+        json
     }
 
     /// Parses the JSON form.
@@ -243,7 +264,10 @@ impl Schema {
         let obj = value
             .as_object()
             .ok_or_else(|| Error::InvalidSchema("a schema is a JSON object".into()))?;
-        if let Some(unknown) = obj.keys().find(|k| *k != "type" && *k != "properties") {
+        if let Some(unknown) = obj
+            .keys()
+            .find(|k| !matches!(k.as_str(), "type" | "properties" | "confirm_at"))
+        {
             return Err(Error::InvalidSchema(format!("unknown field {unknown:?}")));
         }
         let entity_type = obj
@@ -251,6 +275,17 @@ impl Schema {
             .and_then(Value::as_str)
             .ok_or_else(|| Error::InvalidSchema("missing string field \"type\"".into()))?;
         let mut schema = Schema::new(entity_type)?;
+        if let Some(peers) = obj.get("confirm_at") {
+            let peers = peers
+                .as_u64()
+                .and_then(|p| u32::try_from(p).ok())
+                .ok_or_else(|| {
+                    Error::InvalidSchema(
+                        "\"confirm_at\" must be a non-negative integer (a number of peers)".into(),
+                    )
+                })?;
+            schema = schema.with_confirm_at(peers);
+        }
         let props = match obj.get("properties") {
             Some(Value::Object(p)) => p,
             Some(_) => {
@@ -366,6 +401,15 @@ mod tests {
     fn json_form_round_trips() {
         let schema = user_schema();
         assert_eq!(Schema::from_json(&schema.to_json()).unwrap(), schema);
+        assert!(
+            schema.to_json().get("confirm_at").is_none(),
+            "absent unless set"
+        );
+        let confirmed = user_schema().with_confirm_at(2);
+        assert_eq!(confirmed.to_json()["confirm_at"], 2);
+        let back = Schema::from_json(&confirmed.to_json()).unwrap();
+        assert_eq!(back.confirm_at(), Some(2));
+        assert_eq!(back, confirmed);
     }
 
     #[test]
@@ -401,6 +445,8 @@ mod tests {
             (json!({"properties": {}}), "\"type\""),
             (json!({"type": "9lives"}), "must start with a letter"),
             (json!({"type": "user", "extra": 1}), "unknown field"),
+            (json!({"type": "user", "confirm_at": -1}), "confirm_at"),
+            (json!({"type": "user", "confirm_at": "2"}), "confirm_at"),
             (
                 json!({"type": "user", "properties": {"name": {"resolver": "lwww"}}}),
                 "unknown resolver",

@@ -114,6 +114,43 @@ impl Record {
             "errors": self.errors,
         })
     }
+
+    /// Replaces each field's confidence with what `source` knows now: the lowest over the
+    /// field's listed deciding deltas (0 when nothing decided it). Materialized records
+    /// are stored as a node knowing no peers sees them, so that they are a function of the
+    /// journal alone; readers join the network's knowledge in as they read.
+    pub fn join_confidence(&mut self, source: &dyn ConfidenceSource) {
+        for field in self.fields.values_mut() {
+            field.confidence = field
+                .decided_by
+                .iter()
+                .map(|id| source.confidence(*id))
+                .min()
+                .unwrap_or_default();
+        }
+    }
+
+    /// The record's confidence: the lowest over the fields something decided (0 when
+    /// nothing decided any).
+    pub fn confidence(&self) -> Confidence {
+        self.fields
+            .values()
+            .filter(|f| !f.decided_by.is_empty())
+            .map(|f| f.confidence)
+            .min()
+            .unwrap_or_default()
+    }
+
+    /// [`Record::to_json`] with `"provisional"` on the record and on each field: true when
+    /// fewer than `threshold` peers are known to hold what decided it.
+    pub fn to_json_at(&self, threshold: u32) -> Value {
+        let mut json = self.to_json();
+        for (name, field) in &self.fields {
+            json["fields"][name]["provisional"] = Value::Bool(field.is_provisional(threshold));
+        }
+        json["provisional"] = Value::Bool(self.confidence().peers < threshold);
+        json
+    }
 }
 
 /// A schema with a resolver per property, checked for dependency cycles and missing
@@ -533,6 +570,58 @@ mod tests {
             .unwrap()
             .with_resolver("nope", Arc::new(Shout { deps: vec![] }));
         assert!(matches!(unknown, Err(Error::Schema(_))));
+    }
+
+    #[test]
+    fn confidence_is_joined_at_read_and_marks_provisional_fields() {
+        use std::collections::HashMap;
+        struct Known(HashMap<DeltaId, Confidence>);
+        impl ConfidenceSource for Known {
+            fn confidence(&self, id: DeltaId) -> Confidence {
+                self.0.get(&id).copied().unwrap_or_default()
+            }
+        }
+        let key = KeyPair::generate();
+        let d1 = DeltaBuilder::new(Hlc::new(1, 0))
+            .pointer(Pointer::entity("user", "u1", "name"))
+            .pointer(Pointer::value("name", "ada"))
+            .sign(&key)
+            .unwrap();
+        let d2 = DeltaBuilder::new(Hlc::new(2, 0))
+            .pointer(Pointer::entity("user", "u1", "age"))
+            .pointer(Pointer::value("age", 36i64))
+            .sign(&key)
+            .unwrap();
+        let mut index = DeltaIndex::new();
+        index.insert(Arc::new(d1.clone()));
+        index.insert(Arc::new(d2.clone()));
+        let user = Schema::from_json(&serde_json::json!({"type": "user", "properties": {
+            "name": {"resolver": "lww"}, "age": {"resolver": "lww"}
+        }}))
+        .unwrap();
+        let mut schemas = SchemaSet::new();
+        schemas.insert(ViewSchema::new(user).unwrap());
+        let mut record = Resolver::new(&index, &schemas, &LocalOnly)
+            .record(&EntityId::new("u1"), "user")
+            .unwrap();
+        assert_eq!(record.confidence(), Confidence::LOCAL_ONLY);
+        let json = record.to_json_at(1);
+        assert_eq!(json["provisional"], true);
+        assert_eq!(json["fields"]["name"]["provisional"], true);
+        let known = Known(HashMap::from([
+            (d1.id(), Confidence { peers: 2 }),
+            (d2.id(), Confidence { peers: 1 }),
+        ]));
+        record.join_confidence(&known);
+        assert_eq!(record.fields["name"].confidence.peers, 2);
+        assert_eq!(record.fields["age"].confidence.peers, 1);
+        assert_eq!(record.confidence().peers, 1, "the least confirmed field");
+        let json = record.to_json_at(2);
+        assert_eq!(json["fields"]["name"]["provisional"], false);
+        assert_eq!(json["fields"]["age"]["provisional"], true);
+        assert_eq!(json["provisional"], true);
+        assert_eq!(record.to_json_at(1)["provisional"], false);
+        assert_eq!(json["fields"]["name"]["confidence"], 2);
     }
 
     #[test]

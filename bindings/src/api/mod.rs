@@ -3,19 +3,23 @@
 //! import. HTTP (`crate::http`) and GraphQL (`crate::graphql`) parse their requests, call
 //! it, and render its answers and its one [`Error`] in their own forms.
 
+mod changes;
 mod confidence;
 mod error;
 mod reads;
 mod writes;
 
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use hypha_delta_store::{LocalWriter, Store};
 use hypha_net::Network;
-use hypha_primitives::{HostId, KeyPair};
+use hypha_primitives::{HostId, KeyPair, Schema};
 use hypha_views::RecordChange;
 
+pub use changes::Change;
+pub use confidence::DEFAULT_CONFIRM_AT;
 pub use error::{Error, Result};
 pub use reads::{DeltaPage, NodeInfo, RecordPage};
 pub use writes::{Wait, WriteAnswer};
@@ -36,9 +40,20 @@ pub struct NodeApi {
     token: Option<String>,
     /// Records the views wrote, as (type, entity), for `changed` subscriptions.
     changes: Option<tokio::sync::broadcast::Sender<RecordChange>>,
+    /// Record changes with confidence joined, relayed from `changes` once a subscriber
+    /// asks (`changes.rs`).
+    relay: Mutex<Option<tokio::sync::broadcast::Sender<Change>>>,
     /// The reader that feeds live `deltas` subscriptions, started by the first one.
     hub: Mutex<Option<crate::hub::DeltaHub>>,
+    /// Peers that must hold what decided a value for reads to call it confirmed, unless
+    /// the type's schema or the read says otherwise.
+    confirm_at: u32,
+    /// The registered schemas, as last read, by the fingerprint of their definitions.
+    schemas: RwLock<(Option<u64>, Arc<Schemas>)>,
 }
+
+/// The registered schemas, by entity type.
+pub type Schemas = BTreeMap<String, Schema>;
 
 impl NodeApi {
     /// The service of a node with this journal and key; `network` is `None` for a node
@@ -56,7 +71,10 @@ impl NodeApi {
             network,
             token: None,
             changes: None,
+            relay: Mutex::new(None),
             hub: Mutex::new(None),
+            confirm_at: DEFAULT_CONFIRM_AT,
+            schemas: RwLock::new((None, Arc::new(Schemas::new()))),
         })
     }
 
@@ -92,11 +110,6 @@ impl NodeApi {
         } else {
             Err(Error::Unauthorized)
         }
-    }
-
-    /// Record changes as they are announced, if the node announces them.
-    pub fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<RecordChange>> {
-        self.changes.as_ref().map(|c| c.subscribe())
     }
 
     /// The subscription hub, started on first use (on the current tokio runtime).

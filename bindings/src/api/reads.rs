@@ -1,12 +1,14 @@
 //! Reads: stored deltas (by id, or a page in arrival order), materialized records, the
 //! lossless view of an entity, schemas and the node's state.
 
+use std::sync::Arc;
+
 use hypha_delta_store::{Arrival, StoredDelta};
-use hypha_primitives::{DeltaId, EntityId, Filter, Schema};
+use hypha_primitives::{DeltaId, EntityId, Filter};
 use hypha_views::{load_index, AsOf, LocalOnly, Materializer, Record, Resolver, SchemaSet};
 use serde_json::Value;
 
-use super::{blocking, NodeApi, Result, FETCH_WAIT};
+use super::{blocking, NodeApi, Result, Schemas, FETCH_WAIT};
 
 /// Journal entries (or records) one filtered page may look at before it stops early, so
 /// that a filter matching little costs a bounded read per request.
@@ -195,9 +197,25 @@ impl NodeApi {
         .await
     }
 
-    /// The registered schemas, as the materialized views hold them.
-    pub fn schemas(&self) -> Result<Vec<Schema>> {
-        let definitions = Materializer::definitions(&self.store)?;
-        Ok(definitions.into_iter().map(|(schema, _)| schema).collect())
+    /// The registered schemas by entity type, as the materialized views hold them. They
+    /// are parsed again only when their stored definitions change (checked by a hash of
+    /// the stored bytes, so the usual call parses nothing); until then the same `Arc`
+    /// comes back, which lets callers cache what they build from it.
+    pub fn schemas(&self) -> Result<Arc<Schemas>> {
+        let fingerprint = Some(Materializer::definitions_fingerprint(&self.store)?);
+        {
+            let current = self.schemas.read().unwrap_or_else(|e| e.into_inner());
+            if current.0 == fingerprint {
+                return Ok(current.1.clone());
+            }
+        }
+        let schemas: Schemas = Materializer::definitions(&self.store)?
+            .into_iter()
+            .map(|(schema, _)| (schema.entity_type().to_owned(), schema))
+            .collect();
+        let schemas = Arc::new(schemas);
+        let mut current = self.schemas.write().unwrap_or_else(|e| e.into_inner());
+        *current = (fingerprint, schemas.clone());
+        Ok(schemas)
     }
 }

@@ -198,7 +198,7 @@ impl NodeApi {
                     .await_confidence(host, seq, wait.min_confidence, wait.timeout.min(MAX_WAIT))
                     .await
             }
-            (Some(network), Some(seq)) => (network.holders(host, seq).await, true),
+            (Some(network), Some(seq)) => (network.holders(host, seq), true),
             _ => (0, wait.min_confidence == 0),
         };
         Ok(WriteAnswer {

@@ -124,6 +124,17 @@ pub(super) fn id_arg(ctx: &ResolverContext<'_>) -> Result<DeltaId, GqlError> {
         .map_err(|e| gql_error(format!("id: {e}")))
 }
 
+/// The `confirmAt` argument: the peers a read asks to hold what decided a value before it
+/// is called confirmed.
+pub(super) fn confirm_at_arg(ctx: &ResolverContext<'_>) -> Result<Option<u32>, GqlError> {
+    match ctx.args.get("confirmAt").filter(|v| !v.is_null()) {
+        None => Ok(None),
+        Some(v) => u32::try_from(v.i64()?)
+            .map(Some)
+            .map_err(|_| gql_error("confirmAt must be a non-negative number of peers")),
+    }
+}
+
 /// The confidence arguments of a mutation.
 pub(super) fn wait_args(ctx: &ResolverContext<'_>) -> Result<Wait, GqlError> {
     let mut wait = Wait::default();

@@ -25,6 +25,7 @@
 //! over HTTP and websockets.
 
 mod args;
+mod changes;
 mod mutations;
 mod queries;
 mod subscriptions;
@@ -35,10 +36,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use async_graphql::dynamic::{Object, Scalar, Schema, SchemaError};
-use hypha_primitives::Schema as HyphaSchema;
-use hypha_views::Materializer;
 
-use crate::api::{self, NodeApi};
+use crate::api::{self, NodeApi, Schemas};
 
 pub use subscriptions::open_subscriptions;
 
@@ -50,11 +49,9 @@ pub const MAX_COMPLEXITY: usize = 2_000;
 /// The GraphQL service: the current generated schema and what it reads.
 pub struct GraphQl {
     api: Arc<NodeApi>,
-    current: RwLock<(Fingerprint, Arc<Schema>)>,
+    /// The generated schema, and the registered schemas it was generated from.
+    current: RwLock<(Arc<Schemas>, Arc<Schema>)>,
 }
-
-/// A hash of the stored schema definitions (`Materializer::definitions_fingerprint`).
-type Fingerprint = u64;
 
 impl std::fmt::Debug for GraphQl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -70,38 +67,35 @@ pub struct MayWrite(pub bool);
 struct Shared {
     api: Arc<NodeApi>,
     /// The registered schemas, by entity type, as the generated types were built from.
-    types: BTreeMap<String, HyphaSchema>,
-    /// Peers that must hold a value's deciding deltas for it not to be provisional.
-    confirmed_at: usize,
+    types: Arc<Schemas>,
 }
 
 impl GraphQl {
     /// The service over a node's API; the schema is generated now and again whenever the
     /// registered schemas change.
     pub fn new(api: Arc<NodeApi>) -> api::Result<GraphQl> {
-        let fingerprint = Materializer::definitions_fingerprint(api.store())?;
-        let schema = build(api.clone(), registered(&api)?).map_err(schema_error)?;
+        let types = api.schemas()?;
+        let schema = build(api.clone(), types.clone()).map_err(schema_error)?;
         Ok(GraphQl {
             api,
-            current: RwLock::new((fingerprint, Arc::new(schema))),
+            current: RwLock::new((types, Arc::new(schema))),
         })
     }
 
-    /// The schema to run a request with, regenerated first if a schema delta changed the
-    /// registered types since the last request (checked by a hash of the stored definitions,
-    /// so the usual request parses nothing).
+    /// The schema to run a request with, generated again first if a schema delta changed
+    /// the registered types since the last request ([`NodeApi::schemas`] hands out the
+    /// same `Arc` until they change, so the usual request builds nothing).
     pub fn schema(&self) -> api::Result<Arc<Schema>> {
-        let fingerprint = Materializer::definitions_fingerprint(self.api.store())?;
+        let types = self.api.schemas()?;
         {
             let current = self.current.read().unwrap_or_else(|e| e.into_inner());
-            if current.0 == fingerprint {
+            if Arc::ptr_eq(&current.0, &types) {
                 return Ok(current.1.clone());
             }
         }
-        let schema = build(self.api.clone(), registered(&self.api)?).map_err(schema_error)?;
-        let schema = Arc::new(schema);
+        let schema = Arc::new(build(self.api.clone(), types.clone()).map_err(schema_error)?);
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-        *current = (fingerprint, schema.clone());
+        *current = (types, schema.clone());
         Ok(schema)
     }
 
@@ -127,17 +121,8 @@ fn schema_error(e: SchemaError) -> api::Error {
     api::Error::Internal(format!("generating the GraphQL schema: {e}"))
 }
 
-/// The registered schemas as the materialized views hold them, by entity type.
-fn registered(api: &NodeApi) -> api::Result<BTreeMap<String, HyphaSchema>> {
-    Ok(api
-        .schemas()?
-        .into_iter()
-        .map(|schema| (schema.entity_type().to_owned(), schema))
-        .collect())
-}
-
 /// Generates the schema for `types`.
-fn build(api: Arc<NodeApi>, types: BTreeMap<String, HyphaSchema>) -> Result<Schema, SchemaError> {
+fn build(api: Arc<NodeApi>, types: Arc<Schemas>) -> Result<Schema, SchemaError> {
     let names: BTreeMap<String, String> = types
         .keys()
         .map(|t| (t.clone(), args::type_name(t)))
@@ -151,11 +136,7 @@ fn build(api: Arc<NodeApi>, types: BTreeMap<String, HyphaSchema>) -> Result<Sche
         .register(query)
         .register(mutations::mutations())
         .register(pointer_input)
-        .data(Shared {
-            api,
-            types,
-            confirmed_at: 1,
-        })
+        .data(Shared { api, types })
         .extension(crate::guard::QueryGuard)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY);

@@ -1,7 +1,6 @@
 //! The subscription root: `deltas` (replay from a cursor, then live through the hub),
 //! `changed` (records as the views write them) and `peerEvents`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::dynamic::{
@@ -11,10 +10,10 @@ use async_graphql::futures_util::stream::{self, Stream};
 use async_graphql::{Error as GqlError, Value as GqlValue};
 use hypha_delta_store::{Arrival, Store, StoredDelta};
 use hypha_primitives::Filter;
-use hypha_views::RecordChange;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::args::{api_error, filter_arg, gql_error, shared, to_gql};
+use super::args::{api_error, confirm_at_arg, filter_arg, gql_error, shared, to_gql};
+use super::changes::ChangeFeed;
 use crate::api::blocking;
 use crate::hub::{DeltaHub, Membership};
 
@@ -169,12 +168,10 @@ pub(super) fn subscriptions() -> Subscription {
                         .api
                         .changes()
                         .ok_or_else(|| gql_error("this node does not announce record changes"))?;
-                    let state = ChangeFeed {
-                        changes,
-                        entity_type,
-                        filter,
-                        last_sent: HashMap::new(),
-                    };
+                    let threshold = shared
+                        .api
+                        .confirm_at(shared.types.get(&entity_type), confirm_at_arg(&ctx)?);
+                    let state = ChangeFeed::new(shared.api.clone(), changes, entity_type, filter, threshold);
                     Ok(stream::unfold(state, |mut state| async move {
                         let item = state.next().await?;
                         Some((item, state))
@@ -183,7 +180,8 @@ pub(super) fn subscriptions() -> Subscription {
             })
             .argument(InputValue::new("type", TypeRef::named_nn(TypeRef::STRING)))
             .argument(InputValue::new("filter", TypeRef::named("JSON")))
-            .description("Records of a type as their resolved values change: {\"id\", \"record\"} (record null when the entity stopped being one), filtered by JSON-Logic over the record; {\"missed\": n} if this subscriber fell behind by n changes."),
+            .argument(InputValue::new("confirmAt", TypeRef::named(TypeRef::INT)))
+            .description("Records of a type as their resolved values change: {\"id\", \"record\"} (record null when the entity stopped being one), filtered by JSON-Logic over the record; each field carries its confidence and whether it is provisional (below confirmAt peers), and a provisional record is sent again as its confidence rises; {\"missed\": n} if this subscriber fell behind by n changes."),
         )
         .field(
             SubscriptionField::new("peerEvents", TypeRef::named_nn("JSON"), |ctx| {
@@ -218,52 +216,4 @@ pub(super) fn subscriptions() -> Subscription {
             })
             .description("Peers joining and leaving: {\"event\": \"joined\"|\"left\", \"peer\"}; {\"event\": \"missed\", \"count\"} if this subscriber fell behind."),
         )
-}
-
-/// Most entities a `changed` subscription remembers the last sent record of.
-const CHANGED_MEMORY: usize = 65_536;
-
-/// Where a `changed` subscription stands.
-struct ChangeFeed {
-    changes: tokio::sync::broadcast::Receiver<RecordChange>,
-    entity_type: String,
-    filter: Option<Filter>,
-    /// The last record sent per entity, so a rewrite with the same value is not sent again.
-    last_sent: HashMap<String, Value>,
-}
-
-impl ChangeFeed {
-    async fn next(&mut self) -> Option<Result<GqlValue, GqlError>> {
-        loop {
-            let change = match self.changes.recv().await {
-                Ok(change) => change,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    // Changes are not journaled: say how many were missed.
-                    self.last_sent.clear();
-                    return Some(Ok(to_gql(json!({"missed": n}))));
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            };
-            if change.entity_type != self.entity_type {
-                continue;
-            }
-            // The record as the views wrote it: nothing is read back.
-            let entity = change.entity;
-            let record = change.record.map(|r| r.to_json());
-            if let (Some(filter), Some(json)) = (&self.filter, &record) {
-                if !filter.matches(json) {
-                    continue;
-                }
-            }
-            let sent = record.clone().unwrap_or(Value::Null);
-            if self.last_sent.get(&entity) == Some(&sent) {
-                continue;
-            }
-            if self.last_sent.len() >= CHANGED_MEMORY {
-                self.last_sent.clear();
-            }
-            self.last_sent.insert(entity.clone(), sent);
-            return Some(Ok(to_gql(json!({"id": entity, "record": record}))));
-        }
-    }
 }

@@ -11,7 +11,7 @@ use hypha_primitives::{DeltaId, EntityId, Hlc, ResolverName, Schema as HyphaSche
 use hypha_views::{FieldValue as HyphaValue, Record};
 use serde_json::{json, Value};
 
-use super::args::{api_error, gql_error, graphql_name, shared, to_gql};
+use super::args::{api_error, confirm_at_arg, gql_error, graphql_name, shared, to_gql};
 use super::Shared;
 use crate::api::RecordPage;
 
@@ -80,8 +80,16 @@ pub(super) fn referenced(value: &HyphaValue, out: &mut Vec<EntityId>) {
     }
 }
 
-/// The `_meta` object of a field or a whole record.
-pub(super) async fn meta(shared: &Shared, fields: Vec<&hypha_views::Field>) -> Value {
+/// The `_meta` object of a field or a whole record of `entity_type`: confidence as the
+/// network knows it now (joined at read, see `crate::api::confidence`), and provisional
+/// against the threshold (the read's `confirm_at`, else the type's schema's, else the
+/// node's).
+pub(super) fn meta(
+    shared: &Shared,
+    entity_type: &str,
+    fields: Vec<&hypha_views::Field>,
+    confirm_at: Option<u32>,
+) -> Result<Value, async_graphql::Error> {
     let mut decided_by: Vec<DeltaId> = Vec::new();
     let mut deciders = 0;
     let mut updated_at: Option<Hlc> = None;
@@ -92,19 +100,23 @@ pub(super) async fn meta(shared: &Shared, fields: Vec<&hypha_views::Field>) -> V
     }
     decided_by.sort();
     decided_by.dedup();
-    let mut confidence: Option<usize> = None;
-    for id in &decided_by {
-        let c = shared.api.confidence(*id).await;
-        confidence = Some(confidence.map_or(c, |m| m.min(c)));
-    }
-    let confidence = confidence.unwrap_or(0);
-    json!({
-        "provisional": confidence < shared.confirmed_at,
+    let known = shared.api.confidences(&decided_by).map_err(api_error)?;
+    let confidence = decided_by
+        .iter()
+        .map(|id| known.get(id).map_or(0, |c| c.peers))
+        .min()
+        .unwrap_or(0);
+    let threshold = shared
+        .api
+        .confirm_at(shared.types.get(entity_type), confirm_at);
+    Ok(json!({
+        "provisional": confidence < threshold,
         "confidence": confidence,
+        "confirmAt": threshold,
         "decidedBy": decided_by.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "deciders": deciders,
         "updatedAt": updated_at.map(|t| t.to_string()),
-    })
+    }))
 }
 
 pub(super) fn meta_type() -> Object {
@@ -120,6 +132,7 @@ pub(super) fn meta_type() -> Object {
         .description("How sure this node is of a value: provisional until enough peers hold what decided it.")
         .field(field("provisional", TypeRef::named_nn(TypeRef::BOOLEAN)))
         .field(field("confidence", TypeRef::named_nn(TypeRef::INT)))
+        .field(field("confirmAt", TypeRef::named_nn(TypeRef::INT)))
         .field(field("decidedBy", TypeRef::named_nn_list_nn(TypeRef::ID)))
         .field(field("deciders", TypeRef::named_nn(TypeRef::INT)))
         .field(field("updatedAt", TypeRef::named(TypeRef::STRING)))
@@ -157,11 +170,14 @@ pub(super) fn record_type(schema: &HyphaSchema, names: &BTreeMap<String, String>
                         }
                         _ => parent.record.fields.values().collect(),
                     };
-                    Ok(Some(FieldValue::owned_any(meta(shared, fields).await)))
+                    let confirm_at = confirm_at_arg(&ctx)?;
+                    let meta = meta(shared, &parent.record.entity_type, fields, confirm_at)?;
+                    Ok(Some(FieldValue::owned_any(meta)))
                 })
             })
             .argument(InputValue::new("field", TypeRef::named(TypeRef::STRING)))
-            .description("Provenance and confidence of the record, or of one field."),
+            .argument(InputValue::new("confirmAt", TypeRef::named(TypeRef::INT)))
+            .description("Provenance and confidence of the record, or of one field; provisional until confirmAt peers hold what decided it (default: the type's schema's confirm_at, else the node's --confirm-at)."),
         );
     let mut used: Vec<String> = vec!["id".into(), "_meta".into()];
     for (property, spec) in schema.properties() {

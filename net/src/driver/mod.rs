@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use hypha_delta_store::{Follower, StampedDelta, Store};
 use hypha_primitives::{HostId, KeyPair, StampProof};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 mod config;
@@ -52,7 +52,7 @@ use crate::protocol::{Action, Protocol};
 use crate::requests::Done;
 use crate::seal::GroupKey;
 use crate::serve::{self, ReadDone};
-use crate::{topics, wire, Event, Input, Message};
+use crate::{topics, wire, Event, Input, Message, Watermarks};
 
 /// The most newly stored deltas the driver takes from the journal's follower at once.
 const FOLLOW_BATCH: usize = 1_024;
@@ -151,6 +151,10 @@ struct Driver {
     waiters: HashMap<u64, oneshot::Sender<(usize, bool)>>,
     next_token: u64,
     events: broadcast::Sender<Event>,
+    /// Where readers find what peers hold (`Network::watermarks`).
+    watermarks: watch::Sender<Arc<Watermarks>>,
+    /// The protocol's peers epoch when `watermarks` was last published.
+    published_epoch: Option<u64>,
     router: mpsc::Sender<RouterCommand>,
     publish: mpsc::Sender<(Vec<u8>, Vec<u8>)>,
     to_store: mpsc::Sender<(HostId, Vec<StampedDelta>)>,
@@ -278,9 +282,6 @@ impl Driver {
                 })
                 .await;
             }
-            Command::Holders { host, seq, reply } => {
-                let _ = reply.send(self.protocol.peer().holders(host, seq));
-            }
             Command::Replication(reply) => {
                 let _ = reply.send(self.protocol.peer().replication());
             }
@@ -391,7 +392,18 @@ impl Driver {
         tracing::trace!(?input, "input");
         let actions = self.protocol.handle(now, input);
         tracing::trace!(?actions, "actions");
+        self.publish_watermarks();
         self.carry_out_all(actions).await;
+    }
+
+    /// Publishes a new snapshot of what peers hold when it has changed since the last.
+    fn publish_watermarks(&mut self) {
+        let epoch = self.protocol.peer().peers_epoch();
+        if self.published_epoch != Some(epoch) {
+            self.published_epoch = Some(epoch);
+            let marks = Arc::new(self.protocol.peer().watermarks());
+            self.watermarks.send_replace(marks);
+        }
     }
 
     /// Carries out actions, and the actions they lead to (a ban takes the peer down).

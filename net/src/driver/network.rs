@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use hypha_delta_store::{StampedDelta, Store};
 use hypha_primitives::{DeltaId, HostId, KeyPair, Seq};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 use zeromq::{PubSocket, RouterSocket, Socket};
@@ -22,7 +22,7 @@ use crate::dialer::Dialer;
 use crate::journal::Journal;
 use crate::protocol::Protocol;
 use crate::seal::GroupKey;
-use crate::{Event, NetConfig, NetError, NetStats, Replication};
+use crate::{Event, NetConfig, NetError, NetStats, Replication, Watermarks};
 
 /// The addresses a running network is bound to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,11 +53,6 @@ pub(super) enum Command {
         timeout: Duration,
         reply: oneshot::Sender<Vec<(HostId, u64)>>,
     },
-    Holders {
-        host: HostId,
-        seq: Seq,
-        reply: oneshot::Sender<usize>,
-    },
     Stop,
 }
 
@@ -70,6 +65,8 @@ pub struct Network {
     /// A receiver made before any peer was dialled, for the first `events()` caller.
     first_events: std::sync::Mutex<Option<broadcast::Receiver<Event>>>,
     endpoints: Endpoints,
+    /// The latest snapshot of what peers hold, published by the driver.
+    watermarks: watch::Receiver<Arc<Watermarks>>,
     task: JoinHandle<()>,
 }
 
@@ -156,6 +153,7 @@ impl Network {
             shared.config.peers.clone(),
             shared.config.max_learnt_peers,
         );
+        let (watermarks_tx, watermarks) = watch::channel(Arc::new(Watermarks::default()));
         let mut driver = Driver {
             protocol,
             store: store.clone(),
@@ -167,6 +165,8 @@ impl Network {
             waiters: HashMap::new(),
             next_token: 0,
             events: events.clone(),
+            watermarks: watermarks_tx,
+            published_epoch: None,
             router: router_tx,
             publish: publish_tx,
             to_store: store_tx,
@@ -192,6 +192,7 @@ impl Network {
             events,
             first_events: std::sync::Mutex::new(Some(first_events)),
             endpoints,
+            watermarks,
             task,
         })
     }
@@ -237,17 +238,21 @@ impl Network {
         }
     }
 
-    /// How many peers are known to hold the stamp (`host`, `seq`).
-    pub async fn holders(&self, host: HostId, seq: Seq) -> usize {
-        let (reply, answer) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::Holders { host, seq, reply })
-            .is_err()
-        {
-            return 0;
-        }
-        answer.await.unwrap_or(0)
+    /// How many peers are known to hold the stamp (`host`, `seq`), from the latest
+    /// snapshot (no question goes to the network task).
+    pub fn holders(&self, host: HostId, seq: Seq) -> usize {
+        self.watermarks.borrow().holders(host, seq)
+    }
+
+    /// What the known peers hold now: the snapshot confidence is read from.
+    pub fn watermarks(&self) -> Arc<Watermarks> {
+        self.watermarks.borrow().clone()
+    }
+
+    /// A receiver that sees each new snapshot of what peers hold (it changes when a peer's
+    /// coverage rises or a peer comes or goes).
+    pub fn watch_watermarks(&self) -> watch::Receiver<Arc<Watermarks>> {
+        self.watermarks.clone()
     }
 
     /// Catch-up lag and how many peers hold each delta, from peers' announcements.

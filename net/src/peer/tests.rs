@@ -200,7 +200,8 @@ fn confidence_counts_the_peers_whose_coverage_includes_a_stamp() {
             message: Message::Coverage(vector(2)),
         },
     );
-    // A late, lower announcement does not lower what we know.
+    let epoch = peer.peers_epoch();
+    // A late, lower announcement does not lower what we know, nor change the snapshot.
     peer.handle(
         0,
         Input::Received {
@@ -208,11 +209,32 @@ fn confidence_counts_the_peers_whose_coverage_includes_a_stamp() {
             message: Message::Coverage(vector(1)),
         },
     );
+    assert_eq!(peer.peers_epoch(), epoch, "nothing rose");
     assert_eq!(peer.holders(me.host_id(), Seq::new(2)), 2);
     assert_eq!(peer.holders(me.host_id(), Seq::new(3)), 1);
     assert_eq!(peer.holders(me.host_id(), Seq::new(6)), 0);
+    // The snapshot readers share answers the same.
+    let marks = peer.watermarks();
+    for seq in 1..=6 {
+        let seq = Seq::new(seq);
+        assert_eq!(
+            marks.holders(me.host_id(), seq),
+            peer.holders(me.host_id(), seq)
+        );
+    }
+    peer.handle(
+        0,
+        Input::Received {
+            from: b,
+            message: Message::Coverage(vector(3)),
+        },
+    );
+    assert!(peer.peers_epoch() > epoch, "b's coverage rose");
+    let epoch = peer.peers_epoch();
     peer.handle(0, Input::PeerDown(a));
+    assert!(peer.peers_epoch() > epoch, "a left");
     assert_eq!(peer.holders(me.host_id(), Seq::new(2)), 1);
+    assert_eq!(peer.watermarks().holders(me.host_id(), Seq::new(2)), 1);
 }
 
 #[test]
