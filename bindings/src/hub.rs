@@ -76,8 +76,8 @@ impl DeltaHub {
     pub(crate) fn start(store: Store) -> hypha_delta_store::Result<DeltaHub> {
         let position = store.last_arrival()?;
         // The follower subscribes to the feed at once, so nothing stored after `position`
-        // is missed.
-        let follower = store.follow(position);
+        // is missed; a proving one, because subscribers send the deltas out as they are.
+        let follower = store.follow(position).proving();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 position,

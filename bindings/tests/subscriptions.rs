@@ -203,3 +203,33 @@ async fn a_subscriber_that_stops_reading_loses_nothing() {
         total
     );
 }
+
+/// The hub falls behind a tiny feed and reads new deltas back from the journal, where a
+/// stamp of a batch only names it: subscribers still get every delta, each stamp with its
+/// proof (a line that imports elsewhere).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_deltas_read_back_after_a_lag_carry_their_proofs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder(dir.path())
+        .durability(Durability::Buffered)
+        .feed_capacity(2)
+        .open()
+        .unwrap();
+    let key = KeyPair::from_seed([4; 32]);
+    let api = Arc::new(NodeApi::new(store.clone(), key.clone(), None).unwrap());
+    let schema = GraphQl::new(api).unwrap().schema().unwrap();
+    let mut stream = Box::pin(schema.execute_stream("subscription { deltas }"));
+    settle(&mut stream).await;
+    // Far more than the feed holds, stamped as one batch.
+    let deltas: Vec<_> = (0..40).map(|n| targeting(&key, n, "lagged")).collect();
+    store.put_local_batch(deltas.clone(), &key).unwrap();
+    for delta in &deltas {
+        let line = next_delta(&mut stream).await;
+        assert_eq!(line["id"], delta.id().to_string());
+        let stamp = &line["stamps"][0];
+        assert!(stamp.get("batch_first").is_none(), "a named stamp: {line}");
+        assert!(stamp["batch"]["signature"].is_string(), "{line}");
+        let parsed = hypha_primitives::StampedDelta::from_json_str(&line.to_string()).unwrap();
+        assert_eq!(parsed.delta.id(), delta.id());
+    }
+}

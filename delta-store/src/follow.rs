@@ -21,6 +21,9 @@ pub struct Follower {
     behind: bool,
     /// A delta taken from the feed while waiting, not handed out yet.
     early: Option<Arc<StoredDelta>>,
+    /// Whether deltas read back from the journal get their stamps' proofs
+    /// ([`Follower::proving`]).
+    prove: bool,
 }
 
 impl std::fmt::Debug for Follower {
@@ -36,12 +39,16 @@ fn read_journal(
     store: &Store,
     cursor: Option<Arrival>,
     max: usize,
+    prove: bool,
 ) -> Result<Vec<Arc<StoredDelta>>> {
-    store
+    let mut chunk = store
         .scan_arrival(cursor)
         .take(max)
-        .map(|stored| stored.map(Arc::new))
-        .collect()
+        .collect::<Result<Vec<StoredDelta>>>()?;
+    if prove {
+        store.prove_stored(&mut chunk)?;
+    }
+    Ok(chunk.into_iter().map(Arc::new).collect())
 }
 
 impl Store {
@@ -54,11 +61,20 @@ impl Store {
             cursor,
             behind: true,
             early: None,
+            prove: false,
         }
     }
 }
 
 impl Follower {
+    /// A follower whose deltas always carry their stamps' proofs, ready to leave the node:
+    /// the feed's already do, and those read back from the journal (where a stamp of a
+    /// batch only names it) are proven in the same read (`Store::prove_stored`).
+    pub fn proving(mut self) -> Follower {
+        self.prove = true;
+        self
+    }
+
     /// The arrival of the last delta handed out (`None` before the first).
     pub fn cursor(&self) -> Option<Arrival> {
         self.cursor
@@ -75,7 +91,7 @@ impl Follower {
                 return Ok(out);
             }
         }
-        let chunk = read_journal(&self.store, self.cursor, max)?;
+        let chunk = read_journal(&self.store, self.cursor, max, self.prove)?;
         Ok(self.caught_up_with(chunk, max))
     }
 
@@ -89,8 +105,8 @@ impl Follower {
                 return Ok(out);
             }
         }
-        let (store, cursor) = (self.store.clone(), self.cursor);
-        let chunk = tokio::task::spawn_blocking(move || read_journal(&store, cursor, max))
+        let (store, cursor, prove) = (self.store.clone(), self.cursor, self.prove);
+        let chunk = tokio::task::spawn_blocking(move || read_journal(&store, cursor, max, prove))
             .await
             .map_err(|e| crate::Error::Corrupt(format!("reading the journal stopped: {e}")))??;
         Ok(self.caught_up_with(chunk, max))

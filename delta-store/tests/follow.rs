@@ -82,3 +82,37 @@ async fn changed_waits_for_the_next_delta() {
     );
     assert_eq!(arrivals(&follower.ready(10).unwrap()), [1]);
 }
+
+#[test]
+fn a_proving_follower_hands_out_stamps_with_their_proofs() {
+    use hypha_primitives::{KeyPair, StampProof};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 1024);
+    let host = KeyPair::from_seed([9; 32]);
+    // Stamped in one batch: the journal keeps each stamp as a name of its batch.
+    let deltas = (1..=5)
+        .map(|n| set(&key(1), n, "e", "p", n as i64))
+        .collect();
+    store.put_local_batch(deltas, &host).unwrap();
+    let named = |batch: &[std::sync::Arc<hypha_delta_store::StoredDelta>]| {
+        batch
+            .iter()
+            .flat_map(|d| &d.stamps)
+            .filter(|s| matches!(s.proof(), StampProof::Named { .. }))
+            .count()
+    };
+    let plain = store.follow(None).ready(10).unwrap();
+    assert_eq!(plain.len(), 5);
+    assert_eq!(named(&plain), 5, "read back as stored");
+    let proven = store.follow(None).proving().ready(10).unwrap();
+    assert_eq!(arrivals(&proven), [1, 2, 3, 4, 5]);
+    assert_eq!(named(&proven), 0, "every stamp carries its proof");
+    for stored in &proven {
+        for stamp in &stored.stamps {
+            assert!(
+                matches!(stamp.proof(), StampProof::Batch { .. }),
+                "{stamp:?}"
+            );
+        }
+    }
+}

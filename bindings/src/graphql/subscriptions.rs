@@ -1,6 +1,7 @@
 //! The subscription root: `deltas` (replay from a cursor, then live through the hub),
 //! `changed` (records as the views write them) and `peerEvents`.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use async_graphql::dynamic::{
@@ -8,13 +9,12 @@ use async_graphql::dynamic::{
 };
 use async_graphql::futures_util::stream::{self, Stream};
 use async_graphql::{Error as GqlError, Value as GqlValue};
-use hypha_delta_store::{Arrival, Store, StoredDelta};
+use hypha_delta_store::{Arrival, Follower, Store, StoredDelta};
 use hypha_primitives::Filter;
 use serde_json::json;
 
 use super::args::{api_error, confirm_at_arg, filter_arg, gql_error, shared, to_gql};
 use super::changes::ChangeFeed;
-use crate::api::blocking;
 use crate::hub::{DeltaHub, Membership};
 
 /// Delta subscriptions open now (for `/metrics`).
@@ -51,18 +51,21 @@ struct DeltaFeed {
     filter: Option<Filter>,
     /// The last arrival delivered (or skipped by the filter).
     cursor: Option<Arrival>,
-    ready: std::collections::VecDeque<StoredDelta>,
+    ready: VecDeque<Arc<StoredDelta>>,
+    /// Reads the journal from the cursor while the subscription is behind the hub.
+    replay: Option<Follower>,
     /// Fed by the hub once caught up; `None` while reading the journal.
     live: Option<(Membership, tokio::sync::mpsc::Receiver<Arc<StoredDelta>>)>,
     _open: Open,
 }
 
 /// Every delta after `after` (replayed from the journal), then every new one, matching
-/// `filter`. The subscription reads the journal from its cursor until it reaches the
-/// hub's position, then joins the hub (`crate::hub`), which feeds it the new deltas its
-/// filter matches; so replay and live meet without a gap or a duplicate. If it falls
-/// behind, the hub drops it and it reads the journal again at its own pace: a slow
-/// subscriber loses nothing, and the node never waits for it.
+/// `filter`. The subscription follows the journal from its cursor (`Store::follow`, a
+/// proving follower, so stamps go out with their proofs) until it reaches the hub's
+/// position, then joins the hub (`crate::hub`), which feeds it the new deltas its filter
+/// matches; so replay and live meet without a gap or a duplicate. If it falls behind, the
+/// hub drops it and it follows the journal again at its own pace: a slow subscriber loses
+/// nothing, and the node never waits for it.
 fn delta_stream(
     store: Store,
     hub: DeltaHub,
@@ -74,7 +77,8 @@ fn delta_stream(
         hub,
         filter,
         cursor: after,
-        ready: Default::default(),
+        ready: VecDeque::new(),
+        replay: None,
         live: None,
         _open: Open::new(),
     };
@@ -99,35 +103,34 @@ fn delta_stream(
                 }
             }
             // Join the hub when it has dispatched nothing after the cursor: at once for a
-            // subscription from the journal's end (no scan on a blocking thread, which many
+            // subscription from the journal's end (no read on a blocking thread, which many
             // opening together would each take), else once the journal is read up to it.
             if let Some(live) = state.hub.join(state.filter.clone(), state.cursor) {
                 state.live = Some(live);
+                state.replay = None;
                 continue;
             }
-            let (store, cursor, filter) = (state.store.clone(), state.cursor, state.filter.clone());
-            let scanned = blocking(move || {
-                let mut last = cursor;
-                let mut matching = Vec::new();
-                for stored in store.scan_arrival(cursor).take(SUBSCRIPTION_CHUNK) {
-                    let stored = stored?;
-                    last = Some(stored.arrival);
-                    let document = stored.delta.filter_document(&stored.stamps);
-                    if filter.as_ref().is_none_or(|f| f.matches(&document)) {
-                        matching.push(stored);
-                    }
+            let (store, cursor) = (&state.store, state.cursor);
+            let replay = state
+                .replay
+                .get_or_insert_with(|| store.follow(cursor).proving());
+            let batch = match replay.ready_async(SUBSCRIPTION_CHUNK).await {
+                Ok(batch) => batch,
+                Err(e) => return Some((Err(api_error(e.into())), state)),
+            };
+            if batch.is_empty() {
+                // The hub is ahead of a journal read that found nothing new: what it
+                // dispatched is on its way through the follower's feed.
+                if !replay.changed().await {
+                    return None;
                 }
-                store.prove_stored(&mut matching)?;
-                Ok((last, matching))
-            })
-            .await;
-            match scanned {
-                Ok((last, matching)) => {
-                    state.cursor = last;
-                    state.ready.extend(matching);
-                }
-                Err(e) => return Some((Err(api_error(e)), state)),
+                continue;
             }
+            state.cursor = replay.cursor();
+            let filter = state.filter.as_ref();
+            state.ready.extend(batch.into_iter().filter(|stored| {
+                filter.is_none_or(|f| f.matches(&stored.delta.filter_document(&stored.stamps)))
+            }));
         }
     })
 }

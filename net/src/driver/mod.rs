@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hypha_delta_store::{Follower, StampedDelta, Store};
-use hypha_primitives::{HostId, KeyPair, StampProof};
+use hypha_primitives::{HostId, KeyPair};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -222,7 +222,8 @@ impl Driver {
     }
 
     /// Hands the protocol every delta stored since the last time, as the journal's
-    /// follower gives them (from the live feed, or read again after the driver fell behind).
+    /// follower gives them (from the live feed, or read again after the driver fell
+    /// behind), each stamp with its proof (the follower is a proving one).
     async fn take_stored(&mut self, follower: &mut Follower) {
         let batch = match follower.ready_async(FOLLOW_BATCH).await {
             Ok(batch) => batch,
@@ -231,32 +232,12 @@ impl Driver {
                 return;
             }
         };
-        let mut stamped: Vec<StampedDelta> = batch
-            .iter()
-            .map(|stored| StampedDelta {
+        for stored in batch {
+            let stamped = StampedDelta {
                 delta: stored.delta.clone(),
                 stamps: stored.stamps.clone(),
-            })
-            .collect();
-        let named = stamped
-            .iter()
-            .flat_map(|d| &d.stamps)
-            .any(|s| matches!(s.proof(), StampProof::Named { .. }));
-        if named {
-            // Read back from the journal, stamps of a batch only name it: fill in their
-            // proofs before the deltas are published.
-            let store = self.store.clone();
-            let proven =
-                tokio::task::spawn_blocking(move || store.prove(&mut stamped).map(|()| stamped))
-                    .await;
-            stamped = match proven {
-                Ok(Ok(proven)) => proven,
-                Ok(Err(e)) => return tracing::error!(error = %e, "proving stamps read back"),
-                Err(e) => return tracing::error!(error = %e, "proving stamps read back"),
             };
-        }
-        for delta in stamped {
-            self.handle(Input::Stored(delta)).await;
+            self.handle(Input::Stored(stamped)).await;
         }
     }
 

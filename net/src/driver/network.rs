@@ -180,7 +180,8 @@ impl Network {
             driver.dial(address);
         }
         tracing::debug!(router = %endpoints.router, publish = %endpoints.publish, peers = driver.shared.config.peers.len(), "network listening");
-        let follower = store.follow(last_arrival);
+        // Deltas leave the node with their stamps' proofs.
+        let follower = store.follow(last_arrival).proving();
         let task = tokio::spawn(
             driver
                 .run(follower, inbound_rx, command_rx)
