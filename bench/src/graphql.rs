@@ -1,5 +1,6 @@
 //! `hypha-bench graphql`: reading records by id through the GraphQL endpoint of a
-//! `hypha node` process on loopback, beside the same node's plain HTTP round trip.
+//! `hypha node` process on loopback, beside the same node's plain HTTP round trip, and
+//! the same reads with `_meta` (confidence joined at read) beside plain reads.
 
 use std::time::{Duration, Instant};
 
@@ -114,12 +115,30 @@ pub(crate) fn run(
         anyhow::ensure!(text.contains("\"age\""), "unexpected answer {text}");
         Ok(())
     };
+    // The same read with the record's provenance and confidence (`_meta`), which joins in
+    // what the network knows at read time.
+    let meta_query = |id: &str| {
+        json!({"query": "query($id: ID!) { user(id: $id) { name age _meta { provisional confidence } } }", "variables": {"id": id}})
+            .to_string()
+    };
+    let meta_read = |agent: &ureq::Agent, i: usize| -> Result<()> {
+        let id = format!("u{}", (i * 7919) % entities);
+        let text = agent
+            .post(&graphql_url)
+            .set("content-type", "application/json")
+            .send_string(&meta_query(&id))?
+            .into_string()?;
+        anyhow::ensure!(text.contains("\"provisional\""), "unexpected answer {text}");
+        Ok(())
+    };
     let health = |agent: &ureq::Agent, _: usize| -> Result<()> {
         agent.get(&health_url).call()?.into_string()?;
         Ok(())
     };
     let plain = latencies(requests, |i| health(&agent, i))?;
     let reads = latencies(requests, |i| read(&agent, i)).context("GraphQL reads")?;
+    let meta_reads =
+        latencies(requests, |i| meta_read(&agent, i)).context("GraphQL reads with _meta")?;
     figure(
         "graphql",
         "http_health_p50_us",
@@ -142,6 +161,14 @@ pub(crate) fn run(
         Some(("http_health_p99_us", percentile(&plain, 0.99))),
     );
 
+    figure(
+        "graphql",
+        "meta_read_p50_us",
+        percentile(&meta_reads, 0.5),
+        "us",
+        Some(("read_by_id_p50_us", percentile(&reads, 0.5))),
+    );
+
     eprintln!("throughput with 4 clients…");
     let per_client = requests / 4;
     let plain_rate = throughput(4, per_client, health)?;
@@ -152,6 +179,14 @@ pub(crate) fn run(
         read_rate,
         "1/s",
         Some(("http_health_per_s", plain_rate)),
+    );
+    let meta_rate = throughput(4, per_client, meta_read)?;
+    figure(
+        "graphql",
+        "meta_reads_per_s",
+        meta_rate,
+        "1/s",
+        Some(("reads_per_s", read_rate)),
     );
     crate::subscriptions::run(&node, subscriptions, writes)?;
     drop(node);

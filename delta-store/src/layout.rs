@@ -151,6 +151,23 @@ pub(crate) fn encode_record(arrival: Arrival, stamps: &[Stamp], delta: &Delta) -
 /// Decodes [`encode_record`]'s output, or a record of layout 1 (whose stamps are the
 /// fixed-length signed form); the delta was verified before it was stored.
 pub(crate) fn decode_record(bytes: &[u8]) -> Result<StoredDelta> {
+    let (arrival, stamps, stamps_end) = decode_head(bytes)?;
+    let delta = Delta::decode(&bytes[stamps_end..])
+        .map_err(|e| Error::Corrupt(format!("stored record: {e}")))?;
+    Ok(StoredDelta {
+        arrival,
+        delta,
+        stamps,
+    })
+}
+
+/// The stamps of a stored record, without decoding its delta.
+pub(crate) fn decode_stamps(bytes: &[u8]) -> Result<Vec<Stamp>> {
+    Ok(decode_head(bytes)?.1)
+}
+
+/// A stored record's arrival, its stamps, and where its delta starts.
+fn decode_head(bytes: &[u8]) -> Result<(Arrival, Vec<Stamp>, usize)> {
     let corrupt = |what: &str| Error::Corrupt(format!("stored record: {what}"));
     let version = bytes.first().copied();
     if version != Some(RECORD_VERSION) && version != Some(RECORD_VERSION_1) {
@@ -163,7 +180,7 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<StoredDelta> {
         bytes[1..9].try_into().map_err(|_| corrupt("arrival"))?,
     ));
     let count = u16::from_be_bytes([bytes[9], bytes[10]]) as usize;
-    let (stamps, stamps_end) = if version == Some(RECORD_VERSION_1) {
+    if version == Some(RECORD_VERSION_1) {
         let stamps_end = 11 + count * STAMP_LEN;
         if bytes.len() < stamps_end {
             return Err(corrupt("truncated stamps"));
@@ -173,21 +190,14 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<StoredDelta> {
             .map(Stamp::decode_v1)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| corrupt(&e.to_string()))?;
-        (stamps, stamps_end)
-    } else {
-        let mut r = Reader::new(&bytes[11..]);
-        let stamps = (0..count)
-            .map(|_| Stamp::read(&mut r))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| corrupt(&e.to_string()))?;
-        (stamps, 11 + r.position())
-    };
-    let delta = Delta::decode(&bytes[stamps_end..]).map_err(|e| corrupt(&e.to_string()))?;
-    Ok(StoredDelta {
-        arrival,
-        delta,
-        stamps,
-    })
+        return Ok((arrival, stamps, stamps_end));
+    }
+    let mut r = Reader::new(&bytes[11..]);
+    let stamps = (0..count)
+        .map(|_| Stamp::read(&mut r))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| corrupt(&e.to_string()))?;
+    Ok((arrival, stamps, 11 + r.position()))
 }
 
 /// The key of a batch's row: host, first seq.

@@ -416,6 +416,24 @@ impl Store {
             .collect()
     }
 
+    /// The origin stamps of the stored deltas `ids`, in the same order (`None` for one not
+    /// held), in one batched lookup and without decoding the deltas: what confidence needs.
+    /// A stamp of a batch comes back naming its batch, without its proof.
+    pub fn stamps_many(&self, ids: &[DeltaId]) -> Result<Vec<Option<Vec<Stamp>>>> {
+        let found = self.inner.db.batched_multi_get_cf(
+            self.cf(CF_DELTAS),
+            ids.iter().map(|id| id.as_bytes()),
+            false,
+        );
+        found
+            .into_iter()
+            .map(|value| match value? {
+                Some(bytes) => layout::decode_stamps(&bytes).map(Some),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
     /// Flushes memtables to disk files (the WAL already makes writes durable; this shortens
     /// recovery after a restart).
     pub fn flush(&self) -> Result<()> {

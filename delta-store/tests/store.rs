@@ -599,6 +599,20 @@ fn many_deltas_are_read_at_once_in_the_order_asked() {
     assert!(got[1].is_none());
     assert_eq!(got[2].as_ref().map(|s| s.delta.id()), Some(a.id()));
     assert!(store.get_many(&[]).unwrap().is_empty());
+    // Their stamps alone, in the same order, as the full reads have them.
+    let host = hypha_primitives::KeyPair::from_seed([3; 32]);
+    let c = set(&key(1), 3, "e", "p", 3);
+    store.put_local_batch(vec![c.clone()], &host).unwrap();
+    let stamps = store.stamps_many(&[c.id(), absent, a.id()]).unwrap();
+    let full = store.get(c.id()).unwrap().unwrap();
+    assert_eq!(stamps[0].as_deref(), Some(full.stamps.as_slice()));
+    assert_eq!(stamps[0].as_ref().unwrap()[0].host(), host.host_id());
+    assert!(stamps[1].is_none());
+    assert_eq!(
+        stamps[2].as_deref(),
+        Some(&[][..]),
+        "stored without a stamp"
+    );
 }
 
 #[test]

@@ -27,6 +27,9 @@ use crate::{Error, Result};
 
 const CURSOR_KEY: &[u8] = b"v1/cursor";
 const SCHEMA_PREFIX: &[u8] = b"v1/schema/";
+/// The fingerprint of the stored schema definitions, kept beside them in the same writes
+/// ([`Materializer::definitions_fingerprint`]).
+const SCHEMAS_FINGERPRINT_KEY: &[u8] = b"v1/schemas-fingerprint";
 const RECORD_PREFIX: &[u8] = b"v1/rec/";
 /// Deltas applied per atomic write while catching up.
 const APPLY_CHUNK: usize = 4096;
@@ -199,6 +202,15 @@ impl Materializer {
             changes: None,
         };
         materializer.refresh_schema_set()?;
+        if materializer
+            .store
+            .derived_get(SCHEMAS_FINGERPRINT_KEY)?
+            .is_none()
+        {
+            // Views written before the fingerprint was stored.
+            let write = materializer.fingerprint_write();
+            materializer.store.derived_write(&[write])?;
+        }
         Ok(materializer)
     }
 
@@ -437,7 +449,21 @@ impl Materializer {
             definition.to_json().to_string().into_bytes(),
         ));
         self.definitions.insert(entity_type.clone(), definition);
+        // Later puts of the key in the same batch win: it ends up describing them all.
+        writes.push(self.fingerprint_write());
         Some(entity_type)
+    }
+
+    /// The write that stores the fingerprint of the definitions in memory.
+    fn fingerprint_write(&self) -> DerivedWrite {
+        let stored = self.definitions.iter().map(|(entity_type, definition)| {
+            let key = [SCHEMA_PREFIX, entity_type.as_bytes()].concat();
+            (key, definition.to_json().to_string().into_bytes())
+        });
+        DerivedWrite::Put(
+            SCHEMAS_FINGERPRINT_KEY.to_vec(),
+            fingerprint(stored).to_be_bytes().to_vec(),
+        )
     }
 
     /// The entities whose views a delta can change: those it is filed under, those of the
@@ -531,6 +557,7 @@ impl Materializer {
             }
             self.consider_schema(&stored.delta, &mut writes);
         }
+        writes.push(self.fingerprint_write());
         self.refresh_schema_set()?;
         let entities: Vec<EntityId> = self
             .store
@@ -596,17 +623,27 @@ impl Materializer {
         RecordReader { store }
     }
 
-    /// A number that changes whenever the schemas in force change, computed from the stored
-    /// definitions' bytes without parsing them: cheap enough to check on every request.
+    /// A number that changes whenever the schemas in force change: a hash of the stored
+    /// definitions' bytes, which the materializer stores beside them in the same writes,
+    /// so checking it is one point read, cheap enough for every request. (Views written
+    /// before it was stored, until a materializer opens them, have it computed from the
+    /// definitions.)
     pub fn definitions_fingerprint(store: &Store) -> Result<u64> {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        for entry in store.derived_scan(SCHEMA_PREFIX, None) {
-            let (key, value) = entry?;
-            key.hash(&mut hasher);
-            value.hash(&mut hasher);
+        if let Some(bytes) = store.derived_get(SCHEMAS_FINGERPRINT_KEY)? {
+            let bytes: [u8; 8] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::Corrupt("the schemas' fingerprint is not 8 bytes".into()))?;
+            return Ok(u64::from_be_bytes(bytes));
         }
-        Ok(hasher.finish())
+        let stored = store
+            .derived_scan(SCHEMA_PREFIX, None)
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(fingerprint(
+            stored
+                .into_iter()
+                .map(|(k, v)| (k.into_vec(), v.into_vec())),
+        ))
     }
 
     /// The schemas in force in `store`'s materialized views, with the delta that decided
@@ -649,6 +686,19 @@ impl Materializer {
         }
         Ok(result)
     }
+}
+
+/// A stable hash of stored definitions (key and value bytes, in key order).
+fn fingerprint(stored: impl Iterator<Item = (Vec<u8>, Vec<u8>)>) -> u64 {
+    let mut hasher = blake3::Hasher::new();
+    for (key, value) in stored {
+        hasher.update(&(key.len() as u64).to_be_bytes());
+        hasher.update(&key);
+        hasher.update(&(value.len() as u64).to_be_bytes());
+        hasher.update(&value);
+    }
+    let hash = hasher.finalize();
+    u64::from_be_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"))
 }
 
 /// The answer to a query over materialized records.

@@ -472,3 +472,47 @@ fn tracked_changes_name_the_records_each_apply_wrote() {
     );
     assert!(m.record("user", "bob").unwrap().is_none());
 }
+
+#[test]
+fn the_schemas_fingerprint_is_stored_moves_with_schema_changes_and_survives_a_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut m = Materializer::open(store.clone()).unwrap();
+    let stored = |store: &Store| store.derived_get(b"v1/schemas-fingerprint").unwrap();
+    assert!(stored(&store).is_some(), "written when the views open");
+    let empty = Materializer::definitions_fingerprint(&store).unwrap();
+
+    let user = json!({"type": "user", "properties": {"name": {"resolver": "lww"}}});
+    store.put(schema_delta(user, 10)).unwrap();
+    m.apply_pending().unwrap();
+    let one = Materializer::definitions_fingerprint(&store).unwrap();
+    assert_ne!(one, empty, "a new schema moves it");
+    // Data moves records, not the fingerprint.
+    store.put(set("alice", "name", "Alice", 11)).unwrap();
+    m.apply_pending().unwrap();
+    assert_eq!(Materializer::definitions_fingerprint(&store).unwrap(), one);
+    let changed =
+        json!({"type": "user", "confirm_at": 2, "properties": {"name": {"resolver": "lww"}}});
+    store.put(schema_delta(changed, 12)).unwrap();
+    m.apply_pending().unwrap();
+    let two = Materializer::definitions_fingerprint(&store).unwrap();
+    assert_ne!(two, one, "a replaced schema moves it");
+
+    // A rebuild stores the same fingerprint; so does opening views that lack it (written
+    // before it was stored), and it equals the one computed from the definitions.
+    let before = stored(&store);
+    m.rebuild(&mut |_, _| {}).unwrap();
+    assert_eq!(stored(&store), before);
+    store
+        .derived_write(&[hypha_delta_store::DerivedWrite::Delete(
+            b"v1/schemas-fingerprint".to_vec(),
+        )])
+        .unwrap();
+    assert_eq!(
+        Materializer::definitions_fingerprint(&store).unwrap(),
+        two,
+        "computed from the definitions when absent"
+    );
+    Materializer::open(store.clone()).unwrap();
+    assert_eq!(stored(&store), before);
+}

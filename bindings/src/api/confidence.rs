@@ -48,12 +48,12 @@ impl Joiner {
             return Ok(HashMap::new());
         };
         let marks = network.watermarks();
-        let stored = self.store.get_many(ids)?;
+        let stamps = self.store.stamps_many(ids)?;
         Ok(ids
             .iter()
-            .zip(stored)
-            .map(|(id, stored)| {
-                let peers = stored.map_or(0, |s| marks.confidence(&s.stamps));
+            .zip(stamps)
+            .map(|(id, stamps)| {
+                let peers = stamps.map_or(0, |s| marks.confidence(&s));
                 let peers = u32::try_from(peers).unwrap_or(u32::MAX);
                 (*id, Confidence { peers })
             })

@@ -137,7 +137,7 @@ fn build(api: Arc<NodeApi>, types: Arc<Schemas>) -> Result<Schema, SchemaError> 
         .register(mutations::mutations())
         .register(pointer_input)
         .data(Shared { api, types })
-        .extension(crate::guard::QueryGuard)
+        .extension(crate::guard::QueryGuard::default())
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY);
     for object in fixed.into_iter().chain(typed) {

@@ -29,7 +29,7 @@ pub(crate) async fn request(
     State(graphql): State<Arc<GraphQl>>,
     headers: HeaderMap,
     body: String,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<async_graphql::Response>, Error> {
     // Integers outside i64 in the variables would be rounded by the parser: refused first,
     // as a GraphQL error like the same literal written in the query.
     if let Err(e) = check_integer_literals(&body) {
@@ -37,17 +37,15 @@ pub(crate) async fn request(
             e.to_string(),
             None,
         )]);
-        return Ok(Json(serde_json::to_value(&refused).map_err(internal)?));
+        return Ok(Json(refused));
     }
     let request: async_graphql::Request = serde_json::from_str(&body)
         .map_err(|e| Error::bad_input(format!("not a GraphQL request: {e}")))?;
     let may_write = graphql.api().may_write(crate::http::bearer(&headers));
-    let response = graphql.execute(request.data(MayWrite(may_write))).await;
-    Ok(Json(serde_json::to_value(&response).map_err(internal)?))
-}
-
-fn internal(e: serde_json::Error) -> Error {
-    Error::Internal(format!("rendering the answer: {e}"))
+    // Serialized straight into the body, with no JSON tree in between.
+    Ok(Json(
+        graphql.execute(request.data(MayWrite(may_write))).await,
+    ))
 }
 
 /// `GET /graphql/ws`: subscriptions over a websocket, in the graphql-transport-ws protocol

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use async_graphql::dynamic::{
     Field, FieldFuture, FieldValue, InputObject, InputValue, Object, TypeRef,
 };
+use async_graphql::Value as GqlValue;
 use hypha_primitives::{DeltaId, EntityId, Hlc, ResolverName, Schema as HyphaSchema, ValueType};
 use hypha_views::{FieldValue as HyphaValue, Record};
 use serde_json::{json, Value};
@@ -80,16 +81,25 @@ pub(super) fn referenced(value: &HyphaValue, out: &mut Vec<EntityId>) {
     }
 }
 
-/// The `_meta` object of a field or a whole record of `entity_type`: confidence as the
-/// network knows it now (joined at read, see `crate::api::confidence`), and provisional
-/// against the threshold (the read's `confirm_at`, else the type's schema's, else the
-/// node's).
+/// What `_meta` answers about a field or a whole record.
+pub(super) struct Meta {
+    provisional: bool,
+    confidence: u32,
+    confirm_at: u32,
+    decided_by: Vec<DeltaId>,
+    deciders: usize,
+    updated_at: Option<Hlc>,
+}
+
+/// The `_meta` of a field or a whole record of `entity_type`: confidence as the network
+/// knows it now (joined at read, see `crate::api::confidence`), and provisional against
+/// the threshold (the read's `confirm_at`, else the type's schema's, else the node's).
 pub(super) fn meta(
     shared: &Shared,
     entity_type: &str,
     fields: Vec<&hypha_views::Field>,
     confirm_at: Option<u32>,
-) -> Result<Value, async_graphql::Error> {
+) -> Result<Meta, async_graphql::Error> {
     let mut decided_by: Vec<DeltaId> = Vec::new();
     let mut deciders = 0;
     let mut updated_at: Option<Hlc> = None;
@@ -106,36 +116,50 @@ pub(super) fn meta(
         .map(|id| known.get(id).map_or(0, |c| c.peers))
         .min()
         .unwrap_or(0);
-    let threshold = shared
+    let confirm_at = shared
         .api
         .confirm_at(shared.types.get(entity_type), confirm_at);
-    Ok(json!({
-        "provisional": confidence < threshold,
-        "confidence": confidence,
-        "confirmAt": threshold,
-        "decidedBy": decided_by.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "deciders": deciders,
-        "updatedAt": updated_at.map(|t| t.to_string()),
-    }))
+    Ok(Meta {
+        provisional: confidence < confirm_at,
+        confidence,
+        confirm_at,
+        decided_by,
+        deciders,
+        updated_at,
+    })
 }
 
+/// The `Meta` type: each field reads its part of a [`Meta`] (the ids and the time are
+/// rendered only when asked for).
 pub(super) fn meta_type() -> Object {
-    let field = |name: &'static str, ty: TypeRef| {
+    let field = |name: &'static str, ty: TypeRef, read: fn(&Meta) -> GqlValue| {
         Field::new(name, ty, move |ctx| {
             FieldFuture::new(async move {
-                let meta = ctx.parent_value.try_downcast_ref::<Value>()?;
-                Ok(Some(FieldValue::value(to_gql(meta[name].clone()))))
+                let meta = ctx.parent_value.try_downcast_ref::<Meta>()?;
+                Ok(Some(FieldValue::value(read(meta))))
             })
         })
     };
     Object::new("Meta")
         .description("How sure this node is of a value: provisional until enough peers hold what decided it.")
-        .field(field("provisional", TypeRef::named_nn(TypeRef::BOOLEAN)))
-        .field(field("confidence", TypeRef::named_nn(TypeRef::INT)))
-        .field(field("confirmAt", TypeRef::named_nn(TypeRef::INT)))
-        .field(field("decidedBy", TypeRef::named_nn_list_nn(TypeRef::ID)))
-        .field(field("deciders", TypeRef::named_nn(TypeRef::INT)))
-        .field(field("updatedAt", TypeRef::named(TypeRef::STRING)))
+        .field(field("provisional", TypeRef::named_nn(TypeRef::BOOLEAN), |m| {
+            GqlValue::from(m.provisional)
+        }))
+        .field(field("confidence", TypeRef::named_nn(TypeRef::INT), |m| {
+            GqlValue::from(m.confidence)
+        }))
+        .field(field("confirmAt", TypeRef::named_nn(TypeRef::INT), |m| {
+            GqlValue::from(m.confirm_at)
+        }))
+        .field(field("decidedBy", TypeRef::named_nn_list_nn(TypeRef::ID), |m| {
+            GqlValue::List(m.decided_by.iter().map(|id| GqlValue::from(id.to_string())).collect())
+        }))
+        .field(field("deciders", TypeRef::named_nn(TypeRef::INT), |m| {
+            GqlValue::from(m.deciders as u64)
+        }))
+        .field(field("updatedAt", TypeRef::named(TypeRef::STRING), |m| {
+            m.updated_at.map_or(GqlValue::Null, |t| GqlValue::from(t.to_string()))
+        }))
 }
 
 /// The object type of one registered schema.
