@@ -8,7 +8,7 @@ use std::sync::Arc;
 use hypha_bindings::api::NodeApi;
 use hypha_bindings::server;
 
-/// Announces the materialized records each views update wrote, as (type, entity).
+/// Announces the materialized records each views update wrote, as written.
 type RecordChanges = tokio::sync::broadcast::Sender<hypha_views::RecordChange>;
 use hypha_delta_store::{load_or_create_node_key, Durability, Store};
 use hypha_net::{Encryption, Event, NetConfig, Network};

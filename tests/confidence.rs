@@ -138,6 +138,11 @@ fn a_record_goes_from_provisional_to_confirmed_as_peers_catch_up() {
     let listed = cli(&["--filter", r#"{"==": [{"var": "id"}, "n2"]}"#]);
     assert_eq!(listed["id"], "n2", "{listed}");
     assert_eq!(listed["provisional"], false, "{listed}");
+    // A query string that does not parse is refused in the API's form too.
+    let (status, body) = a.get("/records/note?limit=many").unwrap_err();
+    assert_eq!(status, 400, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["code"], "BAD_INPUT", "{body}");
     let (status, body) = a.get("/records/ghost/x").unwrap_err();
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("no schema for type"), "{body}");

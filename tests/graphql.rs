@@ -198,8 +198,10 @@ fn bad_graphql_input_is_a_clear_error_and_stores_nothing() {
         "{{\"query\": \"{{ node {{ id }} }}\", \"pad\": \"{}\"}}",
         "x".repeat(17 << 20)
     );
-    let (status, _) = node.post("/graphql", &huge).unwrap_err();
+    let (status, body) = node.post("/graphql", &huge).unwrap_err();
     assert_eq!(status, 413);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["code"], "TOO_LARGE", "{body}");
     assert_eq!(stored(), json!(0));
     node.stop();
 }

@@ -20,6 +20,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::rejection::{QueryRejection, StringRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -35,12 +36,23 @@ impl IntoResponse for Error {
         let status = match &self {
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             e if e.is_rejected_input() => StatusCode::BAD_REQUEST,
             e if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let body = json!({"error": self.to_string(), "code": self.code()});
         (status, Json(body)).into_response()
+    }
+}
+
+/// An extractor's refusal (a body over the limit or not UTF-8, a query string that does
+/// not parse) in the API's form, so that every failure answers `{"error", "code"}`.
+pub(crate) fn refused(status: StatusCode, text: String) -> Error {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        Error::TooLarge(text)
+    } else {
+        Error::BadInput(text)
     }
 }
 
@@ -65,9 +77,10 @@ pub(crate) async fn health(State(api): State<Arc<NodeApi>>) -> Result<Json<Value
 pub(crate) async fn write(
     State(api): State<Arc<NodeApi>>,
     headers: HeaderMap,
-    body: String,
+    body: Result<String, StringRejection>,
 ) -> Result<Json<Value>, Error> {
     api.authorize(bearer(&headers))?;
+    let body = body.map_err(|r| refused(r.status(), r.body_text()))?;
     check_integer_literals(&body).map_err(Error::bad_input)?;
     // Any content type: `curl -d` sends a form type, and the body is JSON either way.
     let body: Value = serde_json::from_str(&body)
@@ -97,9 +110,10 @@ pub(crate) async fn write(
 pub(crate) async fn import(
     State(api): State<Arc<NodeApi>>,
     headers: HeaderMap,
-    body: String,
+    body: Result<String, StringRejection>,
 ) -> Result<Json<Value>, Error> {
     api.authorize(bearer(&headers))?;
+    let body = body.map_err(|r| refused(r.status(), r.body_text()))?;
     let answer: Vec<Value> = api
         .import(body)
         .await?
@@ -124,8 +138,9 @@ pub(crate) struct ExportQuery {
 /// arrival).
 pub(crate) async fn export(
     State(api): State<Arc<NodeApi>>,
-    Query(query): Query<ExportQuery>,
+    query: Result<Query<ExportQuery>, QueryRejection>,
 ) -> Result<Response, Error> {
+    let Query(query) = query.map_err(|r| refused(r.status(), r.body_text()))?;
     let limit = query.limit.unwrap_or(1_000).clamp(1, MAX_EXPORT_PAGE);
     let page = api
         .deltas(query.after.map(Arrival::new), None, limit)
@@ -150,8 +165,9 @@ pub(crate) struct DeltaQuery {
 pub(crate) async fn delta(
     State(api): State<Arc<NodeApi>>,
     Path(id): Path<String>,
-    Query(query): Query<DeltaQuery>,
+    query: Result<Query<DeltaQuery>, QueryRejection>,
 ) -> Result<Json<Value>, Error> {
+    let Query(query) = query.map_err(|r| refused(r.status(), r.body_text()))?;
     let id: DeltaId = id.parse().map_err(Error::bad_input)?;
     match api.delta(id, query.fetch).await? {
         Some(found) => Ok(Json(found.to_json())),
@@ -177,8 +193,9 @@ pub(crate) struct RecordQuery {
 pub(crate) async fn record(
     State(api): State<Arc<NodeApi>>,
     Path((entity_type, entity)): Path<(String, String)>,
-    Query(query): Query<RecordQuery>,
+    query: Result<Query<RecordQuery>, QueryRejection>,
 ) -> Result<Json<Value>, Error> {
+    let Query(query) = query.map_err(|r| refused(r.status(), r.body_text()))?;
     match api.confirmed_record(&entity_type, &entity, query.confirm_at)? {
         Some(record) => Ok(Json(record)),
         None => Err(Error::NotFound(format!(
@@ -194,8 +211,9 @@ const MAX_RECORD_PAGE: usize = 1_000;
 pub(crate) async fn records(
     State(api): State<Arc<NodeApi>>,
     Path(entity_type): Path<String>,
-    Query(query): Query<RecordQuery>,
+    query: Result<Query<RecordQuery>, QueryRejection>,
 ) -> Result<Json<Value>, Error> {
+    let Query(query) = query.map_err(|r| refused(r.status(), r.body_text()))?;
     let filter = query
         .filter
         .as_deref()

@@ -5,8 +5,7 @@
 //! write would cost as many journal reads and filter evaluations as there are
 //! subscriptions. The hub follows the journal once (`Store::follow`: new deltas come from
 //! the live feed, read again only if the hub fell behind), builds each delta's filter
-//! document once, and
-//! asks a [`FilterIndex`] which subscriptions match: filters anchored on an equality
+//! document once, and asks a [`FilterIndex`] which subscriptions match: filters anchored on an equality
 //! (`{"in": ["alice", {"var": "targets"}]}`, `{"==": [{"var": "author"}, "…"]}`) are found
 //! by lookup, and only the rest are evaluated one by one.
 //!

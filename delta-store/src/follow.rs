@@ -1,8 +1,9 @@
 //! Following the journal: every stored delta in arrival order from a cursor, with no gap and
 //! no duplicate, taken from the live feed while the follower keeps up and read from the
 //! journal when it starts behind or falls behind. Each consumer of new deltas (the views,
-//! the subscription hub, the network) follows the journal this way instead of treating the
-//! feed as a wake-up and reading every delta again.
+//! the subscription hub, each subscription's replay, the network) follows the journal this
+//! way instead of treating the feed as a wake-up and reading every delta again; those that
+//! hand deltas out of the node use a proving follower ([`Follower::proving`]).
 
 use std::sync::Arc;
 

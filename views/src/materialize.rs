@@ -202,14 +202,13 @@ impl Materializer {
             changes: None,
         };
         materializer.refresh_schema_set()?;
-        if materializer
-            .store
-            .derived_get(SCHEMAS_FINGERPRINT_KEY)?
-            .is_none()
-        {
-            // Views written before the fingerprint was stored.
-            let write = materializer.fingerprint_write();
-            materializer.store.derived_write(&[write])?;
+        // Views written before the fingerprint was stored, or by a build that did not keep
+        // it, get the right one now.
+        let write = materializer.fingerprint_write();
+        if let DerivedWrite::Put(key, value) = &write {
+            if materializer.store.derived_get(key)?.as_ref() != Some(value) {
+                materializer.store.derived_write(&[write])?;
+            }
         }
         Ok(materializer)
     }
@@ -625,9 +624,10 @@ impl Materializer {
 
     /// A number that changes whenever the schemas in force change: a hash of the stored
     /// definitions' bytes, which the materializer stores beside them in the same writes,
-    /// so checking it is one point read, cheap enough for every request. (Views written
-    /// before it was stored, until a materializer opens them, have it computed from the
-    /// definitions.)
+    /// so checking it is one point read, cheap enough for every request. Opening a
+    /// materializer writes it when it is missing or wrong (views written before it was
+    /// stored, or by a build that did not keep it); until then it is computed from the
+    /// definitions.
     pub fn definitions_fingerprint(store: &Store) -> Result<u64> {
         if let Some(bytes) = store.derived_get(SCHEMAS_FINGERPRINT_KEY)? {
             let bytes: [u8; 8] = bytes

@@ -515,4 +515,13 @@ fn the_schemas_fingerprint_is_stored_moves_with_schema_changes_and_survives_a_re
     );
     Materializer::open(store.clone()).unwrap();
     assert_eq!(stored(&store), before);
+    // A wrong one (left by a build that did not keep it) is put right on opening.
+    store
+        .derived_write(&[hypha_delta_store::DerivedWrite::Put(
+            b"v1/schemas-fingerprint".to_vec(),
+            vec![0; 8],
+        )])
+        .unwrap();
+    Materializer::open(store.clone()).unwrap();
+    assert_eq!(stored(&store), before);
 }

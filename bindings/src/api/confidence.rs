@@ -94,7 +94,8 @@ impl NodeApi {
     }
 
     /// How many peers are known to hold each of `ids` now: for each, the most over its
-    /// origin stamps (0 for a delta not held here, or on a node without peers).
+    /// origin stamps. A delta not held here is 0; on a node without a network the map is
+    /// empty, and every caller reads an absent id as 0.
     pub fn confidences(&self, ids: &[DeltaId]) -> Result<HashMap<DeltaId, Confidence>> {
         self.joiner().confidences(ids)
     }

@@ -15,6 +15,9 @@ pub enum Error {
     /// What was asked for is not held here.
     #[error("{0}")]
     NotFound(String),
+    /// The request is over a size limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// The journal failed or refused the input (its error says which).
     #[error(transparent)]
     Store(#[from] hypha_delta_store::Error),
@@ -47,7 +50,7 @@ impl Error {
     /// True when the request itself was refused: sending it again cannot succeed.
     pub fn is_rejected_input(&self) -> bool {
         match self {
-            Error::BadInput(_) => true,
+            Error::BadInput(_) | Error::TooLarge(_) => true,
             Error::Store(e) => e.is_rejected_input(),
             Error::Views(e) => e.is_rejected_input(),
             _ => false,
@@ -55,11 +58,12 @@ impl Error {
     }
 
     /// A short, stable name of the error's kind, for clients to branch on
-    /// (`BAD_INPUT`, `UNAUTHORIZED`, `NOT_FOUND`, `UNAVAILABLE`, `INTERNAL`).
+    /// (`BAD_INPUT`, `UNAUTHORIZED`, `NOT_FOUND`, `TOO_LARGE`, `UNAVAILABLE`, `INTERNAL`).
     pub fn code(&self) -> &'static str {
         match self {
             Error::Unauthorized => "UNAUTHORIZED",
             Error::NotFound(_) => "NOT_FOUND",
+            Error::TooLarge(_) => "TOO_LARGE",
             e if e.is_rejected_input() => "BAD_INPUT",
             e if e.is_retryable() => "UNAVAILABLE",
             _ => "INTERNAL",
@@ -80,6 +84,9 @@ mod tests {
         assert_eq!(Error::Unauthorized.code(), "UNAUTHORIZED");
         assert!(!Error::Unauthorized.is_rejected_input());
         assert_eq!(Error::NotFound("no delta".into()).code(), "NOT_FOUND");
+        let large = Error::TooLarge("over 16 MiB".into());
+        assert!(large.is_rejected_input());
+        assert_eq!(large.code(), "TOO_LARGE");
         let views = Error::from(hypha_views::Error::UnknownType("user".into()));
         assert!(views.is_rejected_input());
         assert_eq!(views.code(), "BAD_INPUT");

@@ -38,7 +38,7 @@ pub struct NodeApi {
     network: Option<Arc<Network>>,
     /// When set, writes need it as a bearer token.
     token: Option<String>,
-    /// Records the views wrote, as (type, entity), for `changed` subscriptions.
+    /// Where the views announce the records they wrote (for `changed` subscriptions).
     changes: Option<tokio::sync::broadcast::Sender<RecordChange>>,
     /// Record changes with confidence joined, relayed from `changes` once a subscriber
     /// asks (`changes.rs`).

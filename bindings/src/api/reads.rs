@@ -172,8 +172,15 @@ impl NodeApi {
                     }
                 }
                 if exhausted || scanned >= MAX_SCAN {
+                    // Stopped early, the next page starts after the last record scanned,
+                    // matching or not.
+                    let end_cursor = if exhausted {
+                        records.last().map(|r| r.entity.as_str().to_owned())
+                    } else {
+                        cursor
+                    };
                     return Ok(RecordPage {
-                        end_cursor: records.last().map(|r| r.entity.as_str().to_owned()),
+                        end_cursor,
                         records,
                         has_next: !exhausted,
                     });

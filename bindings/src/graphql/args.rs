@@ -77,10 +77,12 @@ pub(super) fn api_error(e: api::Error) -> GqlError {
     GqlError::new(e.to_string()).extend_with(|_, extensions| extensions.set("code", e.code()))
 }
 
+/// A JSON value as a GraphQL value.
 pub(super) fn to_gql(value: Value) -> GqlValue {
     GqlValue::from_json(value).unwrap_or(GqlValue::Null)
 }
 
+/// What resolvers share: the service and the registered types.
 pub(super) fn shared<'a>(ctx: &ResolverContext<'a>) -> Result<&'a Shared, GqlError> {
     ctx.data::<Shared>()
 }
@@ -94,6 +96,7 @@ pub(super) fn json_arg(ctx: &ResolverContext<'_>, name: &str) -> Result<Option<V
     }
 }
 
+/// The `filter` argument, parsed as a JSON-Logic filter.
 pub(super) fn filter_arg(ctx: &ResolverContext<'_>) -> Result<Option<Filter>, GqlError> {
     json_arg(ctx, "filter")?
         .map(|f| {
@@ -102,6 +105,7 @@ pub(super) fn filter_arg(ctx: &ResolverContext<'_>) -> Result<Option<Filter>, Gq
         .transpose()
 }
 
+/// The `first` argument: a page size, `default` when absent, at most the largest page.
 pub(super) fn first_arg(ctx: &ResolverContext<'_>, default: usize) -> Result<usize, GqlError> {
     match ctx.args.get("first") {
         None => Ok(default),
@@ -116,6 +120,7 @@ pub(super) fn first_arg(ctx: &ResolverContext<'_>, default: usize) -> Result<usi
     }
 }
 
+/// The `id` argument, as a delta id.
 pub(super) fn id_arg(ctx: &ResolverContext<'_>) -> Result<DeltaId, GqlError> {
     ctx.args
         .try_get("id")?
@@ -147,6 +152,7 @@ pub(super) fn wait_args(ctx: &ResolverContext<'_>) -> Result<Wait, GqlError> {
     Ok(wait)
 }
 
+/// Adds a mutation's `minConfidence` and `timeoutMs` arguments.
 pub(super) fn with_wait_args(field: Field) -> Field {
     field
         .argument(InputValue::new(

@@ -5,7 +5,7 @@
 //! For an entity type `user` with properties `name` and `age`:
 //!
 //! ```graphql
-//! type User { id: ID!  name: String  age: Float  _meta(field: String): Meta! }
+//! type User { id: ID!  name: String  age: Float  _meta(field: String, confirmAt: Int): Meta! }
 //! type UserConnection { nodes: [User!]!  endCursor: String  hasNextPage: Boolean! }
 //! type Query {
 //!   user(id: ID!): User
@@ -14,15 +14,20 @@
 //!   deltas(filter: JSON, after: String, first: Int): DeltaPage!
 //!   schemas: [JSON!]!  peers: [ID!]!  node: NodeInfo!  whoHas(entity: ID!): [JSON!]!
 //! }
-//! type Mutation { write(...) submit(...) negate(...) putSchema(...): WriteResult! }
+//! type Mutation {
+//!   write(...) submit(...) negate(...) putSchema(...): WriteResult!
+//!   transaction(...): TransactionResult!
+//! }
+//! type Subscription { deltas(filter, after): JSON!  changed(type, filter, confirmAt): JSON!  peerEvents: JSON! }
 //! ```
 //!
 //! `_meta` without an argument describes the whole record (provisional if any field is);
-//! `_meta(field: "name")` describes one field. See `markdown/GRAPHQL.md`.
+//! `_meta(field: "name")` describes one field; either is provisional below `confirmAt`
+//! peers (default: the type's schema's, else the node's). See `markdown/GRAPHQL.md`.
 //!
 //! The schema is assembled here; `args` reads arguments, `types` builds the output types,
-//! and `queries`, `mutations` and `subscriptions` the three roots. `transport` serves it
-//! over HTTP and websockets.
+//! and `queries`, `mutations` and `subscriptions` the three roots (`changes` feeds the
+//! `changed` subscription). `transport` serves it over HTTP and websockets.
 
 mod args;
 mod changes;

@@ -135,6 +135,7 @@ fn delta_stream(
     })
 }
 
+/// The subscription root.
 pub(super) fn subscriptions() -> Subscription {
     Subscription::new("Subscription")
         .field(

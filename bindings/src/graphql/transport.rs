@@ -5,6 +5,7 @@ use std::sync::Arc;
 use async_graphql::dynamic::Schema;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::extract::rejection::StringRejection;
 use axum::extract::ws::{Message as WsMessage, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -28,8 +29,9 @@ const WEBSOCKET_MAX_MESSAGE: usize = 256 * 1024;
 pub(crate) async fn request(
     State(graphql): State<Arc<GraphQl>>,
     headers: HeaderMap,
-    body: String,
+    body: Result<String, StringRejection>,
 ) -> Result<Json<async_graphql::Response>, Error> {
+    let body = body.map_err(|r| crate::http::refused(r.status(), r.body_text()))?;
     // Integers outside i64 in the variables would be rounded by the parser: refused first,
     // as a GraphQL error like the same literal written in the query.
     if let Err(e) = check_integer_literals(&body) {

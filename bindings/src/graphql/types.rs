@@ -254,6 +254,7 @@ pub(super) fn record_type(schema: &HyphaSchema, names: &BTreeMap<String, String>
     object
 }
 
+/// `TConnection`: a page of `T` records with its end cursor.
 pub(super) fn connection_type(name: &str) -> Object {
     let connection = format!("{name}Connection");
     Object::new(connection)
@@ -291,6 +292,7 @@ pub(super) fn connection_type(name: &str) -> Object {
         ))
 }
 
+/// `WriteResult`: what a mutation answers.
 pub(super) fn write_result_type() -> Object {
     let field = |name: &'static str, ty: TypeRef| {
         Field::new(name, ty, move |ctx| {
@@ -308,6 +310,7 @@ pub(super) fn write_result_type() -> Object {
         .field(field("reached", TypeRef::named_nn(TypeRef::BOOLEAN)))
 }
 
+/// An object whose fields read the same keys of a JSON parent value.
 pub(super) fn json_object(name: &str, fields: &[(&'static str, TypeRef)]) -> Object {
     let mut object = Object::new(name);
     for (field, ty) in fields {
