@@ -65,7 +65,8 @@ pub(crate) enum Command {
         /// The delta id (hex).
         id: String,
     },
-    /// Print stored deltas as JSON lines, in arrival order.
+    /// Print stored deltas as JSON lines, in arrival order: all of them, an entity's, or
+    /// those a filter selects.
     Scan(ScanArgs),
     /// Register or list schemas.
     #[command(subcommand)]
@@ -130,7 +131,7 @@ pub(crate) struct ImportArgs {
     #[arg(long, value_enum, default_value_t = ImportFormat::Hypha)]
     pub(crate) format: ImportFormat,
     /// With `--format rhizome`: the key that signs the imported deltas (a `hypha keygen`
-    /// file); the data folder's node key when absent.
+    /// file); on a data folder, its node key when absent. Required through a node.
     #[arg(long)]
     pub(crate) key: Option<PathBuf>,
     /// With `--format rhizome`: a JSON lines file mapping each rhizome id to the new
@@ -252,10 +253,11 @@ pub(crate) enum DurabilityArg {
 /// `hypha scan` options.
 #[derive(Debug, Args)]
 pub(crate) struct ScanArgs {
-    /// A JSON-Logic filter over each delta's JSON form.
+    /// A JSON-Logic filter over each delta's filter document: its JSON form plus
+    /// `hosts`, `targets`, `contexts`, `target_contexts` and `values`.
     #[arg(long)]
     pub(crate) filter: Option<String>,
-    /// Only deltas that point at this entity.
+    /// Only deltas that point at this entity (still in arrival order).
     #[arg(long)]
     pub(crate) entity: Option<String>,
     /// With --entity: only deltas filed under this property.

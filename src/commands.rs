@@ -131,10 +131,15 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         }
         Command::Schema(SchemaCommand::List) => {
             let schemas: Vec<Value> = match target(global)? {
-                Target::Folder(store) => Materializer::definitions(&store)?
-                    .into_iter()
-                    .map(|(schema, _)| schema.to_json())
-                    .collect(),
+                Target::Folder(store) => {
+                    // The views first take in what the journal holds, so that a schema just
+                    // put into the folder is listed.
+                    Materializer::open(store.clone())?.apply_pending()?;
+                    Materializer::definitions(&store)?
+                        .into_iter()
+                        .map(|(schema, _)| schema.to_json())
+                        .collect()
+                }
                 Target::Node(node) => node.graphql("{ schemas }", json!({}))?["schemas"]
                     .as_array()
                     .cloned()
@@ -169,21 +174,17 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         }
         Command::View(args) => view(global, args),
         Command::Status => {
+            // The same fields either way: the node's service answers both.
             let status = match target(global)? {
-                Target::Folder(store) => folder_status(data, store)?,
+                Target::Folder(store) => {
+                    let mut status = folder_status(data, store)?;
+                    status["data"] = data.display().to_string().into();
+                    status
+                }
                 Target::Node(node) => {
-                    let answer = node.graphql(
-                        "{ node { id version deltas storedBytes } peers }",
-                        json!({}),
-                    )?;
-                    json!({
-                        "host": answer["node"]["id"],
-                        "node": node.url(),
-                        "version": answer["node"]["version"],
-                        "last_arrival": answer["node"]["deltas"],
-                        "stored_bytes": answer["node"]["storedBytes"],
-                        "peers": answer["peers"],
-                    })
+                    let mut status = node.get("/status")?;
+                    status["node"] = node.url().into();
+                    status
                 }
             };
             println!("{status}");
@@ -210,25 +211,18 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
 }
 
 /// `hypha status` of a data folder.
+/// A data folder's status, from the node's service over the folder (no network: no
+/// peers). Its host is the folder's node key's, or null when it has none yet: reading the
+/// status makes no key.
 fn folder_status(data: &std::path::Path, store: Store) -> Result<Value> {
-    let key = load_or_create_node_key(data)?;
-    let coverage = hypha_net::Coverage::of_store(&store)?;
-    let coverage: serde_json::Map<String, Value> = coverage
-        .vector()
-        .iter()
-        .map(|(host, seq)| (host.to_string(), seq.get().into()))
-        .collect();
-    let views = Materializer::open(store.clone())?;
-    Ok(json!({
-        "host": key.host_id().to_string(),
-        "data": data.display().to_string(),
-        "last_arrival": store.last_arrival()?.map(|a| a.get()),
-        "coverage": coverage,
-        "views": {
-            "cursor": views.cursor()?.map(|a| a.get()),
-            "types": views.schemas().map(|s| s.entity_type().to_owned()).collect::<Vec<_>>(),
-        },
-    }))
+    let key = read_key_file(&node_key_path(data)).ok();
+    let host = key.as_ref().map(|k| k.host_id().to_string());
+    let api =
+        hypha_bindings::api::NodeApi::new(store, key.unwrap_or_else(KeyPair::generate), None)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    let mut status = runtime.block_on(api.status())?;
+    status["host"] = host.into();
+    Ok(status)
 }
 
 /// Signs pointers with the node key at the node's next clock reading and stores the delta
@@ -346,20 +340,19 @@ fn scan(data: &std::path::Path, args: ScanArgs) -> Result<()> {
     let limit = args.limit.unwrap_or(usize::MAX);
     let deltas: Box<dyn Iterator<Item = hypha_delta_store::Result<StoredDelta>>> =
         match &args.entity {
-            Some(entity) => Box::new(store.scan_entity(entity, args.context.as_deref())),
+            Some(entity) => Box::new(entity_in_arrival_order(
+                &store,
+                entity,
+                args.context.as_deref(),
+            )?),
             None => Box::new(store.scan_arrival(args.after.map(Arrival::new))),
         };
-    let mut seen = std::collections::HashSet::new();
     let mut printed = 0;
     for stored in deltas {
         if printed >= limit {
             break;
         }
         let stored = stored?;
-        // An entity scan lists a delta once per property it is filed under.
-        if !seen.insert(stored.delta.id()) {
-            continue;
-        }
         if let Some(f) = &filter {
             if !f.matches(&stored.delta.filter_document(&stored.stamps)) {
                 continue;
@@ -369,6 +362,41 @@ fn scan(data: &std::path::Path, args: ScanArgs) -> Result<()> {
         printed += 1;
     }
     Ok(())
+}
+
+/// The deltas filed under `entity` (and `context`), each once, in arrival order. The
+/// entity index is ordered by property and id, so the ids are read first, their arrivals
+/// looked up (and sorted) in batches, and the deltas loaded again in that order, a batch
+/// at a time: memory holds an id and an arrival per delta, not the deltas.
+fn entity_in_arrival_order<'a>(
+    store: &'a Store,
+    entity: &str,
+    context: Option<&str>,
+) -> Result<impl Iterator<Item = hypha_delta_store::Result<StoredDelta>> + 'a> {
+    const BATCH: usize = 1024;
+    let mut ids = store
+        .scan_entity_ids(entity, context)
+        .collect::<hypha_delta_store::Result<Vec<DeltaId>>>()?;
+    // A delta filed under several properties appears once per property.
+    ids.sort_unstable();
+    ids.dedup();
+    let mut placed: Vec<(Arrival, DeltaId)> = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(BATCH) {
+        for (id, stored) in chunk.iter().zip(store.get_many(chunk)?) {
+            if let Some(stored) = stored {
+                placed.push((stored.arrival, *id));
+            }
+        }
+    }
+    placed.sort_unstable();
+    let ordered: Vec<DeltaId> = placed.into_iter().map(|(_, id)| id).collect();
+    let batches: Vec<Vec<DeltaId>> = ordered.chunks(BATCH).map(<[DeltaId]>::to_vec).collect();
+    Ok(batches
+        .into_iter()
+        .flat_map(move |chunk| match store.get_many(&chunk) {
+            Ok(found) => found.into_iter().flatten().map(Ok).collect::<Vec<_>>(),
+            Err(e) => vec![Err(e)],
+        }))
 }
 
 /// The `--filter` option, compiled.

@@ -34,9 +34,15 @@ pub(crate) fn import(target: Target, data: &Path, args: ImportArgs) -> Result<()
     let mut rhizome = match args.format {
         ImportFormat::Hypha => None,
         ImportFormat::Rhizome => {
-            let key = match &args.key {
-                Some(path) => hypha_delta_store::read_key_file(path)?,
-                None => hypha_delta_store::load_or_create_node_key(data)?,
+            let key = match (&args.key, &target) {
+                (Some(path), _) => hypha_delta_store::read_key_file(path)?,
+                // The node's key is the node's: a command talking to it never reads it,
+                // nor makes one up in a folder that is not the node's.
+                (None, Target::Node(node)) => bail!(
+                    "importing rhizome deltas through the node at {} needs --key FILE (a `hypha keygen` key) to sign them",
+                    node.url()
+                ),
+                (None, Target::Folder(_)) => hypha_delta_store::load_or_create_node_key(data)?,
             };
             Some(RhizomeImport::new(key, args.map.as_deref())?)
         }

@@ -1,6 +1,7 @@
 //! Cross-crate tests that run the real `hypha` binary against real data folders.
 
 mod cli;
+mod cli_help;
 mod confidence;
 mod gql;
 mod graphql;

@@ -16,18 +16,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
-/// Sequential latencies of `requests` calls of `call`, in µs, sorted.
-fn latencies(requests: usize, mut call: impl FnMut(usize) -> Result<()>) -> Result<Vec<f64>> {
-    let mut out = Vec::with_capacity(requests);
-    for i in 0..requests {
-        let start = Instant::now();
-        call(i)?;
-        out.push(start.elapsed().as_secs_f64() * 1e6);
-    }
-    out.sort_by(f64::total_cmp);
-    Ok(out)
-}
-
 /// Requests per second with `clients` threads, each with its own keep-alive connection.
 fn throughput(
     clients: usize,
@@ -101,7 +89,7 @@ pub(crate) fn run(
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    eprintln!("{requests} sequential reads by id…");
+    eprintln!("{requests} sequential requests of each kind…");
     let agent = ureq::AgentBuilder::new().build();
     let graphql_url = format!("{}/graphql", node.http);
     let health_url = format!("{}/health", node.http);
@@ -135,10 +123,25 @@ pub(crate) fn run(
         agent.get(&health_url).call()?.into_string()?;
         Ok(())
     };
-    let plain = latencies(requests, |i| health(&agent, i))?;
-    let reads = latencies(requests, |i| read(&agent, i)).context("GraphQL reads")?;
-    let meta_reads =
-        latencies(requests, |i| meta_read(&agent, i)).context("GraphQL reads with _meta")?;
+    // The three kinds of request take turns, request by request for latency and in rounds
+    // for throughput, so that a change in the machine's speed during the run (these
+    // machines are shared) falls on each of them alike.
+    let mut lat: [Vec<f64>; 3] = Default::default();
+    for i in 0..requests {
+        for (kind, out) in lat.iter_mut().enumerate() {
+            let start = Instant::now();
+            match kind {
+                0 => health(&agent, i),
+                1 => read(&agent, i).context("GraphQL reads"),
+                _ => meta_read(&agent, i).context("GraphQL reads with _meta"),
+            }?;
+            out.push(start.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    for out in &mut lat {
+        out.sort_by(f64::total_cmp);
+    }
+    let [plain, reads, meta_reads] = lat;
     figure(
         "graphql",
         "http_health_p50_us",
@@ -160,7 +163,6 @@ pub(crate) fn run(
         "us",
         Some(("http_health_p99_us", percentile(&plain, 0.99))),
     );
-
     figure(
         "graphql",
         "meta_read_p50_us",
@@ -169,10 +171,21 @@ pub(crate) fn run(
         Some(("read_by_id_p50_us", percentile(&reads, 0.5))),
     );
 
-    eprintln!("throughput with 4 clients…");
-    let per_client = requests / 4;
-    let plain_rate = throughput(4, per_client, health)?;
-    let read_rate = throughput(4, per_client, read)?;
+    eprintln!("throughput with 4 clients, in 10 rounds of each kind…");
+    const ROUNDS: usize = 10;
+    let per_client = (requests / 4 / ROUNDS).max(1);
+    let mut seconds = [0f64; 3];
+    for _ in 0..ROUNDS {
+        for (kind, total) in seconds.iter_mut().enumerate() {
+            let rate = match kind {
+                0 => throughput(4, per_client, health),
+                1 => throughput(4, per_client, read),
+                _ => throughput(4, per_client, meta_read),
+            }?;
+            *total += (4 * per_client) as f64 / rate;
+        }
+    }
+    let [plain_rate, read_rate, meta_rate] = seconds.map(|s| (ROUNDS * 4 * per_client) as f64 / s);
     figure(
         "graphql",
         "reads_per_s",
@@ -180,7 +193,6 @@ pub(crate) fn run(
         "1/s",
         Some(("http_health_per_s", plain_rate)),
     );
-    let meta_rate = throughput(4, per_client, meta_read)?;
     figure(
         "graphql",
         "meta_reads_per_s",

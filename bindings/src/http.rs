@@ -5,6 +5,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /health` | `{"status": "ok", "host", "deltas"}` |
+//! | `GET /status` | `{"host", "version", "last_arrival", "stored_bytes", "coverage": {host: seq}, "views": {"cursor", "types"}, "peers"}`: what `hypha status` prints |
 //! | `POST /write` | `{"pointers": […], "min_confidence"?: k, "timeout_ms"?: t}`: the node signs, stamps and stores the delta, waits until `k` peers hold it or `t` ms pass, and answers `{"id", "seq", "confidence", "reached"}` |
 //! | `POST /deltas` | JSON lines of deltas signed by their authors: verified, stamped by this node and stored, all or nothing; answers `[{"id", "new"}]`. Lines that carry `stamps` (as `hypha export` prints them) keep those origin stamps instead (a request holds either kind, not both). An error names the line: `line N: …` |
 //! | `GET /deltas?after=N&limit=M` | JSON lines of stored deltas after arrival `N` (at most `M`, default 1,000, at most 10,000), with stamps and arrival |
@@ -71,6 +72,11 @@ pub(crate) async fn health(State(api): State<Arc<NodeApi>>) -> Result<Json<Value
         "host": api.key().host_id().to_string(),
         "deltas": api.journal_length()?,
     })))
+}
+
+/// `GET /status`: the node's state (see [`NodeApi::status`]).
+pub(crate) async fn status(State(api): State<Arc<NodeApi>>) -> Result<Json<Value>, Error> {
+    Ok(Json(api.status().await?))
 }
 
 /// `POST /write`.

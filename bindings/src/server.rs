@@ -18,6 +18,7 @@ pub fn router(api: Arc<NodeApi>) -> api::Result<Router> {
     let graphql = Arc::new(GraphQl::new(api.clone())?);
     let plain = Router::new()
         .route("/health", get(http::health))
+        .route("/status", get(http::status))
         .route("/write", post(http::write))
         .route("/deltas", post(http::import).get(http::export))
         .route("/deltas/{id}", get(http::delta))

@@ -64,6 +64,39 @@ impl NodeApi {
         .await
     }
 
+    /// The node's state, in the form `GET /status` and `hypha status` print either way:
+    /// `{"host", "version", "last_arrival", "stored_bytes", "coverage": {host: seq},
+    /// "views": {"cursor", "types"}, "peers"}`.
+    pub async fn status(&self) -> Result<Value> {
+        let store = self.store.clone();
+        let (last, bytes, coverage, cursor) = blocking(move || {
+            let coverage: serde_json::Map<String, Value> = hypha_net::Coverage::of_store(&store)?
+                .vector()
+                .iter()
+                .map(|(host, seq)| (host.to_string(), seq.get().into()))
+                .collect();
+            let cursor = Materializer::reader(store.clone()).cursor()?;
+            Ok((
+                store.last_arrival()?,
+                store.disk_bytes().unwrap_or(0),
+                coverage,
+                cursor,
+            ))
+        })
+        .await?;
+        let types: Vec<String> = self.schemas()?.keys().cloned().collect();
+        let peers: Vec<String> = self.peers().await.iter().map(ToString::to_string).collect();
+        Ok(serde_json::json!({
+            "host": self.key.host_id().to_string(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "last_arrival": last.map(|a| a.get()),
+            "stored_bytes": bytes,
+            "coverage": coverage,
+            "views": {"cursor": cursor.map(|a| a.get()), "types": types},
+            "peers": peers,
+        }))
+    }
+
     /// The stored delta `id` with its stamps (proven) and arrival; when it is not held
     /// here and `fetch` is set, it is asked of the linked peers (for up to [`FETCH_WAIT`])
     /// and stored.
