@@ -65,8 +65,8 @@ pub(crate) enum Command {
         /// The delta id (hex).
         id: String,
     },
-    /// Print stored deltas as JSON lines, in arrival order: all of them, an entity's, or
-    /// those a filter selects.
+    /// Print stored deltas as JSON lines, in arrival order: all of them, an entity's, an
+    /// author's, or those a filter selects; or those an origin host stamped, in its seq order.
     Scan(ScanArgs),
     /// Register or list schemas.
     #[command(subcommand)]
@@ -263,7 +263,14 @@ pub(crate) struct ScanArgs {
     /// With --entity: only deltas filed under this property.
     #[arg(long, requires = "entity")]
     pub(crate) context: Option<String>,
-    /// Only deltas after this arrival position.
+    /// Only deltas by this author (a public key in hex), read from the author index.
+    #[arg(long, conflicts_with_all = ["entity", "origin"])]
+    pub(crate) author: Option<String>,
+    /// Only deltas this host stamped (a host id in hex), read from the origin index in the
+    /// host's seq order.
+    #[arg(long, conflicts_with = "entity")]
+    pub(crate) origin: Option<String>,
+    /// Only deltas after this position: an arrival, or with --origin a seq of the host.
     #[arg(long, conflicts_with = "entity")]
     pub(crate) after: Option<u64>,
     /// Print at most this many deltas.

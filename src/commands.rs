@@ -345,7 +345,22 @@ fn scan(data: &std::path::Path, args: ScanArgs) -> Result<()> {
                 entity,
                 args.context.as_deref(),
             )?),
-            None => Box::new(store.scan_arrival(args.after.map(Arrival::new))),
+            None => match (&args.author, &args.origin) {
+                (Some(author), _) => {
+                    let author = author.parse().context("--author")?;
+                    Box::new(store.scan_author_after(author, args.after.map(Arrival::new)))
+                }
+                (None, Some(origin)) => {
+                    let host: hypha_primitives::HostId = origin.parse().context("--origin")?;
+                    let from = hypha_primitives::Seq::new(args.after.map_or(1, |a| a + 1));
+                    Box::new(
+                        store
+                            .scan_origin(host, from, hypha_primitives::Seq::new(u64::MAX))
+                            .map(|entry| entry.map(|(_, stored)| stored)),
+                    )
+                }
+                (None, None) => Box::new(store.scan_arrival(args.after.map(Arrival::new))),
+            },
         };
     let mut printed = 0;
     for stored in deltas {

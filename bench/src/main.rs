@@ -6,6 +6,7 @@
 //! Figures without a reference omit the last three fields. Progress goes to stderr.
 
 mod graphql;
+mod lookups;
 mod net;
 mod reconcile;
 mod subscription_memory;
@@ -98,6 +99,16 @@ enum Bench {
         #[arg(long, default_value_t = 1)]
         differ: usize,
     },
+    /// Reads by author and by origin host from their indexes, beside the filter scan of
+    /// the whole journal that finds the same deltas.
+    Lookups {
+        /// Deltas in the journal.
+        #[arg(long, default_value_t = 1_000_000)]
+        deltas: usize,
+        /// How many of them are the one author's (and the one host's).
+        #[arg(long, default_value_t = 1_000)]
+        wanted: usize,
+    },
     /// Compiled filter evaluation against jsonlogic-rs interpreting the same rule.
     Filter {
         /// Evaluations per measurement.
@@ -139,6 +150,7 @@ fn main() -> Result<()> {
             )
         }
         Bench::Filter { evals } => filter(evals.max(1)),
+        Bench::Lookups { deltas, wanted } => lookups::run(deltas.max(1), wanted),
         Bench::Reconcile { items, differ } => reconcile::run(items.max(1), differ),
         Bench::Net { deltas, samples } => net::run(deltas.max(1), samples.max(1)),
         Bench::Graphql {

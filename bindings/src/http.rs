@@ -8,7 +8,7 @@
 //! | `GET /status` | `{"host", "version", "last_arrival", "stored_bytes", "coverage": {host: seq}, "views": {"cursor", "types"}, "peers"}`: what `hypha status` prints |
 //! | `POST /write` | `{"pointers": […], "min_confidence"?: k, "timeout_ms"?: t}`: the node signs, stamps and stores the delta, waits until `k` peers hold it or `t` ms pass, and answers `{"id", "seq", "confidence", "reached"}` |
 //! | `POST /deltas` | JSON lines of deltas signed by their authors: verified, stamped by this node and stored, all or nothing; answers `[{"id", "new"}]`. Lines that carry `stamps` (as `hypha export` prints them) keep those origin stamps instead (a request holds either kind, not both). An error names the line: `line N: …` |
-//! | `GET /deltas?after=N&limit=M` | JSON lines of stored deltas after arrival `N` (at most `M`, default 1,000, at most 10,000), with stamps and arrival |
+//! | `GET /deltas?after=N&limit=M` | JSON lines of stored deltas after arrival `N` (at most `M`, default 1,000, at most 10,000), with stamps and arrival; `&author=K` reads one author's deltas from the author index, `&origin=H` one host's from the origin index (in its seq order, `after` a seq), `&filter=F` keeps those a JSON-Logic filter selects; the `x-hypha-cursor` header is the next page's `after` |
 //! | `GET /deltas/{id}` | the stored delta with its stamps and arrival; `?fetch=true` asks the linked peers when it is not held here (and stores it) |
 //! | `GET /records/{type}/{id}` | the materialized record, each field with its `confidence` (peers known to hold what decided it) and `provisional`; `?confirm_at=k` sets the threshold for this read |
 //! | `GET /records/{type}?filter=F&after=E&limit=N&confirm_at=k` | `{"records": […], "next"}`: records of the type in entity order (at most `N`, default 100, at most 1,000), filtered by JSON-Logic over each record; `next` is the `after` of the next page, if any |
@@ -26,11 +26,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use hypha_delta_store::Arrival;
 use hypha_primitives::{check_integer_literals, DeltaId, Filter, Pointer};
 use serde_json::{json, Value};
 
-use crate::api::{Error, NodeApi, Wait};
+use crate::api::{DeltaSource, Error, NodeApi, Wait};
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
@@ -137,26 +136,45 @@ const MAX_EXPORT_PAGE: usize = 10_000;
 pub(crate) struct ExportQuery {
     after: Option<u64>,
     limit: Option<usize>,
+    author: Option<String>,
+    origin: Option<String>,
+    filter: Option<String>,
 }
 
-/// `GET /deltas?after=N&limit=M`: stored deltas in arrival order as JSON lines, each with
-/// its stamps (with their proofs) and arrival (the next page starts after the last line's
-/// arrival).
+/// `GET /deltas?after=N&limit=M[&author=K|&origin=H][&filter=F]`: stored deltas as JSON
+/// lines, each with its stamps (with their proofs) and arrival: the whole journal or one
+/// author's deltas in arrival order, or one origin host's in its seq order. The
+/// `x-hypha-cursor` header is the `after` of the next page (an arrival, or a seq for
+/// `origin`), and `x-hypha-more` whether one may follow.
 pub(crate) async fn export(
     State(api): State<Arc<NodeApi>>,
     query: Result<Query<ExportQuery>, QueryRejection>,
 ) -> Result<Response, Error> {
     let Query(query) = query.map_err(|r| refused(r.status(), r.body_text()))?;
     let limit = query.limit.unwrap_or(1_000).clamp(1, MAX_EXPORT_PAGE);
-    let page = api
-        .deltas(query.after.map(Arrival::new), None, limit)
-        .await?;
+    let source = DeltaSource::named(query.author.as_deref(), query.origin.as_deref())?;
+    let filter = query
+        .filter
+        .as_deref()
+        .map(Filter::from_json_str)
+        .transpose()
+        .map_err(|e| Error::bad_input(format!("filter: {e}")))?;
+    let page = api.deltas(source, query.after, filter, limit).await?;
     let mut body = String::new();
     for stored in page.deltas {
         body.push_str(&stored.to_json().to_string());
         body.push('\n');
     }
-    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+    let cursor = page.cursor.map_or(String::new(), |c| c.to_string());
+    let headers = [
+        (header::CONTENT_TYPE, "application/x-ndjson".to_owned()),
+        (header::HeaderName::from_static("x-hypha-cursor"), cursor),
+        (
+            header::HeaderName::from_static("x-hypha-more"),
+            page.more.to_string(),
+        ),
+    ];
+    Ok((headers, body).into_response())
 }
 
 /// `GET /deltas/{id}` query parameters.

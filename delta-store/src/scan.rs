@@ -142,8 +142,23 @@ impl Store {
 
     /// Deltas by `author`, in arrival order.
     pub fn scan_author(&self, author: AuthorKey) -> impl Iterator<Item = Result<StoredDelta>> + '_ {
+        self.scan_author_after(author, None)
+    }
+
+    /// Deltas by `author` that arrived after `after` (all of them for `None`), in arrival
+    /// order, from the author index: the cursor of a page of an author's deltas is the
+    /// arrival of the last one read, as for [`Store::scan_arrival`].
+    pub fn scan_author_after(
+        &self,
+        author: AuthorKey,
+        after: Option<Arrival>,
+    ) -> impl Iterator<Item = Result<StoredDelta>> + '_ {
         let prefix = author.as_bytes().to_vec();
-        self.index_from(AUTHOR, prefix.clone(), prefix)
+        let start = match after {
+            Some(a) => layout::author_key(author, Arrival::new(a.get().saturating_add(1))).to_vec(),
+            None => prefix.clone(),
+        };
+        self.index_from(AUTHOR, start, prefix)
             .map(move |entry| entry.and_then(|(_, v)| self.load(layout::id_at_end(&v)?)))
     }
 

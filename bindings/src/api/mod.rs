@@ -5,6 +5,7 @@
 
 mod changes;
 mod confidence;
+mod deltas;
 mod error;
 mod reads;
 mod writes;
@@ -20,9 +21,14 @@ use hypha_views::RecordChange;
 
 pub use changes::Change;
 pub use confidence::DEFAULT_CONFIRM_AT;
+pub use deltas::{DeltaPage, DeltaSource};
 pub use error::{Error, Result};
-pub use reads::{DeltaPage, NodeInfo, RecordPage};
+pub use reads::{NodeInfo, RecordPage};
 pub use writes::{Wait, WriteAnswer};
+
+/// Journal entries (or records) one filtered page may look at before it stops early, so
+/// that a filter matching little costs a bounded read per request.
+const MAX_SCAN: usize = 100_000;
 
 /// How long a fetch from peers or a who-has question waits for answers.
 pub const FETCH_WAIT: Duration = Duration::from_secs(5);

@@ -1,29 +1,13 @@
-//! Reads: stored deltas (by id, or a page in arrival order), materialized records, the
-//! lossless view of an entity, schemas and the node's state.
+//! Reads: materialized records, the lossless view of an entity, schemas and the node's
+//! state (stored deltas are `deltas.rs`'s).
 
 use std::sync::Arc;
 
-use hypha_delta_store::{Arrival, StoredDelta};
-use hypha_primitives::{DeltaId, EntityId, Filter};
+use hypha_primitives::{EntityId, Filter};
 use hypha_views::{load_index, AsOf, LocalOnly, Materializer, Record, Resolver, SchemaSet};
 use serde_json::Value;
 
-use super::{blocking, NodeApi, Result, Schemas, FETCH_WAIT};
-
-/// Journal entries (or records) one filtered page may look at before it stops early, so
-/// that a filter matching little costs a bounded read per request.
-const MAX_SCAN: usize = 100_000;
-
-/// A page of stored deltas in arrival order.
-#[derive(Debug)]
-pub struct DeltaPage {
-    /// The deltas, with their stamps proven (ready to import elsewhere).
-    pub deltas: Vec<StoredDelta>,
-    /// The arrival the next page starts after (the last one read, matching or not).
-    pub cursor: Option<Arrival>,
-    /// Whether more may follow.
-    pub more: bool,
-}
+use super::{blocking, NodeApi, Result, Schemas, MAX_SCAN};
 
 /// A page of records of one type, in entity order.
 #[derive(Debug)]
@@ -95,71 +79,6 @@ impl NodeApi {
             "views": {"cursor": cursor.map(|a| a.get()), "types": types},
             "peers": peers,
         }))
-    }
-
-    /// The stored delta `id` with its stamps (proven) and arrival; when it is not held
-    /// here and `fetch` is set, it is asked of the linked peers (for up to [`FETCH_WAIT`])
-    /// and stored.
-    pub async fn delta(&self, id: DeltaId, fetch: bool) -> Result<Option<StoredDelta>> {
-        let read = |store: hypha_delta_store::Store| async move {
-            blocking(move || {
-                let Some(stored) = store.get(id)? else {
-                    return Ok(None);
-                };
-                // With the stamps' proofs, so the answer imports elsewhere.
-                let mut stored = [stored];
-                store.prove_stored(&mut stored)?;
-                let [stored] = stored;
-                Ok(Some(stored))
-            })
-            .await
-        };
-        if let Some(found) = read(self.store.clone()).await? {
-            return Ok(Some(found));
-        }
-        match &self.network {
-            Some(network) if fetch => {
-                network.fetch(vec![id], FETCH_WAIT).await;
-                read(self.store.clone()).await
-            }
-            _ => Ok(None),
-        }
-    }
-
-    /// Up to `first` stored deltas after arrival `after` that match `filter` (over each
-    /// delta's filter document), in arrival order, with their stamps proven.
-    pub async fn deltas(
-        &self,
-        after: Option<Arrival>,
-        filter: Option<Filter>,
-        first: usize,
-    ) -> Result<DeltaPage> {
-        let store = self.store.clone();
-        blocking(move || {
-            let mut page = DeltaPage {
-                deltas: Vec::new(),
-                cursor: after,
-                more: false,
-            };
-            for (scanned, stored) in store.scan_arrival(after).enumerate() {
-                let stored = stored?;
-                let matches = filter
-                    .as_ref()
-                    .is_none_or(|f| f.matches(&stored.delta.filter_document(&stored.stamps)));
-                if matches && page.deltas.len() == first || scanned == MAX_SCAN {
-                    page.more = true;
-                    break;
-                }
-                page.cursor = Some(stored.arrival);
-                if matches {
-                    page.deltas.push(stored);
-                }
-            }
-            // With their stamps' proofs, as every delta leaving the node is.
-            store.prove_stored(&mut page.deltas)?;
-            Ok(page)
-        })
-        .await
     }
 
     /// The materialized record of `entity` as an `entity_type`, if it has one.

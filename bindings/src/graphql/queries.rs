@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use async_graphql::dynamic::{Field, FieldFuture, FieldValue, InputValue, Object, TypeRef};
-use hypha_delta_store::{Arrival, StoredDelta};
+use hypha_delta_store::StoredDelta;
 use hypha_primitives::{EntityId, Hlc, Schema as HyphaSchema};
 use hypha_views::AsOf;
 use serde_json::{json, Value};
@@ -152,16 +152,28 @@ pub(super) fn generic_queries(query: Object) -> Object {
                     let filter = filter_arg(&ctx)?;
                     let first = first_arg(&ctx, 100)?;
                     let after = match ctx.args.get("after") {
-                        Some(v) if !v.is_null() => Some(Arrival::new(
+                        Some(v) if !v.is_null() => Some(
                             v.string()?.parse::<u64>().map_err(|e| gql_error(format!("after: {e}")))?,
-                        )),
+                        ),
                         _ => None,
                     };
-                    let page = shared.api.deltas(after, filter, first).await.map_err(api_error)?;
+                    let text = |name: &str| -> Result<Option<&str>, async_graphql::Error> {
+                        match ctx.args.get(name) {
+                            Some(v) if !v.is_null() => Ok(Some(v.string()?)),
+                            _ => Ok(None),
+                        }
+                    };
+                    let source = crate::api::DeltaSource::named(text("author")?, text("origin")?)
+                        .map_err(api_error)?;
+                    let page = shared
+                        .api
+                        .deltas(source, after, filter, first)
+                        .await
+                        .map_err(api_error)?;
                     let deltas: Vec<Value> = page.deltas.iter().map(StoredDelta::to_json).collect();
                     Ok(Some(FieldValue::owned_any(json!({
                         "deltas": deltas,
-                        "cursor": page.cursor.map(|c| c.get().to_string()),
+                        "cursor": page.cursor.map(|c| c.to_string()),
                         "hasMore": page.more,
                     }))))
                 })
@@ -169,7 +181,9 @@ pub(super) fn generic_queries(query: Object) -> Object {
             .argument(InputValue::new("filter", TypeRef::named("JSON")))
             .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING)))
             .argument(InputValue::new("first", TypeRef::named(TypeRef::INT)))
-            .description("Deltas in arrival order after a cursor, optionally filtered by JSON-Logic over each delta's JSON."),
+            .argument(InputValue::new("author", TypeRef::named(TypeRef::ID)))
+            .argument(InputValue::new("origin", TypeRef::named(TypeRef::ID)))
+            .description("Deltas after a cursor, optionally filtered by JSON-Logic over each delta's filter document: the whole journal in arrival order, one author's deltas (author, from the author index) in arrival order, or one host's (origin, from the origin index) in its seq order, where the cursor is a seq."),
         )
         .field(Field::new("schemas", TypeRef::named_nn_list_nn("JSON"), |ctx| {
             FieldFuture::new(async move {
