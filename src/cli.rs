@@ -184,6 +184,10 @@ pub(crate) struct ViewArgs {
     /// value is held by this node only.
     #[arg(long)]
     pub(crate) confirm_at: Option<u32>,
+    /// With an entity: its record as it stood at this HLC time (MS or MS.LOGICAL), or at
+    /// arrival position @N, resolved from the journal with the schema in force then.
+    #[arg(long, requires = "entity")]
+    pub(crate) at: Option<String>,
 }
 
 /// `hypha node` options. Each can also come from the `--config` file (a TOML key of the

@@ -251,7 +251,9 @@ fn view(global: &Global, args: ViewArgs) -> Result<()> {
                     url_segment(&args.entity_type),
                     url_segment(entity)
                 );
-                let record = node.get_with(&path, confirm_at.as_slice())?;
+                let mut query: Vec<(&str, String)> = confirm_at.into_iter().collect();
+                query.extend(args.at.clone().map(|at| ("at", at)));
+                let record = node.get_with(&path, &query)?;
                 return Ok(writeln!(out, "{record}")?);
             }
             let mut after = args.after.clone();
@@ -287,16 +289,26 @@ fn view(global: &Global, args: ViewArgs) -> Result<()> {
                 ),
                 e => e.into(),
             };
+            let runtime = tokio::runtime::Builder::new_current_thread().build()?;
             if let Some(entity) = &args.entity {
-                return match api
-                    .confirmed_record(&args.entity_type, entity, args.confirm_at)
-                    .map_err(no_schema)?
-                {
+                let at = match args.at.as_deref() {
+                    Some(at) => hypha_bindings::api::parse_as_of(at)?,
+                    None => AsOf::Now,
+                };
+                let found = runtime.block_on(api.confirmed_record(
+                    &args.entity_type,
+                    entity,
+                    args.confirm_at,
+                    at,
+                ));
+                return match found.map_err(no_schema)? {
                     Some(record) => Ok(writeln!(out, "{record}")?),
+                    None if args.at.is_some() => {
+                        bail!("{entity} had no {} record then", args.entity_type)
+                    }
                     None => bail!("{entity} has no {} record", args.entity_type),
                 };
             }
-            let runtime = tokio::runtime::Builder::new_current_thread().build()?;
             let mut after = args.after.clone();
             let mut left = args.limit;
             while left > 0 {

@@ -5,6 +5,7 @@ mod cli_help;
 mod confidence;
 mod gql;
 mod graphql;
+mod history;
 mod lookups;
 mod node;
 mod peers;

@@ -580,6 +580,41 @@ fn views(count: usize, entities: usize, properties: usize) -> Result<()> {
         Ok(materializer.record("lww_view", e)?.is_some())
     })?;
 
+    // One record with 1,000 deltas in its history: as of a time halfway through it (from
+    // the journal's indexes), beside reading it now (from the materialized store).
+    const HISTORY: usize = 1_000;
+    let history = sign_all(HISTORY, std::iter::once(seed(998)), |i| {
+        vec![
+            Pointer::entity("subject", "history", "p0"),
+            Pointer::value("p0", i as i64),
+        ]
+    });
+    let (history_store, _history_dir) = views_store(1)?;
+    history_store.put_batch(history.into_iter().map(StampedDelta::from).collect())?;
+    let mut history_views = Materializer::open(history_store.clone())?;
+    history_views.apply_pending()?;
+    let halfway = hypha_views::AsOf::Time(Hlc::new(1_700_000_000_000 + HISTORY as u64 / 2, 0));
+    let entity = hypha_primitives::EntityId::new("history");
+    let reads = 200;
+    let start = Instant::now();
+    for _ in 0..reads {
+        anyhow::ensure!(history_views.typed_record("lww_view", "history")?.is_some());
+    }
+    let now_us = start.elapsed().as_secs_f64() * 1e6 / reads as f64;
+    let start = Instant::now();
+    for _ in 0..reads {
+        let record = hypha_views::record_as_of(&history_store, "lww_view", &entity, halfway)?;
+        anyhow::ensure!(record.is_some(), "the record existed halfway");
+    }
+    let as_of_us = start.elapsed().as_secs_f64() * 1e6 / reads as f64;
+    figure(
+        "views",
+        "as_of_read_1000_deltas_us",
+        as_of_us,
+        "us",
+        Some(("current_read_us", now_us)),
+    );
+
     let start = Instant::now();
     materializer.rebuild(&mut |_, _| {})?;
     figure(

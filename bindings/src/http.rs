@@ -10,7 +10,7 @@
 //! | `POST /deltas` | JSON lines of deltas signed by their authors: verified, stamped by this node and stored, all or nothing; answers `[{"id", "new"}]`. Lines that carry `stamps` (as `hypha export` prints them) keep those origin stamps instead (a request holds either kind, not both). An error names the line: `line N: …` |
 //! | `GET /deltas?after=N&limit=M` | JSON lines of stored deltas after arrival `N` (at most `M`, default 1,000, at most 10,000), with stamps and arrival; `&author=K` reads one author's deltas from the author index, `&origin=H` one host's from the origin index (in its seq order, `after` a seq), `&filter=F` keeps those a JSON-Logic filter selects; the `x-hypha-cursor` header is the next page's `after` |
 //! | `GET /deltas/{id}` | the stored delta with its stamps and arrival; `?fetch=true` asks the linked peers when it is not held here (and stores it) |
-//! | `GET /records/{type}/{id}` | the materialized record, each field with its `confidence` (peers known to hold what decided it) and `provisional`; `?confirm_at=k` sets the threshold for this read |
+//! | `GET /records/{type}/{id}` | the materialized record, each field with its `confidence` (peers known to hold what decided it) and `provisional`; `?confirm_at=k` sets the threshold for this read; `?at=T` gives the record as it stood at HLC time `T` (`MS` or `MS.LOGICAL`) or arrival position `@N`, resolved from the journal |
 //! | `GET /records/{type}?filter=F&after=E&limit=N&confirm_at=k` | `{"records": […], "next"}`: records of the type in entity order (at most `N`, default 100, at most 1,000), filtered by JSON-Logic over each record; `next` is the `after` of the next page, if any |
 //! | `GET /who-has/{entity}` | `{"holders": [{"peer", "deltas"}]}`: how many deltas about the entity each linked peer holds |
 //! | `GET /peers` | `{"peers": [host ids]}` |
@@ -208,6 +208,7 @@ pub(crate) async fn delta(
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct RecordQuery {
     confirm_at: Option<u32>,
+    at: Option<String>,
     filter: Option<String>,
     after: Option<String>,
     limit: Option<usize>,
@@ -220,7 +221,14 @@ pub(crate) async fn record(
     query: Result<Query<RecordQuery>, QueryRejection>,
 ) -> Result<Json<Value>, Error> {
     let Query(query) = query.map_err(|r| refused(r.status(), r.body_text()))?;
-    match api.confirmed_record(&entity_type, &entity, query.confirm_at)? {
+    let at = match query.at.as_deref() {
+        Some(at) => crate::api::parse_as_of(at)?,
+        None => hypha_views::AsOf::Now,
+    };
+    match api
+        .confirmed_record(&entity_type, &entity, query.confirm_at, at)
+        .await?
+    {
         Some(record) => Ok(Json(record)),
         None => Err(Error::NotFound(format!(
             "{entity} has no {entity_type} record"

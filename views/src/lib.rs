@@ -42,6 +42,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod accumulate;
+mod as_of;
 mod error;
 mod index;
 mod liveness;
@@ -52,6 +53,7 @@ mod materialize;
 mod resolve;
 mod stored;
 
+pub use as_of::{record_as_of, schema_as_of};
 pub use error::{Error, Result};
 pub use index::{DeltaIndex, TRANSACTION, TRANSACTION_MEMBER, TRANSACTION_SIZE};
 pub use liveness::{Liveness, TxState};

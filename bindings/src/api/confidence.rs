@@ -15,7 +15,7 @@ use hypha_net::Network;
 
 use hypha_primitives::Filter;
 use hypha_primitives::{DeltaId, Schema};
-use hypha_views::{Confidence, ConfidenceSource, Record};
+use hypha_views::{AsOf, Confidence, ConfidenceSource, Record};
 use serde_json::Value;
 
 use super::{Error, NodeApi, Result};
@@ -123,16 +123,18 @@ impl NodeApi {
         Ok(self.confirm_at(Some(schema), asked))
     }
 
-    /// The record of `entity` as an `entity_type`, with confidence joined and
-    /// `provisional` marked against the threshold (see [`Record::to_json_at`]).
-    pub fn confirmed_record(
+    /// The record of `entity` as an `entity_type`, now or as it stood at `at`, with
+    /// confidence (as the network knows it now) joined and `provisional` marked against the
+    /// threshold (see [`Record::to_json_at`]).
+    pub async fn confirmed_record(
         &self,
         entity_type: &str,
         entity: &str,
         confirm_at: Option<u32>,
+        at: AsOf,
     ) -> Result<Option<Value>> {
         let threshold = self.confirm_at_for(entity_type, confirm_at)?;
-        let Some(record) = self.record(entity_type, entity)? else {
+        let Some(record) = self.record_at(entity_type, entity, at).await? else {
             return Ok(None);
         };
         let mut records = [record];

@@ -166,6 +166,26 @@ impl NodeApi {
     }
 }
 
+/// Reads a point in history: `@N` is arrival position N (this node's own history), anything
+/// else an HLC time, `MS` or `MS.LOGICAL` (the same answer on every node).
+pub fn parse_as_of(text: &str) -> Result<hypha_views::AsOf> {
+    let text = text.trim();
+    match text.strip_prefix('@') {
+        Some(arrival) => arrival
+            .parse::<u64>()
+            .map(|a| hypha_views::AsOf::Arrival(hypha_delta_store::Arrival::new(a)))
+            .map_err(|e| Error::bad_input(format!("as of {text:?}: an arrival position: {e}"))),
+        None => text
+            .parse::<hypha_primitives::Hlc>()
+            .map(hypha_views::AsOf::Time)
+            .map_err(|e| {
+                Error::bad_input(format!(
+                    "as of {text:?}: {e} (or @N for an arrival position)"
+                ))
+            }),
+    }
+}
+
 /// Compares secrets without an early exit that would leak how much matched.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -183,6 +203,23 @@ pub(crate) async fn blocking<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_point_in_history_is_a_time_or_an_arrival() {
+        use hypha_views::AsOf;
+        assert_eq!(
+            parse_as_of("@42").unwrap(),
+            AsOf::Arrival(hypha_delta_store::Arrival::new(42))
+        );
+        assert_eq!(
+            parse_as_of("1700000000000.3").unwrap(),
+            AsOf::Time(hypha_primitives::Hlc::new(1_700_000_000_000, 3))
+        );
+        for bad in ["@", "@x", "yesterday", ""] {
+            let err = parse_as_of(bad).unwrap_err();
+            assert!(err.is_rejected_input(), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn a_token_is_compared_whole() {

@@ -89,6 +89,34 @@ impl NodeApi {
         Ok(Materializer::reader(self.store.clone()).typed_record(entity_type, entity)?)
     }
 
+    /// The record of `entity` as an `entity_type` as it stood at `at`, resolved from the
+    /// journal's indexes with the schema in force then (`hypha_views::record_as_of`); for
+    /// [`AsOf::Now`], the materialized record.
+    pub async fn record_at(
+        &self,
+        entity_type: &str,
+        entity: &str,
+        at: AsOf,
+    ) -> Result<Option<Record>> {
+        if at == AsOf::Now {
+            return self.record(entity_type, entity);
+        }
+        let (store, entity_type, entity) = (
+            self.store.clone(),
+            entity_type.to_owned(),
+            EntityId::new(entity),
+        );
+        blocking(move || {
+            Ok(hypha_views::record_as_of(
+                &store,
+                &entity_type,
+                &entity,
+                at,
+            )?)
+        })
+        .await
+    }
+
     /// Up to `first` records of `entity_type` after entity `after` that match `filter`
     /// (over each record's JSON), in entity order.
     pub async fn records(

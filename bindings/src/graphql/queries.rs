@@ -54,11 +54,20 @@ pub(super) fn typed_queries(
                 FieldFuture::new(async move {
                     let shared = shared(&ctx)?;
                     let id = ctx.args.try_get("id")?.string()?;
-                    let record = shared.api.record(&t, id).map_err(api_error)?;
+                    let record = match ctx.args.get("asOf").filter(|v| !v.is_null()) {
+                        None => shared.api.record(&t, id),
+                        Some(at) => {
+                            let at = crate::api::parse_as_of(at.string()?).map_err(api_error)?;
+                            shared.api.record_at(&t, id, at).await
+                        }
+                    }
+                    .map_err(api_error)?;
                     Ok(record.map(|record| FieldValue::owned_any(RecordValue { record })))
                 })
             })
-            .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID))),
+            .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
+            .argument(InputValue::new("asOf", TypeRef::named(TypeRef::STRING)))
+            .description("The record of an entity: now, or with asOf as it stood at an HLC time (\"MS\" or \"MS.LOGICAL\") or arrival position (\"@N\"), resolved from the journal with the schema in force then."),
         );
         let t = entity_type.clone();
         query = query.field(
