@@ -184,9 +184,9 @@ pub(crate) struct ViewArgs {
     /// value is held by this node only.
     #[arg(long)]
     pub(crate) confirm_at: Option<u32>,
-    /// With an entity: its record as it stood at this HLC time (MS or MS.LOGICAL), or at
-    /// arrival position @N, resolved from the journal with the schema in force then.
-    #[arg(long, requires = "entity")]
+    /// Records as they stood at this HLC time (MS or MS.LOGICAL), or at arrival position
+    /// @N, resolved from the journal with the schema in force then.
+    #[arg(long)]
     pub(crate) at: Option<String>,
 }
 

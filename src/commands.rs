@@ -262,6 +262,7 @@ fn view(global: &Global, args: ViewArgs) -> Result<()> {
                 let mut query: Vec<(&str, String)> = confirm_at.iter().cloned().collect();
                 query.push(("limit", left.min(1_000).to_string()));
                 query.extend(args.filter.clone().map(|f| ("filter", f)));
+                query.extend(args.at.clone().map(|a| ("at", a)));
                 query.extend(after.clone().map(|a| ("after", a)));
                 let path = format!("/records/{}", url_segment(&args.entity_type));
                 let page = node.get_with(&path, &query)?;
@@ -290,11 +291,11 @@ fn view(global: &Global, args: ViewArgs) -> Result<()> {
                 e => e.into(),
             };
             let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+            let at = match args.at.as_deref() {
+                Some(at) => hypha_bindings::api::parse_as_of(at)?,
+                None => AsOf::Now,
+            };
             if let Some(entity) = &args.entity {
-                let at = match args.at.as_deref() {
-                    Some(at) => hypha_bindings::api::parse_as_of(at)?,
-                    None => AsOf::Now,
-                };
                 let found = runtime.block_on(api.confirmed_record(
                     &args.entity_type,
                     entity,
@@ -318,6 +319,7 @@ fn view(global: &Global, args: ViewArgs) -> Result<()> {
                     after.clone(),
                     left.min(1_000),
                     args.confirm_at,
+                    at,
                 ));
                 let (records, next) = page.map_err(no_schema)?;
                 for record in &records {

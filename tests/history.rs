@@ -37,6 +37,34 @@ fn a_record_reads_as_it_stood_at_a_time_or_an_arrival() {
         .trim()
         .to_owned();
     let (t1, t2) = (time_of(data, &first), time_of(data, &second));
+    // Bob is a user for a while, then his one delta is negated: no record now, one then.
+    let bob = ok(data, &["write", &name("Bob").replace("alice", "bob")])
+        .trim()
+        .to_owned();
+    let t_bob = time_of(data, &bob);
+    let negation = format!(r#"[{{"local_context":"negates","target":{{"delta":"{bob}"}}}}]"#);
+    ok(data, &["write", &negation]);
+    let listed = |args: &[&str]| -> Vec<String> {
+        let mut argv = vec!["view", "user"];
+        argv.extend_from_slice(args);
+        crate::support::json_lines(&ok(data, &argv))
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}={}",
+                    r["id"].as_str().unwrap(),
+                    r["fields"]["name"]["value"]
+                )
+            })
+            .collect()
+    };
+    assert_eq!(listed(&[]), ["alice=\"Ada Lovelace\""]);
+    assert_eq!(
+        listed(&["--at", &t_bob]),
+        // In the entity index's order (shorter ids first), not the materialized lists'.
+        ["bob=\"Bob\"", "alice=\"Ada Lovelace\""]
+    );
+    assert_eq!(listed(&["--at", &t1]), ["alice=\"Ada\""]);
     let view = |args: &[&str]| -> Value {
         let mut argv = vec!["view", "user", "alice"];
         argv.extend_from_slice(args);
@@ -73,6 +101,17 @@ fn a_record_reads_as_it_stood_at_a_time_or_an_arrival() {
     let answer = data_of(&node, &t1);
     assert_eq!(answer["then"]["name"], "Ada", "{answer}");
     assert_eq!(answer["now"]["name"], "Ada Lovelace", "{answer}");
+    let lists = crate::gql::data(
+        &node,
+        r#"query($at: String) { then: users(asOf: $at) { nodes { id name } } now: users { nodes { id } } }"#,
+        json!({"at": t_bob}),
+    );
+    assert_eq!(
+        lists["then"]["nodes"],
+        json!([{"id": "bob", "name": "Bob"}, {"id": "alice", "name": "Ada Lovelace"}]),
+        "{lists}"
+    );
+    assert_eq!(lists["now"]["nodes"], json!([{"id": "alice"}]), "{lists}");
     let through: Value = serde_json::from_str(&ok(
         data,
         &["--node", &node.http, "view", "user", "alice", "--at", &t1],

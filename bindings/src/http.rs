@@ -11,7 +11,7 @@
 //! | `GET /deltas?after=N&limit=M` | JSON lines of stored deltas after arrival `N` (at most `M`, default 1,000, at most 10,000), with stamps and arrival; `&author=K` reads one author's deltas from the author index, `&origin=H` one host's from the origin index (in its seq order, `after` a seq), `&filter=F` keeps those a JSON-Logic filter selects; the `x-hypha-cursor` header is the next page's `after` |
 //! | `GET /deltas/{id}` | the stored delta with its stamps and arrival; `?fetch=true` asks the linked peers when it is not held here (and stores it) |
 //! | `GET /records/{type}/{id}` | the materialized record, each field with its `confidence` (peers known to hold what decided it) and `provisional`; `?confirm_at=k` sets the threshold for this read; `?at=T` gives the record as it stood at HLC time `T` (`MS` or `MS.LOGICAL`) or arrival position `@N`, resolved from the journal |
-//! | `GET /records/{type}?filter=F&after=E&limit=N&confirm_at=k` | `{"records": […], "next"}`: records of the type in entity order (at most `N`, default 100, at most 1,000), filtered by JSON-Logic over each record; `next` is the `after` of the next page, if any |
+//! | `GET /records/{type}?filter=F&after=E&limit=N&confirm_at=k&at=T` | `{"records": […], "next"}`: records of the type in entity order (at most `N`, default 100, at most 1,000), filtered by JSON-Logic over each record; `next` is the `after` of the next page, if any; with `at`, the records as they stood then (every entity the journal knows is a candidate, in the entity index's order, at most 10,000 looked at per page) |
 //! | `GET /who-has/{entity}` | `{"holders": [{"peer", "deltas"}]}`: how many deltas about the entity each linked peer holds |
 //! | `GET /peers` | `{"peers": [host ids]}` |
 //! | `GET /metrics` | Prometheus text (`crate::metrics`) |
@@ -252,9 +252,20 @@ pub(crate) async fn records(
         .map(Filter::from_json_str)
         .transpose()
         .map_err(|e| Error::bad_input(format!("filter: {e}")))?;
+    let at = match query.at.as_deref() {
+        Some(at) => crate::api::parse_as_of(at)?,
+        None => hypha_views::AsOf::Now,
+    };
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_RECORD_PAGE);
     let (records, next) = api
-        .confirmed_records(entity_type, filter, query.after, limit, query.confirm_at)
+        .confirmed_records(
+            entity_type,
+            filter,
+            query.after,
+            limit,
+            query.confirm_at,
+            at,
+        )
         .await?;
     Ok(Json(json!({"records": records, "next": next})))
 }

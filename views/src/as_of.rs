@@ -53,20 +53,58 @@ pub fn record_as_of(
     entity: &EntityId,
     as_of: AsOf,
 ) -> Result<Option<Record>> {
-    let Some(schema) = schema_as_of(store, entity_type, as_of)? else {
-        return Ok(None);
-    };
-    let index = load_index(store, std::slice::from_ref(entity), as_of, 0)?;
-    let mut schemas = SchemaSet::new();
-    schemas.insert(ViewSchema::new(schema.clone())?);
-    let resolver = Resolver::new(&index, &schemas, &LocalOnly).max_depth(0);
-    let lossless = resolver.lossless(entity);
-    let is_instance = schema
-        .properties()
-        .keys()
-        .any(|p| lossless.properties.contains_key(p));
-    if !is_instance {
-        return Ok(None);
+    AsOfReader::new(store, entity_type, as_of)?.record(entity)
+}
+
+/// Reads many records of one type as of one time: the schema in force then is found once.
+#[derive(Debug)]
+pub struct AsOfReader<'a> {
+    store: &'a Store,
+    entity_type: String,
+    as_of: AsOf,
+    /// The type's schema then, ready to resolve with; `None` when it had none.
+    schemas: Option<(Schema, SchemaSet)>,
+}
+
+impl<'a> AsOfReader<'a> {
+    /// A reader of `entity_type` records as of `as_of`.
+    pub fn new(store: &'a Store, entity_type: &str, as_of: AsOf) -> Result<AsOfReader<'a>> {
+        let schemas = match schema_as_of(store, entity_type, as_of)? {
+            Some(schema) => {
+                let mut set = SchemaSet::new();
+                set.insert(ViewSchema::new(schema.clone())?);
+                Some((schema, set))
+            }
+            None => None,
+        };
+        Ok(AsOfReader {
+            store,
+            entity_type: entity_type.to_owned(),
+            as_of,
+            schemas,
+        })
     }
-    Ok(Some(resolver.record(entity, entity_type)?))
+
+    /// Whether the type had a schema then (without one, no entity was one of its records).
+    pub fn has_schema(&self) -> bool {
+        self.schemas.is_some()
+    }
+
+    /// The record of `entity` then, as [`record_as_of`] answers.
+    pub fn record(&self, entity: &EntityId) -> Result<Option<Record>> {
+        let Some((schema, schemas)) = &self.schemas else {
+            return Ok(None);
+        };
+        let index = load_index(self.store, std::slice::from_ref(entity), self.as_of, 0)?;
+        let resolver = Resolver::new(&index, schemas, &LocalOnly).max_depth(0);
+        let lossless = resolver.lossless(entity);
+        let is_instance = schema
+            .properties()
+            .keys()
+            .any(|p| lossless.properties.contains_key(p));
+        if !is_instance {
+            return Ok(None);
+        }
+        Ok(Some(resolver.record(entity, &self.entity_type)?))
+    }
 }

@@ -53,7 +53,7 @@ mod materialize;
 mod resolve;
 mod stored;
 
-pub use as_of::{record_as_of, schema_as_of};
+pub use as_of::{record_as_of, schema_as_of, AsOfReader};
 pub use error::{Error, Result};
 pub use index::{DeltaIndex, TRANSACTION, TRANSACTION_MEMBER, TRANSACTION_SIZE};
 pub use liveness::{Liveness, TxState};

@@ -142,8 +142,9 @@ impl NodeApi {
         Ok(Some(records[0].to_json_at(threshold)))
     }
 
-    /// A page of records of `entity_type` (as [`NodeApi::records`]), each with confidence
-    /// joined and `provisional` marked; and the entity the next page starts after.
+    /// A page of records of `entity_type` (as [`NodeApi::records`], or as of `at` as
+    /// [`NodeApi::records_at`]), each with confidence joined and `provisional` marked; and
+    /// the entity the next page starts after.
     pub async fn confirmed_records(
         &self,
         entity_type: String,
@@ -151,9 +152,16 @@ impl NodeApi {
         after: Option<String>,
         first: usize,
         confirm_at: Option<u32>,
+        at: AsOf,
     ) -> Result<(Vec<Value>, Option<String>)> {
         let threshold = self.confirm_at_for(&entity_type, confirm_at)?;
-        let mut page = self.records(entity_type, filter, after, first).await?;
+        let mut page = match at {
+            AsOf::Now => self.records(entity_type, filter, after, first).await?,
+            at => {
+                self.records_at(entity_type, filter, after, first, at)
+                    .await?
+            }
+        };
         self.join_confidence(&mut page.records)?;
         let records = page
             .records

@@ -9,6 +9,9 @@ use serde_json::Value;
 
 use super::{blocking, NodeApi, Result, Schemas, MAX_SCAN};
 
+/// Entities one page of records as of a time resolves at most (each from the journal).
+const AS_OF_SCAN: usize = 10_000;
+
 /// A page of records of one type, in entity order.
 #[derive(Debug)]
 pub struct RecordPage {
@@ -113,6 +116,55 @@ impl NodeApi {
                 &entity,
                 at,
             )?)
+        })
+        .await
+    }
+
+    /// Up to `first` records of `entity_type` as they stood at `at` that match `filter`,
+    /// after entity `after`. Every entity the journal knows is a candidate (one that is no
+    /// record now may have been one then), in the entity index's order, resolved from the
+    /// journal; a page looks at most at 10,000 entities before it stops early.
+    pub async fn records_at(
+        &self,
+        entity_type: String,
+        filter: Option<Filter>,
+        after: Option<String>,
+        first: usize,
+        at: AsOf,
+    ) -> Result<RecordPage> {
+        let store = self.store.clone();
+        blocking(move || {
+            let reader = hypha_views::AsOfReader::new(&store, &entity_type, at)?;
+            let mut page = RecordPage {
+                records: Vec::new(),
+                end_cursor: after.clone(),
+                has_next: false,
+            };
+            if !reader.has_schema() {
+                return Ok(page);
+            }
+            let mut passed = after.is_none();
+            let mut scanned = 0;
+            for entity in store.entities() {
+                let entity = entity?;
+                if !passed {
+                    passed = Some(&entity) == after.as_ref();
+                    continue;
+                }
+                if scanned == AS_OF_SCAN || page.records.len() == first {
+                    page.has_next = true;
+                    return Ok(page);
+                }
+                scanned += 1;
+                page.end_cursor = Some(entity.clone());
+                let Some(record) = reader.record(&EntityId::new(entity))? else {
+                    continue;
+                };
+                if filter.as_ref().is_none_or(|f| f.matches(&record.to_json())) {
+                    page.records.push(record);
+                }
+            }
+            Ok(page)
         })
         .await
     }

@@ -84,18 +84,24 @@ pub(super) fn typed_queries(
                             Some(v) if !v.is_null() => Some(v.string()?.to_owned()),
                             _ => None,
                         };
-                        let page = shared
-                            .api
-                            .records(t, filter, after, first)
-                            .await
-                            .map_err(api_error)?;
+                        let page = match ctx.args.get("asOf").filter(|v| !v.is_null()) {
+                            None => shared.api.records(t, filter, after, first).await,
+                            Some(at) => {
+                                let at =
+                                    crate::api::parse_as_of(at.string()?).map_err(api_error)?;
+                                shared.api.records_at(t, filter, after, first, at).await
+                            }
+                        }
+                        .map_err(api_error)?;
                         Ok(Some(FieldValue::owned_any(page)))
                     })
                 },
             )
             .argument(InputValue::new("filter", TypeRef::named("JSON")))
             .argument(InputValue::new("first", TypeRef::named(TypeRef::INT)))
-            .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING))),
+            .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING)))
+            .argument(InputValue::new("asOf", TypeRef::named(TypeRef::STRING)))
+            .description("Records in entity order; with asOf, as they stood then (every entity the journal knows is a candidate, in the entity index's order, at most 10,000 looked at per page)."),
         );
     }
     (query, objects)
