@@ -291,10 +291,7 @@ fn view(global: &Global, args: ViewArgs) -> Result<()> {
                 e => e.into(),
             };
             let runtime = tokio::runtime::Builder::new_current_thread().build()?;
-            let at = match args.at.as_deref() {
-                Some(at) => hypha_bindings::api::parse_as_of(at)?,
-                None => AsOf::Now,
-            };
+            let at = hypha_bindings::api::as_of(args.at.as_deref())?;
             if let Some(entity) = &args.entity {
                 let found = runtime.block_on(api.confirmed_record(
                     &args.entity_type,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::gql::{data, set, Subscriber, PUT_SCHEMA, WRITE};
+use crate::gql::{data, gql, set, Subscriber, PUT_SCHEMA, WRITE};
 use crate::support::{eventually, ok, NodeProcess};
 
 const META: &str = r#"query($id: ID!) {
@@ -149,4 +149,55 @@ fn a_record_goes_from_provisional_to_confirmed_as_peers_catch_up() {
     for node in [a, b, c] {
         node.stop();
     }
+}
+
+#[test]
+fn a_provisional_value_is_confirmed_once_a_second_node_holds_it() {
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = NodeProcess::start(dirs[0].path(), &[]);
+    data(
+        &a,
+        PUT_SCHEMA,
+        json!({"s": {"type": "user", "properties": {"name": {"resolver": "lww", "type": "string"}}}}),
+    );
+    data(
+        &a,
+        WRITE,
+        json!({"p": set("alice", "name", json!("Alice"))}),
+    );
+    let query = r#"{ user(id: "alice") { name _meta(field: "name") { provisional confidence } } }"#;
+    eventually("alice's record", Duration::from_secs(20), || {
+        gql(&a, query, json!({}))["data"]["user"]["name"] == json!("Alice")
+    });
+    let meta = data(&a, query, json!({}))["user"]["_meta"].clone();
+    assert_eq!(meta, json!({"provisional": true, "confidence": 0}));
+
+    // A second node joins and catches up: the value is confirmed.
+    let b = NodeProcess::start(dirs[1].path(), &[&a.router]);
+    eventually("the value to be confirmed", Duration::from_secs(20), || {
+        gql(&a, query, json!({}))["data"]["user"]["_meta"]
+            == json!({"provisional": false, "confidence": 1})
+    });
+    // A's metrics agree: both its deltas are held by one peer, and B lags by nothing.
+    eventually(
+        "B's coverage in A's metrics",
+        Duration::from_secs(20),
+        || {
+            a.get_text("/metrics")
+                .contains("hypha_confidence_bucket{le=\"0\"} 0")
+        },
+    );
+    let text = a.get_text("/metrics");
+    for line in [
+        "hypha_confidence_bucket{le=\"1\"} 2",
+        "hypha_confidence_count 2",
+        "hypha_confidence_sum 2",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+    eventually("B caught up", Duration::from_secs(20), || {
+        b.get_text("/metrics").contains("hypha_catch_up_lag 0")
+    });
+    b.stop();
+    a.stop();
 }

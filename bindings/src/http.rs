@@ -56,6 +56,13 @@ pub(crate) fn refused(status: StatusCode, text: String) -> Error {
     }
 }
 
+/// A `filter` query parameter, compiled.
+fn filter_param(text: Option<&str>) -> Result<Option<Filter>, Error> {
+    text.map(Filter::from_json_str)
+        .transpose()
+        .map_err(|e| Error::bad_input(format!("filter: {e}")))
+}
+
 /// The bearer token a request presents, if any.
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
@@ -153,12 +160,7 @@ pub(crate) async fn export(
     let Query(query) = query.map_err(|r| refused(r.status(), r.body_text()))?;
     let limit = query.limit.unwrap_or(1_000).clamp(1, MAX_EXPORT_PAGE);
     let source = DeltaSource::named(query.author.as_deref(), query.origin.as_deref())?;
-    let filter = query
-        .filter
-        .as_deref()
-        .map(Filter::from_json_str)
-        .transpose()
-        .map_err(|e| Error::bad_input(format!("filter: {e}")))?;
+    let filter = filter_param(query.filter.as_deref())?;
     let page = api.deltas(source, query.after, filter, limit).await?;
     let mut body = String::new();
     for stored in page.deltas {
@@ -221,10 +223,7 @@ pub(crate) async fn record(
     query: Result<Query<RecordQuery>, QueryRejection>,
 ) -> Result<Json<Value>, Error> {
     let Query(query) = query.map_err(|r| refused(r.status(), r.body_text()))?;
-    let at = match query.at.as_deref() {
-        Some(at) => crate::api::parse_as_of(at)?,
-        None => hypha_views::AsOf::Now,
-    };
+    let at = crate::api::as_of(query.at.as_deref())?;
     match api
         .confirmed_record(&entity_type, &entity, query.confirm_at, at)
         .await?
@@ -246,16 +245,8 @@ pub(crate) async fn records(
     query: Result<Query<RecordQuery>, QueryRejection>,
 ) -> Result<Json<Value>, Error> {
     let Query(query) = query.map_err(|r| refused(r.status(), r.body_text()))?;
-    let filter = query
-        .filter
-        .as_deref()
-        .map(Filter::from_json_str)
-        .transpose()
-        .map_err(|e| Error::bad_input(format!("filter: {e}")))?;
-    let at = match query.at.as_deref() {
-        Some(at) => crate::api::parse_as_of(at)?,
-        None => hypha_views::AsOf::Now,
-    };
+    let filter = filter_param(query.filter.as_deref())?;
+    let at = crate::api::as_of(query.at.as_deref())?;
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_RECORD_PAGE);
     let (records, next) = api
         .confirmed_records(

@@ -402,24 +402,22 @@ impl Store {
     /// The stored deltas `ids`, in the same order (`None` for one not held), read in one
     /// batched lookup: cheaper than a [`Store::get`] per id for a page of them.
     pub fn get_many(&self, ids: &[DeltaId]) -> Result<Vec<Option<StoredDelta>>> {
-        let found = self.inner.db.batched_multi_get_cf(
-            self.cf(CF_DELTAS),
-            ids.iter().map(|id| id.as_bytes()),
-            false,
-        );
-        found
-            .into_iter()
-            .map(|value| match value? {
-                Some(bytes) => layout::decode_record(&bytes).map(Some),
-                None => Ok(None),
-            })
-            .collect()
+        self.multi_get_records(ids, layout::decode_record)
     }
 
     /// The origin stamps of the stored deltas `ids`, in the same order (`None` for one not
     /// held), in one batched lookup and without decoding the deltas: what confidence needs.
     /// A stamp of a batch comes back naming its batch, without its proof.
     pub fn stamps_many(&self, ids: &[DeltaId]) -> Result<Vec<Option<Vec<Stamp>>>> {
+        self.multi_get_records(ids, layout::decode_stamps)
+    }
+
+    /// The stored records of `ids` in one batched lookup, each decoded by `decode`.
+    fn multi_get_records<T>(
+        &self,
+        ids: &[DeltaId],
+        decode: impl Fn(&[u8]) -> Result<T>,
+    ) -> Result<Vec<Option<T>>> {
         let found = self.inner.db.batched_multi_get_cf(
             self.cf(CF_DELTAS),
             ids.iter().map(|id| id.as_bytes()),
@@ -428,7 +426,7 @@ impl Store {
         found
             .into_iter()
             .map(|value| match value? {
-                Some(bytes) => layout::decode_stamps(&bytes).map(Some),
+                Some(bytes) => decode(&bytes).map(Some),
                 None => Ok(None),
             })
             .collect()

@@ -50,6 +50,7 @@ mod load;
 mod lossless;
 mod lossy;
 mod materialize;
+mod reader;
 mod resolve;
 mod stored;
 
@@ -63,5 +64,6 @@ pub use lossy::{
     Confidence, ConfidenceSource, Field, LocalOnly, Record, Resolver, SchemaSet, ViewSchema,
     DECIDERS_KEPT, DEFAULT_MAX_DEPTH,
 };
-pub use materialize::{Materializer, QueryResult, RecordChange, RecordReader};
+pub use materialize::{Materializer, QueryResult, RecordChange};
+pub use reader::RecordReader;
 pub use resolve::{Builtin, FieldValue, Input, Resolution, Resolve, Skipped, TieBreak};

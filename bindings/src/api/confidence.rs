@@ -155,13 +155,9 @@ impl NodeApi {
         at: AsOf,
     ) -> Result<(Vec<Value>, Option<String>)> {
         let threshold = self.confirm_at_for(&entity_type, confirm_at)?;
-        let mut page = match at {
-            AsOf::Now => self.records(entity_type, filter, after, first).await?,
-            at => {
-                self.records_at(entity_type, filter, after, first, at)
-                    .await?
-            }
-        };
+        let mut page = self
+            .records_at(entity_type, filter, after, first, at)
+            .await?;
         self.join_confidence(&mut page.records)?;
         let records = page
             .records

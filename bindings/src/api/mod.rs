@@ -186,6 +186,11 @@ pub fn parse_as_of(text: &str) -> Result<hypha_views::AsOf> {
     }
 }
 
+/// [`parse_as_of`] of an optional argument: now when absent.
+pub fn as_of(text: Option<&str>) -> Result<hypha_views::AsOf> {
+    text.map_or(Ok(hypha_views::AsOf::Now), parse_as_of)
+}
+
 /// Compares secrets without an early exit that would leak how much matched.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

@@ -121,9 +121,10 @@ impl NodeApi {
     }
 
     /// Up to `first` records of `entity_type` as they stood at `at` that match `filter`,
-    /// after entity `after`. Every entity the journal knows is a candidate (one that is no
-    /// record now may have been one then), in the entity index's order, resolved from the
-    /// journal; a page looks at most at 10,000 entities before it stops early.
+    /// after entity `after`; for [`AsOf::Now`], [`NodeApi::records`]. In the past, every
+    /// entity the journal knows is a candidate (one that is no record now may have been
+    /// one then), in the entity index's order, resolved from the journal; a page looks at
+    /// most at 10,000 entities before it stops early.
     pub async fn records_at(
         &self,
         entity_type: String,
@@ -132,6 +133,9 @@ impl NodeApi {
         first: usize,
         at: AsOf,
     ) -> Result<RecordPage> {
+        if at == AsOf::Now {
+            return self.records(entity_type, filter, after, first).await;
+        }
         let store = self.store.clone();
         blocking(move || {
             let reader = hypha_views::AsOfReader::new(&store, &entity_type, at)?;

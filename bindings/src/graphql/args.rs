@@ -96,6 +96,17 @@ pub(super) fn json_arg(ctx: &ResolverContext<'_>, name: &str) -> Result<Option<V
     }
 }
 
+/// The string argument `name`, if given.
+pub(super) fn text_arg<'a>(
+    ctx: &'a ResolverContext<'_>,
+    name: &str,
+) -> Result<Option<&'a str>, GqlError> {
+    match ctx.args.get(name) {
+        Some(v) if !v.is_null() => Ok(Some(v.string()?)),
+        _ => Ok(None),
+    }
+}
+
 /// The `filter` argument, parsed as a JSON-Logic filter.
 pub(super) fn filter_arg(ctx: &ResolverContext<'_>) -> Result<Option<Filter>, GqlError> {
     json_arg(ctx, "filter")?

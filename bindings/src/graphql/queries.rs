@@ -5,12 +5,11 @@ use std::collections::BTreeMap;
 
 use async_graphql::dynamic::{Field, FieldFuture, FieldValue, InputValue, Object, TypeRef};
 use hypha_delta_store::StoredDelta;
-use hypha_primitives::{EntityId, Hlc, Schema as HyphaSchema};
-use hypha_views::AsOf;
+use hypha_primitives::{EntityId, Schema as HyphaSchema};
 use serde_json::{json, Value};
 
 use super::args::{
-    api_error, field_name, filter_arg, first_arg, gql_error, id_arg, shared, to_gql,
+    api_error, field_name, filter_arg, first_arg, gql_error, id_arg, shared, text_arg, to_gql,
 };
 use super::types::{connection_type, record_type, RecordValue};
 
@@ -54,14 +53,8 @@ pub(super) fn typed_queries(
                 FieldFuture::new(async move {
                     let shared = shared(&ctx)?;
                     let id = ctx.args.try_get("id")?.string()?;
-                    let record = match ctx.args.get("asOf").filter(|v| !v.is_null()) {
-                        None => shared.api.record(&t, id),
-                        Some(at) => {
-                            let at = crate::api::parse_as_of(at.string()?).map_err(api_error)?;
-                            shared.api.record_at(&t, id, at).await
-                        }
-                    }
-                    .map_err(api_error)?;
+                    let at = crate::api::as_of(text_arg(&ctx, "asOf")?).map_err(api_error)?;
+                    let record = shared.api.record_at(&t, id, at).await.map_err(api_error)?;
                     Ok(record.map(|record| FieldValue::owned_any(RecordValue { record })))
                 })
             })
@@ -84,15 +77,13 @@ pub(super) fn typed_queries(
                             Some(v) if !v.is_null() => Some(v.string()?.to_owned()),
                             _ => None,
                         };
-                        let page = match ctx.args.get("asOf").filter(|v| !v.is_null()) {
-                            None => shared.api.records(t, filter, after, first).await,
-                            Some(at) => {
-                                let at =
-                                    crate::api::parse_as_of(at.string()?).map_err(api_error)?;
-                                shared.api.records_at(t, filter, after, first, at).await
-                            }
-                        }
-                        .map_err(api_error)?;
+                        let at =
+                            crate::api::as_of(text_arg(&ctx, "asOf")?).map_err(api_error)?;
+                        let page = shared
+                            .api
+                            .records_at(t, filter, after, first, at)
+                            .await
+                            .map_err(api_error)?;
                         Ok(Some(FieldValue::owned_any(page)))
                     })
                 },
@@ -115,19 +106,14 @@ pub(super) fn generic_queries(query: Object) -> Object {
                 FieldFuture::new(async move {
                     let shared = shared(&ctx)?;
                     let entity = EntityId::new(ctx.args.try_get("id")?.string()?);
-                    let as_of = match ctx.args.get("asOf") {
-                        Some(v) if !v.is_null() => {
-                            AsOf::Time(v.string()?.parse::<Hlc>().map_err(gql_error)?)
-                        }
-                        _ => AsOf::Now,
-                    };
+                    let as_of = crate::api::as_of(text_arg(&ctx, "asOf")?).map_err(api_error)?;
                     let view = shared.api.lossless(entity, as_of).await.map_err(api_error)?;
                     Ok(Some(FieldValue::value(to_gql(view))))
                 })
             })
             .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
             .argument(InputValue::new("asOf", TypeRef::named(TypeRef::STRING)))
-            .description("The lossless view: every live delta under each property, now or as of an HLC time."),
+            .description("The lossless view: every live delta under each property, now or as of an HLC time (\"MS\" or \"MS.LOGICAL\") or arrival position (\"@N\")."),
         )
         .field(
             Field::new("delta", TypeRef::named("JSON"), |ctx| {
@@ -172,14 +158,11 @@ pub(super) fn generic_queries(query: Object) -> Object {
                         ),
                         _ => None,
                     };
-                    let text = |name: &str| -> Result<Option<&str>, async_graphql::Error> {
-                        match ctx.args.get(name) {
-                            Some(v) if !v.is_null() => Ok(Some(v.string()?)),
-                            _ => Ok(None),
-                        }
-                    };
-                    let source = crate::api::DeltaSource::named(text("author")?, text("origin")?)
-                        .map_err(api_error)?;
+                    let source = crate::api::DeltaSource::named(
+                        text_arg(&ctx, "author")?,
+                        text_arg(&ctx, "origin")?,
+                    )
+                    .map_err(api_error)?;
                     let page = shared
                         .api
                         .deltas(source, after, filter, first)
