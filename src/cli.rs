@@ -75,7 +75,7 @@ pub(crate) enum Command {
     Entity {
         /// The entity id.
         id: String,
-        /// View the entity as of this HLC time (MS or MS.LOGICAL).
+        /// View the entity as of this HLC time (MS or MS.LOGICAL), or arrival position @N.
         #[arg(long)]
         at: Option<String>,
     },

@@ -35,8 +35,15 @@ impl NodeClient {
     /// A client of the node at `url` (e.g. http://127.0.0.1:8080), sending `token` as a
     /// bearer token when given.
     pub(crate) fn new(url: &str, token: Option<String>) -> NodeClient {
+        let url = url.trim_end_matches('/');
+        // `--node 127.0.0.1:8080` means the node's HTTP address, as `--http` takes it.
+        let url = if url.contains("://") {
+            url.to_owned()
+        } else {
+            format!("http://{url}")
+        };
         NodeClient {
-            url: url.trim_end_matches('/').to_owned(),
+            url,
             token,
             agent: ureq::AgentBuilder::new().build(),
         }

@@ -10,8 +10,8 @@ use hypha_delta_store::{
     load_or_create_node_key, node_key_path, read_key_file, write_key_file, Arrival, LocalWriter,
     Store, StoredDelta,
 };
-use hypha_primitives::{DeltaId, EntityId, Filter, Hlc, KeyPair, Pointer, Schema};
-use hypha_views::{load_index, AsOf, LocalOnly, Materializer, Resolver, SchemaSet};
+use hypha_primitives::{DeltaId, EntityId, Filter, KeyPair, Pointer, Schema};
+use hypha_views::{load_index, LocalOnly, Materializer, Resolver, SchemaSet};
 use serde_json::{json, Value};
 
 use crate::cli::{Cli, Command, Global, ScanArgs, SchemaCommand, ViewArgs, DEFAULT_NODE};
@@ -48,6 +48,38 @@ fn target(global: &Global) -> Result<Target> {
             }
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// [`target`] for a command that only reads: a data folder that holds no journal is an
+/// error (a mistyped `--data` would otherwise read as an empty store, and be created).
+fn reading(global: &Global) -> Result<Target> {
+    if global.node.is_none() {
+        must_exist(&global.data)?;
+    }
+    target(global)
+}
+
+/// The data folder, for a command that reads it directly and never a node.
+fn folder_only(global: &Global, verb: &str) -> Result<Store> {
+    if let Some(node) = &global.node {
+        bail!(
+            "`hypha {verb}` reads the data folder, not a node ({node}): drop --node, and stop the node that holds the folder"
+        );
+    }
+    must_exist(&global.data)?;
+    Ok(Store::open(&global.data)?)
+}
+
+/// An error unless `data` holds a journal.
+fn must_exist(data: &std::path::Path) -> Result<()> {
+    if data.join("journal").is_dir() {
+        Ok(())
+    } else {
+        bail!(
+            "no journal in {}: is --data the right folder? (`hypha write`, `import` or `node` make one)",
+            data.display()
+        )
     }
 }
 
@@ -99,7 +131,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Import(args) => crate::transfer::import(target(global)?, data, args),
-        Command::Export(args) => crate::transfer::export(target(global)?, args),
+        Command::Export(args) => crate::transfer::export(reading(global)?, args),
         Command::Schema(SchemaCommand::Put { schema }) => {
             let text = if schema == "-" {
                 read_stdin()?
@@ -130,7 +162,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Schema(SchemaCommand::List) => {
-            let schemas: Vec<Value> = match target(global)? {
+            let schemas: Vec<Value> = match reading(global)? {
                 Target::Folder(store) => {
                     // The views first take in what the journal holds, so that a schema just
                     // put into the folder is listed.
@@ -152,19 +184,16 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         }
         Command::Get { id } => {
             let id: DeltaId = id.parse()?;
-            let store = Store::open(data)?;
+            let store = folder_only(global, "get")?;
             match store.get(id)? {
                 Some(stored) => print_json_line(&store, stored),
                 None => bail!("no delta with id {id} in {}", data.display()),
             }
         }
-        Command::Scan(args) => scan(data, args),
+        Command::Scan(args) => scan(folder_only(global, "scan")?, args),
         Command::Entity { id, at } => {
-            let as_of = match at {
-                Some(t) => AsOf::Time(t.parse::<Hlc>()?),
-                None => AsOf::Now,
-            };
-            let store = Store::open(data)?;
+            let as_of = hypha_bindings::api::as_of(at.as_deref())?;
+            let store = folder_only(global, "entity")?;
             let entity = EntityId::new(id);
             let index = load_index(&store, std::slice::from_ref(&entity), as_of, 0)?;
             let schemas = SchemaSet::new();
@@ -175,7 +204,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::View(args) => view(global, args),
         Command::Status => {
             // The same fields either way: the node's service answers both.
-            let status = match target(global)? {
+            let status = match reading(global)? {
                 Target::Folder(store) => {
                     let mut status = folder_status(data, store)?;
                     status["data"] = data.display().to_string().into();
@@ -191,7 +220,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Rebuild => {
-            let store = Store::open(data)?;
+            let store = folder_only(global, "rebuild")?;
             let mut materializer = Materializer::open(store)?;
             let bar = indicatif::ProgressBar::new(0).with_style(
                 indicatif::ProgressStyle::with_template(
@@ -242,7 +271,7 @@ fn sign_and_store(
 /// data folder, the same service without a network (every value held here only).
 fn view(global: &Global, args: ViewArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    match target(global)? {
+    match reading(global)? {
         Target::Node(node) => {
             let confirm_at = args.confirm_at.map(|k| ("confirm_at", k.to_string()));
             if let Some(entity) = &args.entity {
@@ -345,9 +374,8 @@ fn url_segment(text: &str) -> String {
         .collect()
 }
 
-fn scan(data: &std::path::Path, args: ScanArgs) -> Result<()> {
+fn scan(store: Store, args: ScanArgs) -> Result<()> {
     let filter = parse_filter(args.filter.as_deref())?;
-    let store = Store::open(data)?;
     let limit = args.limit.unwrap_or(usize::MAX);
     let deltas: Box<dyn Iterator<Item = hypha_delta_store::Result<StoredDelta>>> =
         match &args.entity {

@@ -16,11 +16,27 @@ fn main() -> ExitCode {
     match parse().and_then(commands::run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            // `{:#}` prints the whole cause chain on one line.
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", cause_chain(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The whole cause chain on one line, `a: b: c`, leaving out a cause whose text the message
+/// before it already ends with (errors that print their source would otherwise say it twice).
+fn cause_chain(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// The command line, with `hypha node`'s config file read into the options it leaves unset.

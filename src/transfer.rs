@@ -32,6 +32,9 @@ pub(crate) fn import(target: Target, data: &Path, args: ImportArgs) -> Result<()
         None => (Box::new(BufReader::new(std::io::stdin())), None),
     };
     let mut rhizome = match args.format {
+        ImportFormat::Hypha if args.key.is_some() || args.map.is_some() => bail!(
+            "--key and --map are for --format rhizome: Hypha lines are already signed by their authors"
+        ),
         ImportFormat::Hypha => None,
         ImportFormat::Rhizome => {
             let key = match (&args.key, &target) {

@@ -132,3 +132,60 @@ fn a_rhizome_import_through_a_node_needs_a_key_and_makes_none() {
     assert_eq!(node.get("/health").unwrap()["deltas"], 1);
     node.stop();
 }
+
+#[test]
+fn verbs_that_read_refuse_a_missing_folder_and_folder_verbs_refuse_a_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo");
+    for verb in [
+        &["scan"][..],
+        &["get", &"ab".repeat(32)],
+        &["entity", "alice"],
+        &["status"],
+        &["schema", "list"],
+        &["view", "user"],
+        &["export"],
+        &["rebuild"],
+    ] {
+        fails(&missing, verb, "", "no journal in");
+    }
+    assert!(!missing.exists(), "reading made no folder");
+    let data = dir.path().join("real");
+    ok(&data, &["write", &set("e", "p", 1)]);
+    for verb in [
+        &["scan"][..],
+        &["get", &"ab".repeat(32)],
+        &["entity", "e"],
+        &["rebuild"],
+    ] {
+        let mut args = vec!["--node", "http://127.0.0.1:9"];
+        args.extend_from_slice(verb);
+        fails(&data, &args, "", "reads the data folder, not a node");
+    }
+}
+
+#[test]
+fn small_things_the_help_promises() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    // `--key` and `--map` belong to rhizome imports.
+    fails(
+        data,
+        &["import", "--key", "k.key"],
+        "",
+        "--key and --map are for --format rhizome",
+    );
+    // A cause is said once, not once per level of the chain.
+    let stderr = fails(data, &["write", "[]"], "", "at least one pointer");
+    assert_eq!(
+        stderr.matches("at least one pointer").count(),
+        1,
+        "{stderr}"
+    );
+    // `--node HOST:PORT` is the node's HTTP address, as `--http` takes it.
+    let node = NodeProcess::start(&dir.path().join("node"), &[]);
+    let bare = node.http.trim_start_matches("http://").to_owned();
+    let status: Value = serde_json::from_str(&ok(data, &["--node", &bare, "status"])).unwrap();
+    assert_eq!(status["host"], node.host.as_str());
+    node.stop();
+}

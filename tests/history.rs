@@ -61,10 +61,15 @@ fn a_record_reads_as_it_stood_at_a_time_or_an_arrival() {
     assert_eq!(listed(&[]), ["alice=\"Ada Lovelace\""]);
     assert_eq!(
         listed(&["--at", &t_bob]),
-        // In the entity index's order (shorter ids first), not the materialized lists'.
-        ["bob=\"Bob\"", "alice=\"Ada Lovelace\""]
+        ["alice=\"Ada Lovelace\"", "bob=\"Bob\""]
     );
     assert_eq!(listed(&["--at", &t1]), ["alice=\"Ada\""]);
+    // In id order, as the lists now are, and `--after` starts after any id, held or not.
+    assert_eq!(
+        listed(&["--at", &t_bob, "--after", "alice"]),
+        ["bob=\"Bob\""]
+    );
+    assert_eq!(listed(&["--at", &t_bob, "--after", "b"]), ["bob=\"Bob\""]);
     let view = |args: &[&str]| -> Value {
         let mut argv = vec!["view", "user", "alice"];
         argv.extend_from_slice(args);
@@ -108,7 +113,7 @@ fn a_record_reads_as_it_stood_at_a_time_or_an_arrival() {
     );
     assert_eq!(
         lists["then"]["nodes"],
-        json!([{"id": "bob", "name": "Bob"}, {"id": "alice", "name": "Ada Lovelace"}]),
+        json!([{"id": "alice", "name": "Ada Lovelace"}, {"id": "bob", "name": "Bob"}]),
         "{lists}"
     );
     assert_eq!(lists["now"]["nodes"], json!([{"id": "alice"}]), "{lists}");

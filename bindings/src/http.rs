@@ -229,6 +229,9 @@ pub(crate) async fn record(
         .await?
     {
         Some(record) => Ok(Json(record)),
+        None if query.at.is_some() => Err(Error::NotFound(format!(
+            "{entity} had no {entity_type} record then"
+        ))),
         None => Err(Error::NotFound(format!(
             "{entity} has no {entity_type} record"
         ))),

@@ -123,8 +123,9 @@ impl NodeApi {
     /// Up to `first` records of `entity_type` as they stood at `at` that match `filter`,
     /// after entity `after`; for [`AsOf::Now`], [`NodeApi::records`]. In the past, every
     /// entity the journal knows is a candidate (one that is no record now may have been
-    /// one then), in the entity index's order, resolved from the journal; a page looks at
-    /// most at 10,000 entities before it stops early.
+    /// one then), taken in id order and resolved from the journal; a page looks at most at
+    /// 10,000 entities before it stops early. Listing the candidates reads the whole entity
+    /// index, so a page costs in proportion to the entities the journal knows.
     pub async fn records_at(
         &self,
         entity_type: String,
@@ -147,19 +148,21 @@ impl NodeApi {
             if !reader.has_schema() {
                 return Ok(page);
             }
-            let mut passed = after.is_none();
-            let mut scanned = 0;
-            for entity in store.entities() {
-                let entity = entity?;
-                if !passed {
-                    passed = Some(&entity) == after.as_ref();
-                    continue;
-                }
+            // In id order, as the lists of records now are: every entity id after `after`,
+            // sorted (the entity index is ordered by length, then bytes).
+            let mut candidates: Vec<String> = store
+                .entities()
+                .filter(|e| {
+                    e.as_ref()
+                        .map_or(true, |e| after.as_ref().is_none_or(|a| e > a))
+                })
+                .collect::<std::result::Result<_, _>>()?;
+            candidates.sort_unstable();
+            for (scanned, entity) in candidates.into_iter().enumerate() {
                 if scanned == AS_OF_SCAN || page.records.len() == first {
                     page.has_next = true;
                     return Ok(page);
                 }
-                scanned += 1;
                 page.end_cursor = Some(entity.clone());
                 let Some(record) = reader.record(&EntityId::new(entity))? else {
                     continue;
