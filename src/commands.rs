@@ -135,7 +135,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Schema(SchemaCommand::Put { schema }) => {
             let text = if schema == "-" {
                 read_stdin()?
-            } else if schema.trim_start().starts_with('{') {
+            } else if schema.trim_start().starts_with(['{', '[']) {
                 schema
             } else {
                 std::fs::read_to_string(&schema).with_context(|| format!("reading {schema}"))?

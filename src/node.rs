@@ -37,7 +37,24 @@ impl Shutdown {
     }
 }
 
+/// A peer address the dialer can use, `tcp://HOST:PORT`: anything else would be retried
+/// forever in silence, so it is refused at start-up.
+fn check_peer_address(peer: &str) -> Result<()> {
+    let port = peer
+        .strip_prefix("tcp://")
+        .and_then(|rest| rest.rsplit_once(':'))
+        .filter(|(host, _)| !host.is_empty())
+        .map(|(_, port)| port.parse::<u16>());
+    match port {
+        Some(Ok(_)) => Ok(()),
+        _ => anyhow::bail!("--peer {peer:?} is not a peer's ROUTER address, tcp://HOST:PORT"),
+    }
+}
+
 pub(crate) fn run(data: &Path, token: Option<String>, args: NodeArgs) -> Result<()> {
+    for peer in &args.peers {
+        check_peer_address(peer)?;
+    }
     let key = load_or_create_node_key(data)?;
     let durability = match args.durability {
         DurabilityArg::Fsync => Durability::Fsync,

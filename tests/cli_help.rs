@@ -189,3 +189,31 @@ fn small_things_the_help_promises() {
     assert_eq!(status["host"], node.host.as_str());
     node.stop();
 }
+
+#[test]
+fn a_node_refuses_a_peer_address_it_could_never_dial() {
+    let dir = tempfile::tempdir().unwrap();
+    let any = [
+        "node",
+        "--http",
+        "127.0.0.1:0",
+        "--listen",
+        "tcp://127.0.0.1:0",
+        "--publish",
+        "tcp://127.0.0.1:0",
+        "--peer",
+    ];
+    for bad in [
+        "nonsense",
+        "tcp://",
+        "tcp://host",
+        "tcp://:7400",
+        "udp://h:1",
+    ] {
+        let mut args = any.to_vec();
+        args.push(bad);
+        fails(dir.path(), &args, "", "tcp://HOST:PORT");
+    }
+    // Inline JSON that is not an object is read as JSON, not as a file name.
+    fails(dir.path(), &["schema", "put", "[1]"], "", "JSON object");
+}
