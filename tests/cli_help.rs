@@ -193,16 +193,6 @@ fn small_things_the_help_promises() {
 #[test]
 fn a_node_refuses_a_peer_address_it_could_never_dial() {
     let dir = tempfile::tempdir().unwrap();
-    let any = [
-        "node",
-        "--http",
-        "127.0.0.1:0",
-        "--listen",
-        "tcp://127.0.0.1:0",
-        "--publish",
-        "tcp://127.0.0.1:0",
-        "--peer",
-    ];
     for bad in [
         "nonsense",
         "tcp://",
@@ -210,8 +200,9 @@ fn a_node_refuses_a_peer_address_it_could_never_dial() {
         "tcp://:7400",
         "udp://h:1",
     ] {
-        let mut args = any.to_vec();
-        args.push(bad);
+        let mut args = vec!["node"];
+        args.extend_from_slice(crate::support::ANY_PORTS);
+        args.extend(["--peer", bad]);
         fails(dir.path(), &args, "", "tcp://HOST:PORT");
     }
     // Inline JSON that is not an object is read as JSON, not as a file name.
