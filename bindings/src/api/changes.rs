@@ -54,6 +54,10 @@ async fn run_relay(
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
+        // With nobody subscribed (they all left), a change costs no journal read.
+        if out.receiver_count() == 0 {
+            continue;
+        }
         let record = match change.record {
             Some(record) => {
                 let mut record = [Record::clone(&record)];
