@@ -202,6 +202,10 @@ fn bad_graphql_input_is_a_clear_error_and_stores_nothing() {
     assert_eq!(status, 413);
     let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["code"], "TOO_LARGE", "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("over the limit"),
+        "{body}"
+    );
     assert_eq!(stored(), json!(0));
     node.stop();
 }

@@ -2,9 +2,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use futures_util::StreamExt;
 
 use crate::api::{self, NodeApi};
 use crate::graphql::{self, GraphQl};
@@ -38,7 +42,36 @@ pub fn router(api: Arc<NodeApi>) -> api::Result<Router> {
     Ok(plain
         .merge(graphql)
         .merge(page)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(refuse_oversized)))
+}
+
+/// The most of an oversized body read (and dropped) before it is refused.
+const DRAIN_LIMIT: u64 = 64 << 20;
+
+/// A request whose declared length is over [`MAX_BODY_BYTES`] is answered 413
+/// `TOO_LARGE` once its body has been read and dropped (up to [`DRAIN_LIMIT`]): answered
+/// while the client is still sending, the client would see its connection reset instead
+/// of the answer. (A body without a declared length is cut at the limit by the handlers.)
+async fn refuse_oversized(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > MAX_BODY_BYTES as u64 => {
+            if length <= DRAIN_LIMIT {
+                let mut body = request.into_body().into_data_stream();
+                while let Some(Ok(_)) = body.next().await {}
+            }
+            api::Error::TooLarge(format!(
+                "the body is {length} bytes, over the limit of {MAX_BODY_BYTES}"
+            ))
+            .into_response()
+        }
+        _ => next.run(request).await,
+    }
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.
