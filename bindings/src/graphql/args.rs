@@ -107,6 +107,16 @@ pub(super) fn text_arg<'a>(
     }
 }
 
+/// The `after` argument: a cursor, a number sent as a string (an arrival, or a seq).
+pub(super) fn cursor_arg(ctx: &ResolverContext<'_>) -> Result<Option<u64>, GqlError> {
+    text_arg(ctx, "after")?
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|e| gql_error(format!("after: {e}")))
+        })
+        .transpose()
+}
+
 /// The `filter` argument, parsed as a JSON-Logic filter.
 pub(super) fn filter_arg(ctx: &ResolverContext<'_>) -> Result<Option<Filter>, GqlError> {
     json_arg(ctx, "filter")?

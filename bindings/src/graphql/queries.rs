@@ -9,7 +9,7 @@ use hypha_primitives::{EntityId, Schema as HyphaSchema};
 use serde_json::{json, Value};
 
 use super::args::{
-    api_error, field_name, filter_arg, first_arg, gql_error, id_arg, shared, text_arg, to_gql,
+    api_error, cursor_arg, field_name, filter_arg, first_arg, id_arg, shared, text_arg, to_gql,
 };
 use super::types::{connection_type, record_type, RecordValue};
 
@@ -152,12 +152,7 @@ pub(super) fn generic_queries(query: Object) -> Object {
                     let shared = shared(&ctx)?;
                     let filter = filter_arg(&ctx)?;
                     let first = first_arg(&ctx, 100)?;
-                    let after = match ctx.args.get("after") {
-                        Some(v) if !v.is_null() => Some(
-                            v.string()?.parse::<u64>().map_err(|e| gql_error(format!("after: {e}")))?,
-                        ),
-                        _ => None,
-                    };
+                    let after = cursor_arg(&ctx)?;
                     let source = crate::api::DeltaSource::named(
                         text_arg(&ctx, "author")?,
                         text_arg(&ctx, "origin")?,

@@ -13,7 +13,7 @@ use hypha_delta_store::{Arrival, Follower, Store, StoredDelta};
 use hypha_primitives::Filter;
 use serde_json::json;
 
-use super::args::{api_error, confirm_at_arg, filter_arg, gql_error, shared, to_gql};
+use super::args::{api_error, confirm_at_arg, cursor_arg, filter_arg, gql_error, shared, to_gql};
 use super::changes::ChangeFeed;
 use crate::hub::{DeltaHub, Membership};
 
@@ -143,14 +143,7 @@ pub(super) fn subscriptions() -> Subscription {
                 SubscriptionFieldFuture::new(async move {
                     let shared = shared(&ctx)?;
                     let filter = filter_arg(&ctx)?;
-                    let after = match ctx.args.get("after") {
-                        Some(v) if !v.is_null() => Some(Arrival::new(
-                            v.string()?
-                                .parse::<u64>()
-                                .map_err(|e| gql_error(format!("after: {e}")))?,
-                        )),
-                        _ => None,
-                    };
+                    let after = cursor_arg(&ctx)?.map(Arrival::new);
                     let hub = shared.api.delta_hub().map_err(api_error)?;
                     Ok(delta_stream(shared.api.store().clone(), hub, filter, after))
                 })
